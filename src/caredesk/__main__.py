@@ -1,0 +1,5 @@
+import sys
+
+from caredesk.cli import main
+
+sys.exit(main())

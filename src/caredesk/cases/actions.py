@@ -1,0 +1,438 @@
+"""Every write to cases, posts, authors, customers, notes and activities goes through here.
+
+Actions never open or commit transactions: the request or job that calls them owns the transaction, so two
+actions compose into one. Each records Activity rows and publishes them with
+:func:`caredesk.cases.events.publish_activities`, which only fires after commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.db.models import Q
+
+from caredesk.cases.events import publish_activities
+from caredesk.cases.models import Activity, Author, Case, Customer, Note, Post
+from caredesk.connectors.base import NormalizedPost
+from caredesk.triage.types import TriageResult
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+    from caredesk.connectors.models import ConnectorInstallation
+
+# A customer who answers in the thread of a case resolved this recently is still talking about the same thing.
+REOPEN_WINDOW = timedelta(days=7)
+SUBJECT_LENGTH = 140
+
+
+class CaseActionError(Exception):
+    """A requested change is not allowed; the message is shown to the agent as is."""
+
+
+@dataclass
+class ReceiveReport:
+    received: int = 0
+    duplicates: int = 0
+    own_posts: int = 0
+    spam: int = 0
+    cases_created: int = 0
+    cases_updated: int = 0
+    post_ids: list[int] = field(default_factory=list)
+
+
+def _subject(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= SUBJECT_LENGTH else flat[: SUBJECT_LENGTH - 1] + "…"
+
+
+def _upsert_authors(platform: str, posts: Sequence[NormalizedPost], brand_id: int) -> dict[str, Author]:
+    wanted = {p.author.external_id: p.author for p in posts}
+    existing = {a.external_id: a for a in Author.objects.filter(platform=platform, external_id__in=wanted)}
+    changed: list[Author] = []
+    for ext_id, incoming in wanted.items():
+        author = existing.get(ext_id)
+        if author is None:
+            continue
+        fresh = (incoming.handle, incoming.name, incoming.followers, incoming.verified)
+        if (author.handle, author.name, author.followers, author.verified) != fresh:
+            author.handle, author.name, author.followers, author.verified = fresh
+            changed.append(author)
+    if changed:
+        Author.objects.bulk_update(changed, ["handle", "name", "followers", "verified"])
+    missing = [wanted[ext_id] for ext_id in wanted if ext_id not in existing]
+    if missing:
+        customers = Customer.objects.bulk_create(
+            [Customer(brand_id=brand_id, display_name=a.name or a.handle) for a in missing]
+        )
+        created = Author.objects.bulk_create(
+            [
+                Author(
+                    platform=platform,
+                    external_id=a.external_id,
+                    handle=a.handle,
+                    name=a.name,
+                    followers=a.followers,
+                    verified=a.verified,
+                    customer=c,
+                )
+                for a, c in zip(missing, customers, strict=True)
+            ]
+        )
+        existing.update({a.external_id: a for a in created})
+    # An author first seen through another brand has no customer of this brand yet; that is fine for threading,
+    # which falls back to a fresh Customer below.
+    return existing
+
+
+def _merge_labels(case: Case, triage: TriageResult) -> None:
+    topic = str(triage.topic.value)
+    if topic and (topic != "other" or not case.topic):
+        case.topic = topic
+    case.sentiment = str(triage.sentiment.value)
+    case.urgency = max(case.urgency, float(triage.urgency.value))
+    case.priority = max(case.priority, triage.priority)
+    case.needs_reply = case.needs_reply or bool(triage.needs_reply.value)
+
+
+def do_receive_posts(
+    installation: ConnectorInstallation,
+    platform: str,
+    items: Sequence[tuple[NormalizedPost, TriageResult]],
+    now: datetime,
+) -> ReceiveReport:
+    """Store a batch of normalized, triaged posts and thread them into cases.
+
+    Idempotent: a post already stored for this installation is counted as a duplicate and left alone. Posts by
+    the brand's own accounts (or matching a reply the desk sent) are stored as outbound and never open work.
+    Precondition: call inside a transaction while holding the installation row lock (``select_for_update``), so
+    two ingesters of one installation cannot race on the same external ids.
+    """
+    report = ReceiveReport()
+    if not items:
+        return report
+    brand_id = installation.brand_id
+    by_id: dict[str, tuple[NormalizedPost, TriageResult]] = {}
+    for post, triage in items:
+        if post.external_id in by_id:
+            report.duplicates += 1
+        else:
+            by_id[post.external_id] = (post, triage)
+    stored = set(
+        Post.objects.filter(installation=installation, external_id__in=by_id).values_list("external_id", flat=True)
+    )
+    report.duplicates += len(stored)
+    fresh = sorted(
+        (pair for ext_id, pair in by_id.items() if ext_id not in stored), key=lambda pair: pair[0].created_at
+    )
+    if not fresh:
+        return report
+
+    from caredesk.outbox.models import Reply  # outbox depends on cases, not the other way round at import time
+
+    own_accounts = set(installation.own_account_ids or ())
+    sent_reply_ids = set(
+        Reply.objects.filter(
+            installation=installation, external_id__in=[p.external_id for p, _ in fresh]
+        ).values_list("external_id", flat=True)
+    )
+    authors = _upsert_authors(platform, [p for p, _ in fresh], brand_id)
+
+    # Cases of the posts these ones answer, from the database and from earlier posts of this batch.
+    parent_ids = {p.in_reply_to_external_id for p, _ in fresh if p.in_reply_to_external_id}
+    parent_ids |= {p.conversation_external_id for p, _ in fresh if p.conversation_external_id}
+    parent_case_ids: dict[str, int | None] = dict(
+        Post.objects.filter(installation=installation, external_id__in=parent_ids).values_list(
+            "external_id", "case_id"
+        )
+    )
+    customer_ids = {a.customer_id for a in authors.values() if a.customer_id}
+    touched_case_ids = {cid for cid in parent_case_ids.values() if cid}
+    cases: dict[int, Case] = {
+        c.pk: c
+        for c in Case.objects.select_for_update()
+        .filter(Q(pk__in=touched_case_ids) | Q(customer_id__in=customer_ids, status__in=Case.OPEN_STATUSES))
+        .filter(brand_id=brand_id)
+        .order_by("pk")
+    }
+    case_of_post: dict[str, Case | None] = {
+        ext_id: cases.get(cid) if cid else None for ext_id, cid in parent_case_ids.items()
+    }
+    open_case_of_customer: dict[int, Case] = {}
+    for case in sorted(cases.values(), key=lambda c: c.last_inbound_at):
+        if case.is_open:
+            open_case_of_customer[case.customer_id] = case
+
+    new_posts: list[Post] = []
+    post_case: list[Case | None] = []
+    activities: list[Activity] = []
+    new_cases: list[Case] = []
+    updated: dict[int, Case] = {}
+    reopened: list[Case] = []
+    for normalized, triage in fresh:
+        author = authors[normalized.author.external_id]
+        own = author.external_id in own_accounts or normalized.external_id in sent_reply_ids
+        parent_key = normalized.in_reply_to_external_id or normalized.conversation_external_id
+        case = case_of_post.get(normalized.in_reply_to_external_id) or case_of_post.get(
+            normalized.conversation_external_id
+        )
+        if own:
+            report.own_posts += 1
+        elif bool(triage.spam.value):
+            report.spam += 1
+            case = None
+        else:
+            if case is not None and not case.is_open:
+                if case.resolved_at is not None and now - case.resolved_at > REOPEN_WINDOW:
+                    case = None
+                else:
+                    case.status = Case.Status.OPEN
+                    case.resolved_at = None
+                    reopened.append(case)
+            if case is None and author.customer_id:
+                case = open_case_of_customer.get(author.customer_id)
+            if case is None:
+                customer_id = author.customer_id
+                if customer_id is None:
+                    customer = Customer.objects.create(brand_id=brand_id, display_name=author.name or author.handle)
+                    author.customer = customer
+                    author.save(update_fields=["customer"])
+                    customer_id = customer.pk
+                case = Case(
+                    brand_id=brand_id,
+                    customer_id=customer_id,
+                    subject=_subject(normalized.text),
+                    status=Case.Status.NEW,
+                    priority=triage.priority,
+                    topic=str(triage.topic.value),
+                    sentiment=str(triage.sentiment.value),
+                    urgency=float(triage.urgency.value),
+                    needs_reply=bool(triage.needs_reply.value),
+                    created_at=now,
+                    updated_at=now,
+                    last_inbound_at=normalized.created_at,
+                )
+                new_cases.append(case)
+                open_case_of_customer[customer_id] = case
+            else:
+                _merge_labels(case, triage)
+                if case.status == Case.Status.PENDING:
+                    case.status = Case.Status.OPEN  # the customer answered: the ball is back with us
+                case.last_inbound_at = max(case.last_inbound_at, normalized.created_at)
+                case.updated_at = now
+                if case.pk:
+                    updated[case.pk] = case
+        new_posts.append(
+            Post(
+                installation=installation,
+                external_id=normalized.external_id,
+                author=author,
+                direction=Post.Direction.OUTBOUND if own else Post.Direction.INBOUND,
+                is_direct=normalized.is_direct,
+                text=normalized.text,
+                language=normalized.language or triage.language,
+                url=normalized.url,
+                in_reply_to_external_id=normalized.in_reply_to_external_id,
+                conversation_external_id=normalized.conversation_external_id or parent_key,
+                created_at=normalized.created_at,
+                received_at=now,
+                raw=dict(normalized.raw),
+                triage=triage.as_dict(),
+            )
+        )
+        post_case.append(case)
+        case_of_post[normalized.external_id] = case  # later posts of this batch may answer this one
+
+    Case.objects.bulk_create(new_cases)
+    for post, case in zip(new_posts, post_case, strict=True):
+        post.case = case
+    Post.objects.bulk_create(new_posts)
+    if updated:
+        Case.objects.bulk_update(
+            list(updated.values()),
+            ["status", "resolved_at", "topic", "sentiment", "urgency", "priority", "needs_reply",
+             "last_inbound_at", "updated_at"],
+        )
+    for case in new_cases:
+        activities.append(
+            Activity(kind=Activity.Kind.CASE_CREATED, brand_id=brand_id, case=case, created_at=now,
+                     data={"status": case.status, "priority": case.priority, "topic": case.topic})
+        )
+    for case in reopened:
+        activities.append(
+            Activity(kind=Activity.Kind.CASE_STATUS, brand_id=brand_id, case=case, created_at=now,
+                     data={"status": case.status, "reason": "customer wrote again"})
+        )
+    for post in new_posts:
+        activities.append(
+            Activity(kind=Activity.Kind.POST_RECEIVED, brand_id=brand_id, case=post.case, created_at=now,
+                     data={"post_id": post.pk, "direction": post.direction,
+                           "status": post.case.status if post.case else None})
+        )
+    Activity.objects.bulk_create(activities)
+    publish_activities(a.pk for a in activities)
+
+    report.received = len(new_posts)
+    report.cases_created = len(new_cases)
+    report.cases_updated = len(updated)
+    report.post_ids = [p.pk for p in new_posts]
+    return report
+
+
+def _record(case: Case, kind: str, actor: User | None, now: datetime, **data: Any) -> Activity:
+    activity = Activity.objects.create(
+        kind=kind, brand_id=case.brand_id, case=case, actor=actor, created_at=now, data=data
+    )
+    publish_activities([activity.pk])
+    return activity
+
+
+def lock_case(case_id: int) -> Case:
+    """Fetch a case with its row locked for the rest of the caller's transaction."""
+    try:
+        return Case.objects.select_for_update().get(pk=case_id)
+    except Case.DoesNotExist:
+        raise CaseActionError(f"case {case_id} does not exist") from None
+
+
+def do_assign_case(case: Case, assignee: User | None, actor: User | None, now: datetime) -> Case:
+    if case.assignee_id == (assignee.pk if assignee else None):
+        return case
+    case.assignee = assignee
+    if case.status == Case.Status.NEW and assignee is not None:
+        case.status = Case.Status.OPEN
+    case.updated_at = now
+    case.save(update_fields=["assignee", "status", "updated_at"])
+    _record(case, Activity.Kind.CASE_ASSIGNED, actor, now,
+            assignee_id=assignee.pk if assignee else None,
+            assignee=assignee.get_username() if assignee else None, status=case.status)
+    return case
+
+
+def do_change_status(case: Case, status: str, actor: User | None, now: datetime) -> Case:
+    if status not in Case.Status.values:
+        raise CaseActionError(f"unknown status {status!r}; use one of {', '.join(Case.Status.values)}")
+    if case.status == status:
+        return case
+    previous = case.status
+    case.status = status
+    case.resolved_at = now if status == Case.Status.RESOLVED else None
+    case.updated_at = now
+    case.save(update_fields=["status", "resolved_at", "updated_at"])
+    _record(case, Activity.Kind.CASE_STATUS, actor, now, status=status, previous=previous)
+    return case
+
+
+def do_resolve_case(case: Case, actor: User | None, now: datetime) -> Case:
+    return do_change_status(case, Case.Status.RESOLVED, actor, now)
+
+
+def do_reopen_case(case: Case, actor: User | None, now: datetime) -> Case:
+    if case.is_open:
+        raise CaseActionError("the case is already open")
+    return do_change_status(case, Case.Status.OPEN, actor, now)
+
+
+def do_add_note(case: Case, actor: User, text: str, now: datetime) -> Note:
+    text = text.strip()
+    if not text:
+        raise CaseActionError("a note needs some text")
+    note = Note.objects.create(case=case, author=actor, text=text, created_at=now)
+    case.updated_at = now
+    case.save(update_fields=["updated_at"])
+    _record(case, Activity.Kind.NOTE_ADDED, actor, now, note_id=note.pk)
+    return note
+
+
+def do_set_case_labels(
+    case: Case,
+    actor: User | None,
+    now: datetime,
+    *,
+    topic: str | None = None,
+    priority: int | None = None,
+    sentiment: str | None = None,
+) -> Case:
+    changes: dict[str, Any] = {}
+    if priority is not None:
+        if priority not in Case.Priority.values:
+            raise CaseActionError(f"priority must be one of {Case.Priority.values}")
+        changes["priority"] = priority
+    if topic is not None:
+        changes["topic"] = topic
+    if sentiment is not None:
+        if sentiment not in {"negative", "neutral", "positive"}:
+            raise CaseActionError("sentiment must be negative, neutral or positive")
+        changes["sentiment"] = sentiment
+    changes = {k: v for k, v in changes.items() if getattr(case, k) != v}
+    if not changes:
+        return case
+    for key, value in changes.items():
+        setattr(case, key, value)
+    case.updated_at = now
+    case.save(update_fields=[*changes, "updated_at"])
+    _record(case, Activity.Kind.CASE_LABELS, actor, now, **changes)
+    return case
+
+
+def do_record_reply_event(case: Case, kind: str, actor: User | None, now: datetime, **data: Any) -> Activity:
+    """For the outbox: put a reply's progress on the case timeline."""
+    return _record(case, kind, actor, now, **data)
+
+
+def do_record_outbound_post(
+    case: Case,
+    installation: ConnectorInstallation,
+    author: Author,
+    external_id: str,
+    text: str,
+    in_reply_to: Post,
+    is_direct: bool,
+    created_at: datetime,
+    now: datetime,
+) -> Post:
+    """Store a reply the desk sent as an outbound post, so a platform echo of it is recognised as ours."""
+    post, _ = Post.objects.get_or_create(
+        installation=installation,
+        external_id=external_id,
+        defaults={
+            "author": author,
+            "case": case,
+            "direction": Post.Direction.OUTBOUND,
+            "is_direct": is_direct,
+            "text": text,
+            "in_reply_to_external_id": in_reply_to.external_id,
+            "conversation_external_id": in_reply_to.conversation_external_id or in_reply_to.external_id,
+            "created_at": created_at,
+            "received_at": now,
+        },
+    )
+    fields = ["updated_at"]
+    if case.first_response_at is None:
+        case.first_response_at = now
+        fields.append("first_response_at")
+    if case.status in (Case.Status.NEW, Case.Status.OPEN):
+        case.status = Case.Status.PENDING  # answered: now we wait for the customer
+        fields.append("status")
+    case.updated_at = now
+    case.save(update_fields=fields)
+    return post
+
+
+def do_link_author(author: Author, customer: Customer, actor: User | None, now: datetime) -> Author:
+    """Attach a platform identity to a customer (one person across channels)."""
+    author.customer = customer
+    author.save(update_fields=["customer"])
+    for case in Case.objects.filter(customer=customer)[:1]:
+        _record(case, Activity.Kind.CASE_LABELS, actor, now, linked_author=author.handle)
+    return author
+
+
+def do_ensure_author(platform: str, external_id: str, handle: str, name: str = "") -> Author:
+    author, _ = Author.objects.get_or_create(
+        platform=platform, external_id=external_id, defaults={"handle": handle, "name": name}
+    )
+    return author

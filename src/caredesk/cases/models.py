@@ -1,0 +1,172 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Customer(models.Model):
+    """One person, whatever handles they use. Several Authors (platform identities) can point here."""
+
+    brand = models.ForeignKey("accounts.Brand", on_delete=models.CASCADE, related_name="customers")
+    display_name = models.CharField(max_length=200, blank=True, default="")
+    # The customer's id in the brand's own systems (billing, CRM), once verified.
+    external_account_id = models.CharField(max_length=120, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.display_name or f"customer #{self.pk}"
+
+
+class Author(models.Model):
+    """An account on one platform (an X user, a Mastodon account...)."""
+
+    platform = models.CharField(max_length=40)
+    external_id = models.CharField(max_length=200)
+    handle = models.CharField(max_length=200)
+    name = models.CharField(max_length=200, blank=True, default="")
+    followers = models.PositiveIntegerField(default=0)
+    verified = models.BooleanField(default=False)
+    customer = models.ForeignKey(
+        Customer, null=True, blank=True, on_delete=models.SET_NULL, related_name="authors"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["platform", "external_id"], name="author_unique_per_platform")
+        ]
+
+    def __str__(self) -> str:
+        return f"@{self.handle} ({self.platform})"
+
+
+class Case(models.Model):
+    """A customer conversation: every post, reply and note about one issue of one customer."""
+
+    class Status(models.TextChoices):
+        NEW = "new"
+        OPEN = "open"
+        PENDING = "pending"
+        RESOLVED = "resolved"
+
+    class Priority(models.IntegerChoices):
+        LOW = 1, "low"
+        NORMAL = 2, "normal"
+        HIGH = 3, "high"
+        URGENT = 4, "urgent"
+
+    OPEN_STATUSES = (Status.NEW, Status.OPEN, Status.PENDING)
+
+    brand = models.ForeignKey("accounts.Brand", on_delete=models.CASCADE, related_name="cases")
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="cases")
+    subject = models.CharField(max_length=200, blank=True, default="")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.NEW)
+    priority = models.PositiveSmallIntegerField(choices=Priority.choices, default=Priority.NORMAL)
+    topic = models.CharField(max_length=40, blank=True, default="")
+    sentiment = models.CharField(max_length=10, blank=True, default="")
+    urgency = models.FloatField(default=0.0)
+    needs_reply = models.BooleanField(default=True)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="cases"
+    )
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    last_inbound_at = models.DateTimeField()
+    first_response_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["brand", "status", "-last_inbound_at"], name="case_queue_idx"),
+            models.Index(fields=["assignee", "status"], name="case_assignee_idx"),
+            models.Index(fields=["customer", "status"], name="case_customer_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"case #{self.pk}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in self.OPEN_STATUSES
+
+
+class Post(models.Model):
+    """One message on a platform, inbound (from a customer) or outbound (from the brand)."""
+
+    class Direction(models.TextChoices):
+        INBOUND = "inbound"
+        OUTBOUND = "outbound"
+
+    installation = models.ForeignKey(
+        "connectors.ConnectorInstallation", on_delete=models.PROTECT, related_name="posts"
+    )
+    external_id = models.CharField(max_length=200)
+    author = models.ForeignKey(Author, on_delete=models.PROTECT, related_name="posts")
+    case = models.ForeignKey(Case, null=True, blank=True, on_delete=models.SET_NULL, related_name="posts")
+    direction = models.CharField(max_length=10, choices=Direction.choices, default=Direction.INBOUND)
+    is_direct = models.BooleanField(default=False)
+    text = models.TextField()
+    language = models.CharField(max_length=12, blank=True, default="")
+    url = models.URLField(max_length=500, blank=True, default="")
+    in_reply_to_external_id = models.CharField(max_length=200, blank=True, default="")
+    conversation_external_id = models.CharField(max_length=200, blank=True, default="")
+    created_at = models.DateTimeField()
+    received_at = models.DateTimeField()
+    raw = models.JSONField(default=dict, blank=True)
+    # Triage labels with scores and reasons, as produced by caredesk.triage (see TriageResult.as_dict).
+    triage = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["installation", "external_id"], name="post_unique_per_installation")
+        ]
+        indexes = [
+            models.Index(fields=["case", "created_at"], name="post_case_idx"),
+            models.Index(fields=["installation", "in_reply_to_external_id"], name="post_reply_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"post {self.external_id}"
+
+
+class Note(models.Model):
+    """An internal note on a case, never sent to the customer."""
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="notes")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="notes")
+    text = models.TextField()
+    created_at = models.DateTimeField()
+
+
+class Activity(models.Model):
+    """One row per event: the case timeline, the audit log and the live-update stream read this table.
+
+    Its id is the SSE event id, so a reconnecting browser resumes from the last id it saw.
+    """
+
+    class Kind(models.TextChoices):
+        POST_RECEIVED = "post_received"
+        CASE_CREATED = "case_created"
+        CASE_ASSIGNED = "case_assigned"
+        CASE_STATUS = "case_status"
+        NOTE_ADDED = "note_added"
+        REPLY_QUEUED = "reply_queued"
+        REPLY_SENT = "reply_sent"
+        REPLY_FAILED = "reply_failed"
+        CASE_LABELS = "case_labels"
+
+    kind = models.CharField(max_length=30, choices=Kind.choices)
+    brand = models.ForeignKey("accounts.Brand", on_delete=models.CASCADE, related_name="activities")
+    case = models.ForeignKey(Case, null=True, blank=True, on_delete=models.CASCADE, related_name="activities")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="activities"
+    )
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["case", "id"], name="activity_case_idx")]
+        constraints = [
+            models.CheckConstraint(condition=~Q(kind=""), name="activity_kind_not_empty"),
+        ]

@@ -1,0 +1,81 @@
+"""The embedded PostgreSQL server (from the ``pgserver`` package) that makes caredesk run with nothing installed.
+
+Used only when ``DATABASE_URL`` is not set. The server lives in ``<data dir>/postgres`` and keeps its data between
+runs; the process that starts it stops it on exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+DATABASE_NAME = "caredesk"
+
+
+def default_data_dir() -> Path:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns about an unset XDG_RUNTIME_DIR, irrelevant here
+        import platformdirs
+
+        return Path(platformdirs.user_data_dir("caredesk", appauthor=False))
+
+
+@dataclass
+class Environment:
+    database_url: str
+    data_dir: Path
+    server: Any = None  # pgserver.PostgresServer when embedded
+
+    @property
+    def embedded(self) -> bool:
+        return self.server is not None
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.cleanup()
+            self.server = None
+
+
+def _secret_key(data_dir: Path) -> str:
+    path = data_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    key = secrets.token_urlsafe(50)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
+
+
+def _start_embedded(data_dir: Path) -> tuple[str, Any]:
+    import pgserver
+
+    pgdata = data_dir / "postgres"
+    server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")
+    if "1 row" not in exists:
+        server.psql(f"CREATE DATABASE {DATABASE_NAME};")
+    base = server.get_uri()
+    # pgserver gives ".../postgres?host=/socket/dir"; point it at our own database instead.
+    head, _, query = base.partition("?")
+    url = head.rsplit("/", 1)[0] + "/" + DATABASE_NAME + ("?" + query if query else "")
+    return url, server
+
+
+def prepare(data_dir: Path | None = None) -> Environment:
+    """Make sure a database and a secret key are configured, exporting both for child processes."""
+    data_dir = Path(data_dir or os.environ.get("CAREDESK_DATA_DIR") or default_data_dir()).expanduser()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("CAREDESK_SECRET_KEY", _secret_key(data_dir))
+    url = os.environ.get("DATABASE_URL")
+    server = None
+    if not url:
+        log.info("starting the embedded PostgreSQL in %s", data_dir / "postgres")
+        url, server = _start_embedded(data_dir)
+        os.environ["DATABASE_URL"] = url
+    return Environment(database_url=url, data_dir=data_dir, server=server)

@@ -1,0 +1,116 @@
+"""Django settings. Everything configurable is read from the environment here, in one typed place."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from caredesk.config.database import parse_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+DEBUG = _env_bool("CAREDESK_DEBUG", False)
+# The CLI generates and stores a key per data directory; this fallback only serves imports outside the CLI
+# (tests, checks). It is never used to encrypt real credentials because the CLI always sets the variable.
+SECRET_KEY = os.environ.get("CAREDESK_SECRET_KEY", "caredesk-insecure-development-key-change-me")
+ALLOWED_HOSTS = [h for h in os.environ.get("CAREDESK_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if h]
+CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("CAREDESK_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "procrastinate.contrib.django",
+    "ninja",  # django-ninja's bundled Swagger UI assets (no CDN for /api/docs)
+    "caredesk.accounts",
+    "caredesk.connectors",
+    "caredesk.cases",
+    "caredesk.ingest",
+    "caredesk.triage",
+    "caredesk.outbox",
+    "caredesk.inbox",
+    "caredesk.api",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "caredesk.config.urls"
+ASGI_APPLICATION = "caredesk.config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+_database_url = os.environ.get("DATABASE_URL", "")
+DATABASES = {"default": parse_database_url(_database_url)} if _database_url else {
+    # No server configured: Django will fail with a clear message on first query. The `caredesk` command always
+    # sets DATABASE_URL (to an embedded pgserver when none is given), so this only happens in bare imports.
+    "default": {"ENGINE": "django.db.backends.postgresql", "NAME": "caredesk_unconfigured"}
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
+]
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = Path(os.environ.get("CAREDESK_STATIC_ROOT", BASE_DIR.parent.parent / "var" / "static"))
+
+PROCRASTINATE_AUTODISCOVER_MODULE_NAME = "tasks"
+
+# How often the worker asks each connector installation for new posts (seconds).
+CAREDESK_POLL_INTERVAL = float(os.environ.get("CAREDESK_POLL_INTERVAL", "2"))
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "caredesk": {"handlers": ["console"], "level": os.environ.get("CAREDESK_LOG_LEVEL", "INFO")},
+        "procrastinate": {"handlers": ["console"], "level": "WARNING"},
+    },
+}
+
+# Static files ship inside the package (htmx, css) and are served by WhiteNoise straight from the app folders,
+# so `caredesk serve` needs no collectstatic step and nothing comes from a CDN.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG

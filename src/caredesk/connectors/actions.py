@@ -1,0 +1,78 @@
+"""Writes for connector installations: creation, cursors and health."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from caredesk.accounts.models import Brand
+from caredesk.connectors.base import ConnectorError
+from caredesk.connectors.models import ConnectorInstallation
+from caredesk.connectors.registry import get_provider_class
+
+# After this many failures in a row an installation is shown as failing rather than degraded.
+FAILING_AFTER = 3
+
+
+def do_create_installation(
+    brand: Brand,
+    provider_key: str,
+    name: str,
+    config: Mapping[str, Any],
+    credentials: Mapping[str, Any] | None = None,
+    own_account_ids: list[str] | None = None,
+    own_handles: list[str] | None = None,
+) -> ConnectorInstallation:
+    cls = get_provider_class(provider_key)
+    try:
+        parsed = cls.parse_config(config)
+    except ValueError as exc:
+        raise ConnectorError(f"invalid config for {provider_key}: {exc}") from exc
+    installation = ConnectorInstallation(
+        brand=brand,
+        provider_key=provider_key,
+        name=name,
+        config=parsed.model_dump(mode="json", exclude_none=True),
+        own_account_ids=list(own_account_ids or []),
+        own_handles=[h.lstrip("@") for h in own_handles or []],
+    )
+    installation.set_credentials(dict(credentials or {}))
+    installation.save()
+    return installation
+
+
+def do_record_poll_success(
+    installation: ConnectorInstallation, cursor: Mapping[str, Any], received: int, now: datetime
+) -> None:
+    """Save the cursor in the same transaction as the posts it covers, so a crash can neither skip nor repeat."""
+    installation.cursor = dict(cursor)
+    installation.last_polled_at = now
+    installation.last_success_at = now
+    installation.health = ConnectorInstallation.Health.OK
+    installation.last_error = ""
+    installation.consecutive_failures = 0
+    installation.posts_received += received
+    installation.save(
+        update_fields=["cursor", "last_polled_at", "last_success_at", "health", "last_error",
+                       "consecutive_failures", "posts_received"]
+    )
+
+
+def do_record_poll_failure(installation: ConnectorInstallation, error: str, now: datetime) -> None:
+    installation.last_polled_at = now
+    installation.consecutive_failures += 1
+    installation.last_error = error[:2000]
+    installation.health = (
+        ConnectorInstallation.Health.FAILING
+        if installation.consecutive_failures >= FAILING_AFTER
+        else ConnectorInstallation.Health.DEGRADED
+    )
+    installation.save(update_fields=["last_polled_at", "consecutive_failures", "last_error", "health"])
+
+
+def do_record_import(installation: ConnectorInstallation, received: int, now: datetime) -> None:
+    installation.last_success_at = now
+    installation.posts_received += received
+    installation.health = ConnectorInstallation.Health.OK
+    installation.save(update_fields=["last_success_at", "posts_received", "health"])

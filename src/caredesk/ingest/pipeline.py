@@ -1,0 +1,62 @@
+"""Normalized posts → triaged, deduplicated, stored posts threaded into cases.
+
+This is the one path every connector's posts take, whether polled by the worker, imported from a file or
+replayed in the demo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from django.db.models import Count
+
+from caredesk.cases.actions import ReceiveReport, do_receive_posts
+from caredesk.cases.models import Post
+from caredesk.connectors.base import NormalizedPost
+from caredesk.connectors.models import ConnectorInstallation
+from caredesk.triage import classify
+from caredesk.triage.types import PostSignals
+
+# Earlier posts by the same author within this window count as repeated contact, which raises urgency.
+REPEAT_CONTACT_WINDOW = timedelta(days=3)
+
+
+def _prior_contacts(platform: str, posts: Sequence[NormalizedPost], now: datetime) -> dict[str, int]:
+    author_ids = {p.author.external_id for p in posts}
+    rows = (
+        Post.objects.filter(
+            author__platform=platform,
+            author__external_id__in=author_ids,
+            direction=Post.Direction.INBOUND,
+            created_at__gte=now - REPEAT_CONTACT_WINDOW,
+        )
+        .values_list("author__external_id")
+        .annotate(n=Count("id"))
+    )
+    return dict(rows)
+
+
+def ingest_posts(
+    installation: ConnectorInstallation, platform: str, posts: Sequence[NormalizedPost], now: datetime
+) -> ReceiveReport:
+    """Triage and store ``posts``. Precondition: inside a transaction holding the installation row lock."""
+    if not posts:
+        return ReceiveReport()
+    prior = _prior_contacts(platform, posts, now)
+    handles = tuple(installation.own_handles or ())
+    signals = [
+        PostSignals(
+            text=p.text,
+            author_followers=p.author.followers,
+            author_verified=p.author.verified,
+            is_direct=p.is_direct,
+            is_reply=bool(p.in_reply_to_external_id),
+            prior_contacts=prior.get(p.author.external_id, 0),
+            brand_handles=handles,
+            author_handle=p.author.handle,
+        )
+        for p in posts
+    ]
+    results = classify(signals)
+    return do_receive_posts(installation, platform, list(zip(posts, results, strict=True)), now)

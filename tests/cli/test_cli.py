@@ -1,0 +1,118 @@
+"""The `caredesk` command end to end, in subprocesses, as a user would run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from django.db import connection
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _fresh_database(name: str) -> str:
+    """A new, empty database on the test server, for commands that migrate their own schema."""
+    params = connection.settings_dict
+    admin = psycopg.connect(
+        dbname="postgres", user=params["USER"], host=params["HOST"], port=params["PORT"] or None, autocommit=True,
+        password=params["PASSWORD"] or None,
+    )
+    with admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {name}")
+    host = params["HOST"]
+    if host.startswith("/"):
+        return f"postgresql://{params['USER']}@/{name}?host={host}"
+    return f"postgresql://{params['USER']}@{host}:{params['PORT'] or 5432}/{name}"
+
+
+def _caredesk(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "caredesk", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "DATABASE_URL": _fresh_database("caredesk_cli_test"), "CAREDESK_DATA_DIR": str(tmp_path)}
+
+
+def test_migrate_createuser_and_ingest(env, tmp_path):
+    assert _caredesk("migrate", env=env).returncode == 0
+    made = _caredesk("createuser", "dana", "--password", "a-long-password", "--token", env=env)
+    assert made.returncode == 0, made.stderr
+    assert "created user dana" in made.stdout and "API token" in made.stdout
+    again = _caredesk("createuser", "dana", "--password", "a-long-password", env=env)
+    assert again.returncode == 2 and "already exists" in again.stderr
+    weak = _caredesk("createuser", "eve", "--password", "short", env=env)
+    assert weak.returncode == 2 and "too short" in weak.stderr
+
+    path = tmp_path / "in.jsonl"
+    path.write_text(
+        json.dumps({"id": "1", "text": "internet down", "created_at": "2026-11-20T10:00:00Z", "author_id": "u1"})
+        + "\n{broken\n"
+    )
+    imported = _caredesk("ingest", str(path), "--brand", "acme", "--quiet", env=env)
+    assert imported.returncode == 1
+    assert "imported 1 posts" in imported.stdout
+    assert "in.jsonl:2: rejected" in imported.stderr
+
+
+def _wait_for(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def test_demo_on_embedded_database_shows_cases_and_stops_cleanly(tmp_path):
+    """The first Quickstart command: no DATABASE_URL, so the embedded pgserver; cases arrive within seconds."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    port = _free_port()
+    data_dir = tmp_path / "data"
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "caredesk", "demo", "--port", str(port), "--data-dir", str(data_dir),
+         "--speed", "5"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        health = {}
+
+        def has_cases() -> bool:
+            nonlocal health
+            health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).json()
+            return health["cases"] > 0
+
+        assert _wait_for(has_cases, 90), "no cases arrived from the replay connector"
+        assert health["status"] == "ok" and health["posts"] >= health["cases"] > 0
+        login = httpx.get(f"http://127.0.0.1:{port}/login/", timeout=5)
+        assert login.status_code == 200
+    finally:
+        demo.send_signal(signal.SIGINT)
+        output, _ = demo.communicate(timeout=60)
+    assert demo.returncode == 0, output
+    assert "login: ana / caredesk-demo" in output
+    assert "stopped." in output
+    assert (data_dir / "postgres").is_dir()
+    # Nothing is left listening on the port.
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0

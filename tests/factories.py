@@ -1,0 +1,65 @@
+"""Factories for tests: real rows made through the real actions."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.db import transaction
+
+from caredesk.accounts.actions import do_create_brand, do_create_user
+from caredesk.accounts.models import Brand
+from caredesk.cases.actions import ReceiveReport
+from caredesk.connectors.actions import do_create_installation
+from caredesk.connectors.base import NormalizedAuthor, NormalizedPost
+from caredesk.connectors.models import ConnectorInstallation
+from caredesk.ingest.pipeline import ingest_posts
+
+_seq = itertools.count(1)
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def make_brand(name: str = "Nimbus") -> Brand:
+    return do_create_brand(name)
+
+
+def make_user(username: str | None = None, password: str = "agent-password-1", **kw: Any) -> User:
+    return do_create_user(username or f"agent{next(_seq)}", password, **kw)
+
+
+def make_installation(brand: Brand | None = None, **config: Any) -> ConnectorInstallation:
+    brand = brand or make_brand()
+    config = {"brand": "nimbus", "platform": "x", **config}
+    return do_create_installation(
+        brand, "replay", f"replay {next(_seq)}", config, own_account_ids=["brand-nimbus"], own_handles=["NimbusCare"]
+    )
+
+
+def make_post(
+    text: str = "my internet is down again",
+    *,
+    external_id: str | None = None,
+    author_id: str = "u1",
+    handle: str = "casey",
+    followers: int = 10,
+    created_at: datetime | None = None,
+    in_reply_to: str = "",
+    is_direct: bool = False,
+) -> NormalizedPost:
+    n = next(_seq)
+    return NormalizedPost(
+        external_id=external_id or f"p{n}",
+        author=NormalizedAuthor(author_id, handle, handle.title(), followers),
+        text=text,
+        created_at=created_at or T0 + timedelta(seconds=n),
+        in_reply_to_external_id=in_reply_to,
+        is_direct=is_direct,
+    )
+
+
+def ingest(installation: ConnectorInstallation, *posts: NormalizedPost, now: datetime | None = None) -> ReceiveReport:
+    with transaction.atomic():
+        locked = ConnectorInstallation.objects.select_for_update().select_related("brand").get(pk=installation.pk)
+        return ingest_posts(locked, "x", list(posts), now or T0 + timedelta(hours=1))
