@@ -46,7 +46,7 @@ def _session_cookie() -> str:
 
 
 def _client(url: str, cookie: str, arrivals: dict[int, float], ready: threading.Event, stop: threading.Event) -> None:
-    with httpx.Client(timeout=None, cookies={"sessionid": cookie}) as http:
+    with httpx.Client(timeout=httpx.Timeout(10, read=None), cookies={"sessionid": cookie}) as http:
         with http.stream("GET", url, headers={"Accept": "text/event-stream"}) as response:
             response.raise_for_status()
             ready.set()

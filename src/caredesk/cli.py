@@ -94,7 +94,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     try:
         from procrastinate.contrib.django import app
 
-        app.run_worker(concurrency=args.concurrency, install_signal_handlers=True)
+        # The Django connector cannot LISTEN; the worker gets a psycopg connector on the same database, as
+        # procrastinate's own management command does.
+        with app.replace_connector(app.connector.get_worker_connector()) as worker_app:  # type: ignore[attr-defined]
+            worker_app.run_worker(concurrency=args.concurrency, install_signal_handlers=True)
     finally:
         env.stop()
     return 0

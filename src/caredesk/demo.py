@@ -10,7 +10,7 @@ from caredesk.connectors.actions import do_create_installation
 from caredesk.connectors.builtin.replay.brands import DEMO_BRANDS
 from caredesk.connectors.models import ConnectorInstallation
 
-DEMO_PASSWORD = "caredesk-demo"
+DEMO_PASSWORD = "caredesk-demo"  # noqa: S105 - printed on purpose: demo logins
 DEMO_AGENTS = ("ana", "ben")
 
 

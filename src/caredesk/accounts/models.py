@@ -28,6 +28,9 @@ class APIToken(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
 
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.name})"
+
     @staticmethod
     def new_secret() -> str:
         return "cd_" + secrets.token_urlsafe(32)

@@ -98,6 +98,13 @@ def _merge_labels(case: Case, triage: TriageResult) -> None:
     case.needs_reply = case.needs_reply or bool(triage.needs_reply.value)
 
 
+def _case_labels(case: Case | None) -> dict[str, Any]:
+    """What a post changed on its case, carried in the event so a live client can update its copy."""
+    if case is None:
+        return {}
+    return {"status": case.status, "topic": case.topic, "sentiment": case.sentiment, "priority": case.priority}
+
+
 def do_receive_posts(
     installation: ConnectorInstallation,
     platform: str,
@@ -269,8 +276,7 @@ def do_receive_posts(
     for post in new_posts:
         activities.append(
             Activity(kind=Activity.Kind.POST_RECEIVED, brand_id=brand_id, case=post.case, created_at=now,
-                     data={"post_id": post.pk, "direction": post.direction,
-                           "status": post.case.status if post.case else None})
+                     data={"post_id": post.pk, "direction": post.direction, **_case_labels(post.case)})
         )
     Activity.objects.bulk_create(activities)
     publish_activities(a.pk for a in activities)

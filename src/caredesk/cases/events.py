@@ -88,20 +88,20 @@ def apply_activity(state: dict[str, object], kind: str, data: dict[str, object])
         state["assignee_id"] = data.get("assignee_id")
         if data.get("status"):
             state["status"] = data["status"]
-    if kind == "case_labels":
-        for key in ("topic", "priority", "sentiment"):
+    if kind in ("case_labels", "post_received"):
+        for key in ("topic", "priority", "sentiment", "status"):
             if key in data:
                 state[key] = data[key]
     if kind == "post_received":
         state["posts"] = int(state.get("posts", 0)) + 1  # type: ignore[call-overload]
-        if data.get("status"):
-            state["status"] = data["status"]
     if kind == "note_added":
         state["notes"] = int(state.get("notes", 0)) + 1  # type: ignore[call-overload]
     if kind in ("reply_queued", "reply_sent", "reply_failed"):
         replies = dict(state.get("replies", {}))  # type: ignore[call-overload]
         replies[data["reply_id"]] = kind.removeprefix("reply_")
         state["replies"] = replies
+        if kind == "reply_sent":
+            state["posts"] = int(state.get("posts", 0)) + 1  # type: ignore[call-overload]  # the outbound post
         if data.get("status"):
             state["status"] = data["status"]
     return state

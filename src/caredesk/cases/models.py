@@ -138,6 +138,9 @@ class Note(models.Model):
     text = models.TextField()
     created_at = models.DateTimeField()
 
+    def __str__(self) -> str:
+        return f"note #{self.pk} on case #{self.case_id}"
+
 
 class Activity(models.Model):
     """One row per event: the case timeline, the audit log and the live-update stream read this table.
@@ -170,3 +173,6 @@ class Activity(models.Model):
         constraints = [
             models.CheckConstraint(condition=~Q(kind=""), name="activity_kind_not_empty"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk}"

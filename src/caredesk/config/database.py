@@ -7,6 +7,7 @@ and the tests all read one variable.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -32,5 +33,6 @@ def parse_database_url(url: str) -> dict[str, Any]:
         "PORT": str(parts.port) if parts.port else "",
         "CONN_MAX_AGE": 0,
         "OPTIONS": query,
-        "TEST": {"NAME": f"test_{name}"},
+        # The test suite's plugin gives each run its own database so concurrent runs don't collide.
+        "TEST": {"NAME": os.environ.get("CAREDESK_TEST_DATABASE") or f"test_{name}"},
     }

@@ -53,13 +53,15 @@ def _secret_key(data_dir: Path) -> str:
 
 
 def _start_embedded(data_dir: Path) -> tuple[str, Any]:
-    import pgserver
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pgserver's platformdirs warns about XDG_RUNTIME_DIR, irrelevant here
+        import pgserver
 
-    pgdata = data_dir / "postgres"
-    server = pgserver.get_server(pgdata, cleanup_mode="stop")
-    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")
+        pgdata = data_dir / "postgres"
+        server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")  # noqa: S608
     if "1 row" not in exists:
-        server.psql(f"CREATE DATABASE {DATABASE_NAME};")
+        server.psql(f"CREATE DATABASE {DATABASE_NAME};")  # noqa: S608 - a constant, not input
     base = server.get_uri()
     # pgserver gives ".../postgres?host=/socket/dir"; point it at our own database instead.
     head, _, query = base.partition("?")

@@ -92,7 +92,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATIC_ROOT = Path(os.environ.get("CAREDESK_STATIC_ROOT", BASE_DIR.parent.parent / "var" / "static"))
+# Only needed for `collectstatic` behind a separate web server; WhiteNoise serves the app folders directly.
+STATIC_ROOT = os.environ.get("CAREDESK_STATIC_ROOT") or None
 
 PROCRASTINATE_AUTODISCOVER_MODULE_NAME = "tasks"
 

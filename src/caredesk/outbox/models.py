@@ -36,3 +36,6 @@ class Reply(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["installation", "external_id"], name="reply_external_idx")]
+
+    def __str__(self) -> str:
+        return f"reply #{self.pk} ({self.state})"
