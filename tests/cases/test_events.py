@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.db import transaction
 from django.forms.models import model_to_dict
-from tests.factories import T0, ingest, make_installation, make_post, make_user
+from factories import T0, ingest, make_installation, make_post, make_user
 
 from caredesk.cases import events
 from caredesk.cases.actions import (

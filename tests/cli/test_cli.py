@@ -48,7 +48,9 @@ def _caredesk(*args: str, env: dict[str, str], timeout: float = 120) -> subproce
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "DATABASE_URL": _fresh_database("caredesk_cli_test"), "CAREDESK_DATA_DIR": str(tmp_path)}
+    # Named after this run, like the test database, so concurrent runs on one server don't drop each other's.
+    url = _fresh_database(f"{connection.settings_dict['NAME']}_cli")
+    return {**os.environ, "DATABASE_URL": url, "CAREDESK_DATA_DIR": str(tmp_path)}
 
 
 def test_migrate_createuser_and_ingest(env, tmp_path):

@@ -7,7 +7,7 @@ import httpx
 import pytest
 from django.db import IntegrityError, transaction
 from procrastinate.contrib.django.models import ProcrastinateJob
-from tests.factories import T0, ingest, make_brand, make_installation, make_post, make_user
+from factories import T0, ingest, make_brand, make_installation, make_post, make_user
 
 from caredesk.cases.models import Case, Post
 from caredesk.connectors.actions import do_create_installation

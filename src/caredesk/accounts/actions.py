@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from django.contrib.auth.models import User
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
@@ -37,3 +39,18 @@ def do_create_api_token(user: User, name: str = "default") -> str:
     secret = APIToken.new_secret()
     APIToken.objects.create(user=user, name=name, digest=APIToken.digest_of(secret), prefix=secret[:8])
     return secret
+
+
+# last_used_at is informational; writing it on every request would make each API call a write.
+TOKEN_USE_RESOLUTION = timedelta(minutes=1)
+
+
+def do_record_token_use(token: APIToken, now: datetime) -> None:
+    """Stamp ``last_used_at`` unless another request did within the last minute.
+
+    A single conditional UPDATE, so concurrent requests with the same token neither block each other nor write
+    twice.
+    """
+    APIToken.objects.filter(pk=token.pk).exclude(last_used_at__gte=now - TOKEN_USE_RESOLUTION).update(
+        last_used_at=now
+    )

@@ -1,0 +1,195 @@
+"""Case endpoints. Each handler parses, authorizes, then runs one action (or a pair that belongs together)
+inside ``transaction.atomic()`` with the case row locked; it holds no business rules of its own.
+
+Authorization: every active agent may see and work every case (caredesk has no per-brand roles yet); the API
+auth on the ``NinjaAPI`` makes sure there is one.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated
+
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest
+from ninja import Query, Router, Status
+from ninja.errors import HttpError
+from ninja.params import functions as params
+
+from caredesk.api.cases.queries import get_case_detail, get_case_summary, get_cases, get_latest_inbound_post
+from caredesk.api.cases.schemas import (
+    AssignIn,
+    CaseDetailOut,
+    CaseFilters,
+    CaseOut,
+    CasePage,
+    CasePatch,
+    NoteIn,
+    NoteOut,
+)
+from caredesk.api.replies.schemas import ReplyIn, ReplyOut
+from caredesk.api.schemas import CaseId, ErrorOut, Text
+from caredesk.cases.actions import (
+    CaseActionError,
+    do_add_note,
+    do_assign_case,
+    do_change_status,
+    do_reopen_case,
+    do_resolve_case,
+    do_set_case_labels,
+    lock_case,
+)
+from caredesk.cases.models import Case, Note, Post
+from caredesk.outbox.actions import do_queue_reply
+from caredesk.outbox.models import Reply
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+router = Router(tags=["cases"])
+
+# Documented error responses; every endpoint can also answer 401.
+NOT_FOUND = {401: ErrorOut, 404: ErrorOut}
+REFUSED = {401: ErrorOut, 404: ErrorOut, 422: ErrorOut}
+
+
+def _agent(request: HttpRequest) -> User:
+    user: User = request.auth  # type: ignore[attr-defined]  # set by the API's auth (token or session)
+    return user
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _locked_case(case_id: int) -> Case:
+    """The case, row-locked until the request's transaction ends; 404 when there is none.
+
+    ``lock_case`` raises CaseActionError only when the case does not exist, which for a path id is a 404.
+    """
+    try:
+        return lock_case(case_id)
+    except CaseActionError:
+        raise HttpError(404, f"case {case_id} does not exist") from None
+
+
+def _find_assignee(name: str | None, request: HttpRequest) -> User | None:
+    if name is None or name == "none":
+        return None
+    if name == "me":
+        return _agent(request)
+    user: User | None = get_user_model().objects.filter(username=name, is_active=True).first()
+    if user is None:
+        raise HttpError(422, f"no active user named {name!r}")
+    return user
+
+
+@router.get("", response={200: CasePage, 401: ErrorOut, 422: ErrorOut}, summary="List cases")
+def list_cases(request: HttpRequest, filters: Query[CaseFilters]) -> dict[str, object]:
+    cases = get_cases(filters, _agent(request))
+    count = cases.count()
+    items = list(cases[filters.offset : filters.offset + filters.limit])
+    end = filters.offset + len(items)
+    return {
+        "count": count,
+        "limit": filters.limit,
+        "offset": filters.offset,
+        "next_offset": end if end < count else None,
+        "items": items,
+    }
+
+
+@router.get("/{case_id}", response={200: CaseDetailOut, **NOT_FOUND}, summary="A case with its whole story")
+def get_case(request: HttpRequest, case_id: CaseId) -> Case:
+    case = get_case_detail(case_id)
+    if case is None:
+        raise HttpError(404, f"case {case_id} does not exist")
+    return case
+
+
+@router.patch("/{case_id}", response={200: CaseOut, **REFUSED}, summary="Correct labels or change the status")
+def patch_case(request: HttpRequest, case_id: CaseId, payload: CasePatch) -> Case:
+    actor, now = _agent(request), _now()
+    with transaction.atomic():
+        case = _locked_case(case_id)
+        do_set_case_labels(
+            case, actor, now, topic=payload.topic, priority=payload.priority, sentiment=payload.sentiment
+        )
+        if payload.status is not None:
+            do_change_status(case, payload.status, actor, now)
+    return get_case_summary(case_id)
+
+
+@router.post(
+    "/{case_id}/replies",
+    response={202: ReplyOut, 200: ReplyOut, 409: ErrorOut, **REFUSED},
+    summary="Queue a reply to the customer",
+    description="202 with the queued reply. With an idempotency key already used on this case: 200 with the "
+    "existing reply, nothing queued again. 422 when the text is empty or too long for the platform.",
+)
+def queue_reply(
+    request: HttpRequest,
+    case_id: CaseId,
+    payload: ReplyIn,
+    idempotency_key: Annotated[
+        Text | None, params.Header(None, alias="Idempotency-Key", min_length=1, max_length=80)
+    ] = None,
+) -> Status[Reply]:
+    if idempotency_key and payload.idempotency_key and idempotency_key != payload.idempotency_key:
+        raise HttpError(422, "the Idempotency-Key header and the body's idempotency_key differ")
+    key = payload.idempotency_key or idempotency_key
+    actor, now = _agent(request), _now()
+    try:
+        with transaction.atomic():
+            case = _locked_case(case_id)
+            # Under the case lock a retry of this request cannot slip in between this check and the action.
+            repeated = key is not None and Reply.objects.filter(idempotency_key=key, case=case).exists()
+            if payload.in_reply_to is None:
+                post = get_latest_inbound_post(case)
+                if post is None:
+                    raise HttpError(422, "the case has no inbound post to reply to")
+            else:
+                posts = Post.objects.select_related("installation", "author")
+                post = posts.filter(pk=payload.in_reply_to).first()
+                if post is None:
+                    raise HttpError(422, f"post {payload.in_reply_to} does not exist")
+            reply = do_queue_reply(case, post, payload.text, actor, now, idempotency_key=key)
+    except IntegrityError:
+        # The same key sent to two different cases at the same instant: the unique index let one through.
+        raise HttpError(409, "that idempotency key is being used by another request") from None
+    return Status(200 if repeated else 202, Reply.objects.select_related("author").get(pk=reply.pk))
+
+
+@router.post("/{case_id}/assign", response={200: CaseOut, **REFUSED}, summary="Assign or unassign")
+def assign_case(request: HttpRequest, case_id: CaseId, payload: AssignIn) -> Case:
+    actor, now = _agent(request), _now()
+    with transaction.atomic():
+        case = _locked_case(case_id)
+        assignee = _find_assignee(payload.assignee, request)
+        do_assign_case(case, assignee, actor, now)
+    return get_case_summary(case_id)
+
+
+@router.post("/{case_id}/resolve", response={200: CaseOut, **REFUSED}, summary="Resolve")
+def resolve_case(request: HttpRequest, case_id: CaseId) -> Case:
+    actor, now = _agent(request), _now()
+    with transaction.atomic():
+        do_resolve_case(_locked_case(case_id), actor, now)
+    return get_case_summary(case_id)
+
+
+@router.post("/{case_id}/reopen", response={200: CaseOut, **REFUSED}, summary="Reopen a resolved case")
+def reopen_case(request: HttpRequest, case_id: CaseId) -> Case:
+    actor, now = _agent(request), _now()
+    with transaction.atomic():
+        do_reopen_case(_locked_case(case_id), actor, now)
+    return get_case_summary(case_id)
+
+
+@router.post("/{case_id}/notes", response={201: NoteOut, **REFUSED}, summary="Add an internal note")
+def add_note(request: HttpRequest, case_id: CaseId, payload: NoteIn) -> Status[Note]:
+    actor, now = _agent(request), _now()
+    with transaction.atomic():
+        note = do_add_note(_locked_case(case_id), actor, payload.text, now)
+    return Status(201, note)

@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from caredesk.cases.models import Case
+from factories import make_brand, make_installation, make_user
+
+pytestmark = pytest.mark.django_db
+
+MakeCase = Callable[..., Case]
+
+
+def ids(response: Any) -> list[int]:
+    assert response.status_code == 200, response.content
+    return [item["id"] for item in response.json()["items"]]
+
+
+def test_list_shape(api: Client, make_case: MakeCase) -> None:
+    case = make_case("my bill is wrong, charged twice", topic="billing", priority=3)
+    body = api.get("/api/cases").json()
+    assert body["count"] == 1
+    assert body["next_offset"] is None
+    item = body["items"][0]
+    assert item["id"] == case.pk
+    assert item["brand"] == case.brand.slug
+    assert item["subject"] == "my bill is wrong, charged twice"
+    assert item["status"] == case.status
+    assert (item["priority"], item["priority_label"], item["topic"]) == (3, "high", "billing")
+    assert item["assignee"] is None
+    assert item["customer"]["id"] == case.customer_id
+    assert item["customer"]["display_name"] == case.customer.display_name
+    for field in ("created_at", "updated_at", "last_inbound_at"):
+        assert item[field].endswith("Z"), item[field]  # ISO 8601, UTC
+    assert item["last_inbound_at"].startswith("2026-11-23T12:00")
+    assert item["resolved_at"] is None
+
+
+def test_status_filter_takes_several_values(api: Client, make_case: MakeCase) -> None:
+    new = make_case(status="new")
+    pending = make_case(status="pending")
+    resolved = make_case(status="resolved")
+    assert set(ids(api.get("/api/cases?status=new&status=pending"))) == {new.pk, pending.pk}
+    assert set(ids(api.get("/api/cases?status=new,resolved"))) == {new.pk, resolved.pk}
+    assert ids(api.get("/api/cases?status=resolved")) == [resolved.pk]
+    assert len(ids(api.get("/api/cases"))) == 3
+
+
+def test_unknown_status_is_422_with_the_choices(api: Client) -> None:
+    response = api.get("/api/cases?status=closed")
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert "status" in detail and "resolved" in detail
+
+
+def test_topic_priority_needs_reply_and_text_filters(api: Client, make_case: MakeCase) -> None:
+    billing = make_case("I was charged twice on my bill", topic="billing", priority=2, needs_reply=True)
+    outage = make_case("outage in my area again", topic="outage", priority=4, needs_reply=True)
+    thanks = make_case("thanks for fixing it so fast", topic="praise", priority=1, needs_reply=False)
+    assert ids(api.get("/api/cases?topic=billing")) == [billing.pk]
+    assert set(ids(api.get("/api/cases?priority=2"))) == {billing.pk, outage.pk}
+    assert ids(api.get("/api/cases?priority=4")) == [outage.pk]
+    assert ids(api.get("/api/cases?needs_reply=false")) == [thanks.pk]
+    assert set(ids(api.get("/api/cases?needs_reply=true"))) == {billing.pk, outage.pk}
+    assert ids(api.get("/api/cases?q=CHARGED")) == [billing.pk]
+    assert ids(api.get("/api/cases?q=nothing-like-this")) == []
+    assert api.get("/api/cases?priority=5").status_code == 422
+
+
+def test_assignee_filter(api: Client, agent: User, make_case: MakeCase) -> None:
+    other = make_user("bo")
+    mine = make_case(assignee=agent)
+    theirs = make_case(assignee=other)
+    nobody = make_case()
+    assert ids(api.get("/api/cases?assignee=me")) == [mine.pk]
+    assert ids(api.get("/api/cases?assignee=bo")) == [theirs.pk]
+    assert ids(api.get("/api/cases?assignee=none")) == [nobody.pk]
+    assert ids(api.get("/api/cases?assignee=nobody-by-that-name")) == []
+
+
+def test_brand_filter(api: Client, make_case: MakeCase) -> None:
+    acme = make_installation(make_brand("Acme"))
+    nimbus_case = make_case()
+    acme_case = make_case(installation_=acme)
+    assert ids(api.get("/api/cases?brand=acme")) == [acme_case.pk]
+    assert ids(api.get(f"/api/cases?brand={nimbus_case.brand.slug}")) == [nimbus_case.pk]
+
+
+def test_ordering(api: Client, make_case: MakeCase) -> None:
+    old_urgent = make_case(minutes=0, priority=4, urgency=0.9)
+    newest_low = make_case(minutes=30, priority=1, urgency=0.1)
+    middle_urgent_more = make_case(minutes=10, priority=4, urgency=0.95)
+    middle_normal = make_case(minutes=20, priority=2, urgency=0.5)
+    newest_first = [newest_low.pk, middle_normal.pk, middle_urgent_more.pk, old_urgent.pk]
+    assert ids(api.get("/api/cases")) == newest_first
+    assert ids(api.get("/api/cases?ordering=newest")) == ids(api.get("/api/cases"))
+    assert ids(api.get("/api/cases?ordering=urgent")) == [
+        middle_urgent_more.pk, old_urgent.pk, middle_normal.pk, newest_low.pk,
+    ]
+    assert api.get("/api/cases?ordering=oldest").status_code == 422
+
+
+def test_pagination(api: Client, make_case: MakeCase) -> None:
+    cases = [make_case(minutes=i) for i in range(5)]
+    newest_first = [c.pk for c in reversed(cases)]
+    first = api.get("/api/cases?limit=2").json()
+    assert (first["count"], first["limit"], first["offset"], first["next_offset"]) == (5, 2, 0, 2)
+    second = api.get("/api/cases?limit=2&offset=2").json()
+    last = api.get("/api/cases?limit=2&offset=4").json()
+    assert last["next_offset"] is None
+    pages = [item["id"] for page in (first, second, last) for item in page["items"]]
+    assert pages == newest_first
+    assert api.get("/api/cases?limit=200").status_code == 200
+    too_many = api.get("/api/cases?limit=201")
+    assert too_many.status_code == 422
+    assert "limit" in too_many.json()["detail"]
+    assert api.get("/api/cases?offset=-1").status_code == 422
+    assert api.get("/api/cases?limit=abc").status_code == 422
+
+
+def test_list_query_count_does_not_grow_with_the_page(
+    api: Client, agent: User, make_case: MakeCase, django_assert_num_queries: Any
+) -> None:
+    make_case(assignee=agent)
+    api.get("/api/cases")  # the token's last use is now recorded: later requests within the minute only read
+
+    # token lookup, count, page (cases joined with brand, assignee and customer)
+    with django_assert_num_queries(3):
+        small = api.get("/api/cases?status=new,open&ordering=urgent")
+    assert len(small.json()["items"]) == 1
+
+    acme = make_installation(make_brand("Acme"))
+    for i in range(12):
+        make_case(minutes=i, assignee=agent if i % 2 else None, installation_=acme if i % 3 else None)
+    with django_assert_num_queries(3):
+        large = api.get("/api/cases?status=new,open&ordering=urgent")
+    assert len(large.json()["items"]) == 13
