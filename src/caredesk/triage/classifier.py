@@ -1,0 +1,509 @@
+"""Triage v0: lexicon rules plus a small linear model, combined by fixed, readable formulas.
+
+Everything up to the final assembly is vectorised over the batch (features.py, reasons.py); only the reason lists
+and the result objects are built per post. The formulas put the rules first: the model, trained on ~300 posts,
+nudges a decision and fills gaps where no rule fires, but a clear rule ("charged twice", "no internet") decides
+alone. Every weight below is used once, next to the formula it belongs to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from operator import attrgetter
+from typing import Any, cast
+
+import numpy as np
+import numpy.typing as npt
+
+from caredesk.triage import features as F
+from caredesk.triage.language import decide as decide_language
+from caredesk.triage.model import LinearModel
+from caredesk.triage.pii import detect_pii_joined
+from caredesk.triage.reasons import (
+    MAX_WORD_REASONS,
+    NEG,
+    NO_HITS,
+    POS,
+    ReasonTexts,
+    followers,
+    keyword_hits,
+    quote,
+)
+from caredesk.triage.text import join_posts, shouted_words, tokenize_joined
+from caredesk.triage.topics import DEFAULT_TOPICS, FALLBACK_TOPIC, GENERIC_TOPICS, Taxonomy, validate_taxonomy
+from caredesk.triage.types import Label, PostSignals, TriageResult
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+SENTIMENT_MARGIN = 0.12
+QUESTION_MIN = 0.6
+SPAM_MIN = 0.5
+URGENT, HIGH = 0.75, 0.5
+# Scores are capped below 1: neither a lexicon nor a model trained on 300 posts is ever certain.
+MAX_SCORE = 0.99
+SENTIMENTS = ("negative", "neutral", "positive")
+
+_TEXT = attrgetter("text")
+_FOLLOWERS = attrgetter("author_followers")
+_PRIOR = attrgetter("prior_contacts")
+_DIRECT = attrgetter("is_direct")
+_IN_THREAD = attrgetter("is_reply")
+_VERIFIED = attrgetter("author_verified")
+
+
+def _sigmoid(x: FloatArray) -> FloatArray:
+    out: FloatArray = 1.0 / (1.0 + np.exp(-np.clip(x, -30, 30)))
+    return out
+
+
+def _softmax(x: FloatArray) -> FloatArray:
+    z = np.exp(x - x.max(axis=1, keepdims=True))
+    out: FloatArray = z / z.sum(axis=1, keepdims=True)
+    return out
+
+
+def _score(x: FloatArray) -> list[float]:
+    return np.round(np.clip(x, 0.0, MAX_SCORE), 3).tolist()  # type: ignore[no-any-return]
+
+
+class _TopicPlan:
+    """A taxonomy prepared for scoring: keyword table, model columns and the role of each key."""
+
+    def __init__(self, topics: Taxonomy, table: F.FeatureTable, model_classes: tuple[str, ...]) -> None:
+        validate_taxonomy(topics)
+        self.table = F.TopicTable(topics, table.index)
+        self.keys = self.table.keys
+        # Keyword weight: form-of-post topics count half, so "thanks, but my bill is wrong" is billing.
+        self.keyword_weight = np.array([0.5 if k in GENERIC_TOPICS else 1.0 for k in self.keys])
+        self.model_map = np.array([model_classes.index(k) if k in model_classes else -1 for k in self.keys])
+        self.col = {k: i for i, k in enumerate(self.keys)}
+        self.other = self.col[FALLBACK_TOPIC]
+
+
+@dataclass(frozen=True, slots=True)
+class _Signals:
+    """Per-post rule signals shared by several decisions."""
+
+    lex: FloatArray  # lexicon valence squashed to -1..1
+    bang: BoolArray
+    shout: BoolArray
+    complaint_cue: FloatArray
+    outage: FloatArray
+    churn: FloatArray
+    safety: FloatArray
+    question: BoolArray
+    request: FloatArray
+    links_only: BoolArray
+
+
+class Engine:
+    """Classifier state for one model: phrase tables and prepared taxonomies. Safe to share between threads."""
+
+    def __init__(self, model: LinearModel) -> None:
+        self.model = model
+        default_keywords = {kw for _name, kws in DEFAULT_TOPICS.values() for kw in kws}
+        self.table = F.FeatureTable(model, extra_phrases=default_keywords)
+        self.texts = ReasonTexts(self.table)
+        self.sentiment_classes = model.heads["sentiment"].classes
+        self.topic_classes = model.heads["topic"].classes
+        self._default_plan = _TopicPlan(DEFAULT_TOPICS, self.table, self.topic_classes)
+        self._plans: dict[Any, _TopicPlan] = {}
+        self._handles: dict[tuple[str, ...], frozenset[str]] = {}
+
+    def _plan(self, topics: Taxonomy | None) -> _TopicPlan:
+        if topics is None or topics is DEFAULT_TOPICS:
+            return self._default_plan
+        key = tuple((k, name, tuple(kws)) for k, (name, kws) in topics.items())
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(self._plans) >= 32:  # brands are few; more means a caller builds a taxonomy per call
+                self._plans.clear()
+            plan = self._plans[key] = _TopicPlan(topics, self.table, self.topic_classes)
+        return plan
+
+    def _brand_reason(self, post: PostSignals) -> str | None:
+        """Posts by the brand itself and plain retweets of the brand are not customer contacts."""
+        handles = self._handles.get(post.brand_handles)
+        if handles is None:
+            handles = frozenset(h.lower().lstrip("@") for h in post.brand_handles)
+            if len(self._handles) < 1024:
+                self._handles[post.brand_handles] = handles
+        author = post.author_handle.lower().lstrip("@")
+        if author and author in handles:
+            return f"rule: our own post (@{author})"
+        text = post.text.lstrip()
+        if text[:4].upper() == "RT @":
+            retweeted = text[4:].split(":", 1)[0].split(None, 1)
+            if retweeted and retweeted[0].lower() in handles:
+                return f"rule: retweet of the brand (@{retweeted[0].lower()})"
+        return None
+
+    def classify(self, posts: Sequence[PostSignals], topics: Taxonomy | None = None) -> list[TriageResult]:
+        n = len(posts)
+        if n == 0:
+            return []
+        plan = self._plan(topics)
+        texts: list[str] = list(map(_TEXT, posts))
+        lengths = list(map(len, texts))
+        joined, starts = join_posts(texts)
+        batch = tokenize_joined(joined)
+        feats = self.table.featurize(batch)
+        s = feats.sums
+        kw_counts, kw_uni, kw_bi = plan.table.featurize(feats)
+        pii = detect_pii_joined(joined, starts, lengths)
+        languages = decide_language(s[:, F.LANG0 : F.MODEL0])
+        shouted = shouted_words(joined, starts)
+
+        followers_n = np.fromiter(map(_FOLLOWERS, posts), dtype=np.float64, count=n)
+        prior = np.fromiter(map(_PRIOR, posts), dtype=np.float64, count=n)
+        direct = np.fromiter(map(_DIRECT, posts), dtype=bool, count=n)
+        in_thread = np.fromiter(map(_IN_THREAD, posts), dtype=bool, count=n)
+        verified = np.fromiter(map(_VERIFIED, posts), dtype=bool, count=n)
+        brand_reason: dict[int, str] = {}
+        for i, post in enumerate(posts):
+            if post.brand_handles:
+                reason = self._brand_reason(post)
+                if reason:
+                    brand_reason[i] = reason
+
+        # --- model: word evidence only ---------------------------------------------------------------------
+        # The intercepts are left out on purpose: they encode the seed file's class balance (mostly complaints),
+        # not real traffic's, so a post with no known words must get no push from the model.
+        cols = self.table.head_cols
+        m_complaint = s[:, cols["complaint"]][:, 0]
+        m_reply = s[:, cols["needs_reply"]][:, 0]
+        p_sent = _softmax(s[:, cols["sentiment"]])
+        p_topic = _softmax(s[:, cols["topic"]])
+
+        # --- shared rule signals ------------------------------------------------------------------------------
+        words = feats.words
+        bang = s[:, F.BANGS] > 0
+        shout = (shouted >= 2) & (shouted >= 0.5 * words)
+        sig = _Signals(
+            # Exclamation runs and shouting make whatever is said stronger, not more negative.
+            lex=np.tanh(s[:, F.VAL] * (1.0 + 0.3 * bang + 0.3 * shout) / 3.0),
+            bang=bang,
+            shout=shout,
+            complaint_cue=np.minimum(s[:, F.COMPLAINT], 2.0),
+            outage=np.minimum(s[:, F.OUTAGE], 1.0),
+            churn=np.minimum(s[:, F.CHURN], 1.0),
+            safety=np.minimum(s[:, F.SAFETY], 1.0),
+            question=(s[:, F.QUESTION] + 0.6 * feats.question_start) >= QUESTION_MIN,
+            request=np.minimum(s[:, F.REQUEST], 1.5),
+            links_only=(s[:, F.URLS] > 0) & (words <= 0),
+        )
+
+        # --- complaint: rule log-odds plus the model's (clipped, so the model cannot decide alone) -------------
+        complaint_logit = (
+            -1.0
+            + 1.6 * sig.complaint_cue
+            + 2.5 * np.maximum(-sig.lex, 0.0)
+            - 2.5 * np.maximum(sig.lex, 0.0) * (sig.complaint_cue < 1.0)
+            + 0.8 * sig.outage
+            + 0.6 * sig.churn
+            + 0.6 * sig.safety
+            + 0.8 * np.clip(m_complaint, -3.0, 3.0)
+        )
+        p_complaint = _sigmoid(complaint_logit)
+        complaint = p_complaint >= 0.5
+
+        # --- sentiment: lexicon and model margins; a complaint leans negative --------------------------------
+        neg_i, neu_i, pos_i = (self.sentiment_classes.index(c) for c in SENTIMENTS)
+        sent_score = 0.6 * sig.lex + 0.4 * (p_sent[:, pos_i] - p_sent[:, neg_i]) - 0.15 * complaint
+        sentiment = np.where(sent_score <= -SENTIMENT_MARGIN, 0, np.where(sent_score >= SENTIMENT_MARGIN, 2, 1))
+        strength = np.minimum(np.abs(sent_score) / 0.5, 1.0)
+        sent_conf = np.where(sentiment == 1, 0.95 - 0.45 * np.abs(sent_score) / SENTIMENT_MARGIN, 0.5 + 0.45 * strength)
+
+        # --- spam ---------------------------------------------------------------------------------------------
+        spam_evidence = (
+            s[:, F.SPAM]
+            + 0.3 * ((s[:, F.URLS] > 0) & (s[:, F.SPAM] > 0))
+            + 1.2 * sig.links_only
+            - 0.6 * np.minimum(sig.complaint_cue, 1.0)
+        )
+        p_spam = 1.0 - np.exp(-1.3 * np.maximum(spam_evidence, 0.0))
+        if brand_reason:
+            p_spam[list(brand_reason)] = MAX_SCORE
+        spam = p_spam >= SPAM_MIN
+
+        # --- needs_reply ----------------------------------------------------------------------------------------
+        positive = sentiment == 2
+        praise_only = positive & ~complaint & ~sig.question & (sig.request < 1.0)
+        reply_logit = (
+            -0.5
+            + 2.5 * complaint
+            + 2.0 * sig.question
+            + 1.2 * sig.request
+            + 6.0 * direct  # a direct message always gets an answer, praise included
+            + 0.5 * in_thread
+            - 2.5 * praise_only
+            + 0.7 * np.clip(m_reply, -3.0, 3.0)
+        )
+        p_reply = _sigmoid(reply_logit)
+        p_reply[spam] = np.minimum(p_reply[spam], 1.0 - p_spam[spam])
+        needs_reply = p_reply >= 0.5
+
+        # --- topic: keywords, model probability, and form-of-post bonuses ----------------------------------------
+        topic_scores = kw_counts * plan.keyword_weight
+        has_model = plan.model_map >= 0
+        topic_scores[:, has_model] += p_topic[:, plan.model_map[has_model]]
+        praise_bonus = positive & ~complaint
+        if "praise" in plan.col:
+            # A post that only praises is about the praise, whatever product it names ("love the new app").
+            topic_scores[:, plan.col["praise"]] += 0.6 * praise_bonus + 1.0 * praise_only - 1.0 * complaint
+        if "question" in plan.col:
+            topic_scores[:, plan.col["question"]] += 0.6 * sig.question - 0.5 * complaint
+        # The outage and churn rules describe the same things as those topics; let them vote there too.
+        if "outage" in plan.col:
+            topic_scores[:, plan.col["outage"]] += sig.outage
+        if "cancellation" in plan.col:
+            topic_scores[:, plan.col["cancellation"]] += sig.churn
+        topic_scores[:, plan.other] += 0.35
+        topic_idx = np.argmax(topic_scores, axis=1)
+        best = topic_scores[np.arange(n), topic_idx]
+        topic_conf = best / np.maximum(np.maximum(topic_scores, 0.0).sum(axis=1), 1e-9)
+
+        # --- urgency: independent pieces of evidence combined as a noisy-or --------------------------------------
+        parts = np.stack(
+            [
+                np.where(complaint, 0.15, np.where(needs_reply, 0.08, 0.0)),
+                0.45 * sig.outage,
+                0.45 * sig.churn,
+                0.4 * sig.safety,
+                0.3 * np.clip((np.log10(followers_n + 1.0) - 2.0) / 4.5, 0.0, 1.0),  # 100 -> 0, ~3M -> 0.3
+                0.05 * verified,
+                np.minimum(1.0 - 0.85 ** np.minimum(prior, 10.0), 0.4),
+                0.2 * ((sentiment == 0) & ((sig.lex <= -0.6) | sig.bang | sig.shout)),
+            ],
+            axis=1,
+        )
+        parts[spam] = 0.0
+        urgency = np.round(1.0 - np.prod(1.0 - parts, axis=1), 2)
+        urgency_conf = np.minimum(0.5 + 0.1 * (parts[:, 1:] > 0).sum(axis=1), 0.9)
+        priority = np.where(~needs_reply, 1, np.where(urgency >= URGENT, 4, np.where(urgency >= HIGH, 3, 2)))
+
+        # --- model reasons -----------------------------------------------------------------------------------
+        texts_ = self.texts
+        scol, tcol = cols["sentiment"].start, cols["topic"].start
+        topic_model = plan.model_map[topic_idx]
+        ones = np.ones(n, dtype=np.int64)
+        cands = texts_.model_candidates(feats)
+        model_why = (
+            texts_.model_reasons(cands, cols["complaint"].start * ones, complaint),
+            texts_.model_reasons(cands, cols["needs_reply"].start * ones, needs_reply),
+            texts_.model_reasons(cands, scol + np.array([neg_i, neu_i, pos_i])[sentiment], None),
+            texts_.model_reasons(cands, np.where(topic_model >= 0, tcol + topic_model, -1), None),
+        )
+        return self._assemble(
+            n=n,
+            sig=sig,
+            complaint=complaint,
+            p_complaint=p_complaint,
+            sentiment=sentiment,
+            sent_conf=sent_conf,
+            needs_reply=needs_reply,
+            p_reply=p_reply,
+            praise_only=praise_only,
+            direct=direct,
+            in_thread=in_thread,
+            spam=spam,
+            p_spam=p_spam,
+            brand_reason=brand_reason,
+            plan=plan,
+            topic_idx=topic_idx,
+            topic_conf=topic_conf,
+            praise_bonus=praise_bonus,
+            topic_hits=keyword_hits(plan.table.index.names, plan.table.matrix, kw_uni, kw_bi, batch.post_of, topic_idx),
+            urgency=urgency,
+            urgency_conf=urgency_conf,
+            parts=parts,
+            followers_n=followers_n,
+            prior=prior,
+            priority=priority,
+            word_hits=texts_.word_hits(feats),
+            model_why=model_why,
+            pii=pii,
+            languages=languages,
+        )
+
+    def _assemble(
+        self,
+        *,
+        n: int,
+        sig: _Signals,
+        complaint: BoolArray,
+        p_complaint: FloatArray,
+        sentiment: npt.NDArray[np.int64],
+        sent_conf: FloatArray,
+        needs_reply: BoolArray,
+        p_reply: FloatArray,
+        praise_only: BoolArray,
+        direct: BoolArray,
+        in_thread: BoolArray,
+        spam: BoolArray,
+        p_spam: FloatArray,
+        brand_reason: dict[int, str],
+        plan: _TopicPlan,
+        topic_idx: npt.NDArray[np.int64],
+        topic_conf: FloatArray,
+        praise_bonus: BoolArray,
+        topic_hits: dict[int, list[str]],
+        urgency: FloatArray,
+        urgency_conf: FloatArray,
+        parts: FloatArray,
+        followers_n: FloatArray,
+        prior: FloatArray,
+        priority: npt.NDArray[np.int64],
+        word_hits: dict[int, dict[int, list[str]]],
+        model_why: tuple[list[Any], list[Any], list[Any], list[Any]],
+        pii: list[Any],
+        languages: list[str],
+    ) -> list[TriageResult]:
+        """Build the results: the only per-post Python loop, so it works on plain lists and reuses labels."""
+        keys = plan.keys
+        label_cache: dict[tuple[Any, float], Label] = {}
+
+        def label(value: Any, score: float, why: list[str], model: str | None) -> Label:
+            if model is not None:
+                return Label(value, score, (*why, model))
+            if why:
+                return Label(value, score, tuple(why))
+            key = (value, score)
+            found = label_cache.get(key)
+            if found is None:
+                found = label_cache[key] = Label(value, score, ())
+            return found
+
+        complaint_l, needs_l, spam_l = complaint.tolist(), needs_reply.tolist(), spam.tolist()
+        c_score = _score(np.where(complaint, p_complaint, 1 - p_complaint))
+        r_score = _score(np.where(needs_reply, p_reply, 1 - p_reply))
+        s_score = _score(np.where(spam, p_spam, 1 - p_spam))
+        sent_l, sent_score = sentiment.tolist(), _score(sent_conf)
+        topic_l, topic_score = topic_idx.tolist(), _score(topic_conf)
+        urgency_l, urgency_score = urgency.tolist(), _score(urgency_conf)
+        priority_l = priority.tolist()
+        question_l, direct_l, thread_l = sig.question.tolist(), direct.tolist(), in_thread.tolist()
+        praise_l, praise_bonus_l = praise_only.tolist(), praise_bonus.tolist()
+        bang_l, shout_l, links_l = sig.bang.tolist(), sig.shout.tolist(), sig.links_only.tolist()
+        parts_any = cast(list[bool], (parts[:, 1:] > 0).any(axis=1).tolist())
+        parts_l = parts.tolist()
+        followers_l, prior_l = followers_n.tolist(), prior.tolist()
+        outage_l, churn_l = (sig.outage > 0).tolist(), (sig.churn > 0).tolist()
+        why_complaint, why_reply, why_sent, why_topic = model_why
+        empty: list[str] = []
+        results: list[TriageResult] = []
+        for i in range(n):
+            hits = word_hits.get(i, NO_HITS)
+            is_complaint, is_spam, sent = complaint_l[i], spam_l[i], sent_l[i]
+
+            why = hits.get(F.COMPLAINT, empty)
+            if is_complaint and not why:
+                why = hits.get(NEG, empty)
+            elif not is_complaint and sent == 2:
+                why = hits.get(POS, empty)
+            complaint_label = label(is_complaint, c_score[i], why[:MAX_WORD_REASONS], why_complaint[i])
+
+            why = hits.get(NEG if sent == 0 else POS, empty)[:MAX_WORD_REASONS] if sent != 1 else []
+            if sent != 1:
+                if bang_l[i]:
+                    why.append("rule: '!!!'")
+                if shout_l[i]:
+                    why.append("rule: ALL CAPS")
+            sentiment_label = label(SENTIMENTS[sent], sent_score[i], why, why_sent[i])
+
+            if needs_l[i]:
+                why = ["rule: complaint"] if is_complaint else []
+                if question_l[i]:
+                    why.append("rule: question")
+                why.extend(hits.get(F.REQUEST, empty)[:MAX_WORD_REASONS])
+                if direct_l[i]:
+                    why.append("rule: direct message")
+                if thread_l[i]:
+                    why.append("rule: reply in a thread")
+            elif is_spam:
+                why = ["rule: spam"]
+            elif praise_l[i]:
+                why = ["rule: praise only"]
+            else:
+                why = ["rule: no complaint, question or request"]
+            needs_label = label(needs_l[i], r_score[i], why, why_reply[i])
+
+            key = keys[topic_l[i]]
+            why = topic_hits.get(i, empty)
+            if key == "praise" and praise_bonus_l[i]:
+                why = [*why, "rule: positive, no complaint"]
+            elif key == "question" and question_l[i]:
+                why = [*why, "rule: question"]
+            elif key == "outage" and outage_l[i]:
+                why = [*why, f"rule: outage ({quote(hits.get(F.OUTAGE, empty))})"]
+            elif key == "cancellation" and churn_l[i]:
+                why = [*why, f"rule: churn threat ({quote(hits.get(F.CHURN, empty))})"]
+            topic_label = label(key, topic_score[i], why, why_topic[i])
+
+            why = []
+            if parts_any[i]:
+                u = parts_l[i]
+                if u[1]:
+                    why.append(f"rule: outage ({quote(hits.get(F.OUTAGE, empty))})")
+                if u[2]:
+                    why.append(f"rule: churn threat ({quote(hits.get(F.CHURN, empty))})")
+                if u[3]:
+                    why.append(f"rule: safety, fraud or vulnerable customer ({quote(hits.get(F.SAFETY, empty))})")
+                if u[4]:
+                    why.append(f"rule: {followers(followers_l[i])} followers")
+                if u[5]:
+                    why.append("rule: verified author")
+                if u[6]:
+                    why.append(f"rule: {int(prior_l[i])} earlier contacts")
+                if u[7]:
+                    why.append("rule: strong negative")
+            urgency_label = label(urgency_l[i], urgency_score[i], why, None)
+
+            if is_spam:
+                reason = brand_reason.get(i)
+                if reason:
+                    why = [reason]
+                else:
+                    why = hits.get(F.SPAM, empty)[:MAX_WORD_REASONS]
+                    if links_l[i]:
+                        why.append("rule: links only")
+            else:
+                why = empty
+            spam_label = label(is_spam, s_score[i], why, None)
+
+            results.append(
+                TriageResult(
+                    complaint=complaint_label,
+                    needs_reply=needs_label,
+                    sentiment=sentiment_label,
+                    topic=topic_label,
+                    urgency=urgency_label,
+                    priority=priority_l[i],
+                    spam=spam_label,
+                    pii=pii[i],
+                    language=languages[i],
+                )
+            )
+        return results
+
+
+@cache
+def default_engine() -> Engine:
+    """The engine for the shipped model, built on first use (about 0.1 s)."""
+    return Engine(LinearModel.load())
+
+
+def classify(posts: Sequence[PostSignals], topics: Taxonomy | None = None) -> list[TriageResult]:
+    """Triage a batch of posts. Pure: depends only on the posts, ``topics`` and the shipped model.
+
+    ``topics`` is a brand taxonomy (key -> (display name, keywords)); it must contain ``"other"``.
+    """
+    return default_engine().classify(posts, topics)
+
+
+def classify_one(post: PostSignals, topics: Taxonomy | None = None) -> TriageResult:
+    """Triage one post; the same result as ``classify([post])[0]``."""
+    return default_engine().classify([post], topics)[0]

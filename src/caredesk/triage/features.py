@@ -1,0 +1,253 @@
+"""Per-token feature rows for lexicon rules, language profiles and the model, and their per-post sums.
+
+Every phrase the rules or the model know gets one row in a dense matrix; a batch becomes per-post sums with one
+gather and one ``np.add.reduceat``. Negation is handled by a second copy of the matrix (the "negated" rows) that a
+token uses when a negator precedes it, so "not working" costs no Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from caredesk.triage import lexicon
+from caredesk.triage.language import LANGUAGES, word_weights
+from caredesk.triage.model import LinearModel
+from caredesk.triage.phrases import PhraseIndex
+from caredesk.triage.text import TokenBatch
+from caredesk.triage.topics import Taxonomy
+
+# Rule columns; their non-zero entries become reasons.
+VAL, COMPLAINT, OUTAGE, CHURN, SAFETY, REQUEST, QUESTION, SPAM = range(8)
+N_RULES = 8
+RULE_TABLES: dict[int, dict[str, float]] = {
+    VAL: lexicon.VALENCE,
+    COMPLAINT: lexicon.COMPLAINT,
+    OUTAGE: lexicon.OUTAGE,
+    CHURN: lexicon.CHURN,
+    SAFETY: lexicon.SAFETY,
+    REQUEST: lexicon.REQUEST,
+    QUESTION: lexicon.QUESTION,
+    SPAM: lexicon.SPAM,
+}
+# Counting columns. NONWORD marks punctuation, placeholders and known emoji, so words = tokens - NONWORD.
+URLS, MENTIONS, BANGS, NONWORD = range(8, 12)
+LANG0 = 12
+MODEL0 = LANG0 + len(LANGUAGES)
+
+# How a negated word changes: valence flips and weakens ("not bad" is mildly good, "not good" fairly bad).
+NEGATED_VALENCE = -0.75
+NEGATION_WINDOW = 3
+CONTRAST_BEFORE, CONTRAST_AFTER = 0.5, 1.5
+
+
+@dataclass(frozen=True, slots=True)
+class TokenFeatures:
+    """Per-post sums plus the per-token rows that produced them (kept to explain decisions)."""
+
+    sums: npt.NDArray[np.float64]  # (n posts, n columns)
+    words: npt.NDArray[np.float64]  # (n posts,) tokens that are words or numbers
+    question_start: npt.NDArray[np.bool_]  # (n posts,) post opens with a question word
+    word_rows: npt.NDArray[np.int64]  # per token: its word row (the zero row when unknown)
+    rows: npt.NDArray[np.int64]  # per token: word row, offset by n_rows when negated
+    bigram_rows: npt.NDArray[np.int64]  # per token: row of the bigram it starts, or the zero row
+    negated_by: npt.NDArray[np.int64]  # per token: distance back to its negator, 0 when not negated
+    batch: TokenBatch
+
+
+class FeatureTable:
+    """The rows for one model; build once, reuse for every batch."""
+
+    def __init__(self, model: LinearModel, extra_phrases: Iterable[str] = ()) -> None:
+        """``extra_phrases`` get rows without features, so a topic taxonomy can share this index."""
+        lang_weights = word_weights()
+        phrases: set[str] = set(model.features) | set(extra_phrases)
+        for table in RULE_TABLES.values():
+            phrases.update(table)
+        phrases.update(lexicon.NEGATORS, lexicon.SCOPE_BREAKERS, lexicon.INTENSIFIERS, lexicon.SERVICE_NOUNS)
+        phrases.update(lexicon.SERVICE_VERBS, lexicon.QUESTION_STARTERS, lexicon.PLACEHOLDERS, lang_weights)
+        index = PhraseIndex(sorted(phrases))
+        self.index = index
+        n_rows = index.n_rows
+        self.n_rows = n_rows
+
+        self.model = model
+        self.head_cols: dict[str, slice] = {}
+        col = MODEL0
+        for name, head in model.heads.items():
+            self.head_cols[name] = slice(col, col + head.coef.shape[1])
+            col += head.coef.shape[1]
+        self.n_cols = col
+
+        plain = np.zeros((n_rows, self.n_cols), dtype=np.float32)
+        for col, table in RULE_TABLES.items():
+            for phrase, weight in table.items():
+                plain[index.row(phrase), col] += weight
+        plain[index.row(lexicon.URL), URLS] = 1
+        plain[index.row(lexicon.MENTION), MENTIONS] = 1
+        plain[index.row(lexicon.BANG), BANGS] = 1
+        nonword = [*lexicon.PLACEHOLDERS, "?", "¿", ".", ",", ";", ":", "!"]
+        nonword += [w for w in lexicon.VALENCE if not w[0].isalnum()]
+        plain[[index.row(w) for w in nonword], NONWORD] = 1
+        for word, weights in lang_weights.items():
+            plain[index.row(word), LANG0:MODEL0] = weights
+        feature_rows = np.array([index.row(f) for f in model.features], dtype=np.int64)
+        for name, head in model.heads.items():
+            plain[feature_rows, self.head_cols[name]] = head.coef
+
+        negated = plain.copy()
+        emoji = [index.row(w) for w in lexicon.VALENCE if not w[0].isalnum()]
+        negated[:, VAL] *= NEGATED_VALENCE
+        negated[emoji, VAL] = plain[emoji, VAL]
+        for word in lexicon.SERVICE_NOUNS:
+            negated[index.row(word), COMPLAINT] += 1.0
+            negated[index.row(word), OUTAGE] += 1.0
+        for word in lexicon.SERVICE_VERBS:
+            negated[index.row(word), COMPLAINT] += 1.0
+        # Rows [0, n_rows) are plain, [n_rows, 2 n_rows) negated; the zero row stays zero in both halves.
+        self.matrix = np.vstack([plain, negated])
+
+        def flags(words: Iterable[str]) -> npt.NDArray[np.bool_]:
+            out = np.zeros(n_rows, dtype=bool)
+            out[[index.row(w) for w in words]] = True
+            return out
+
+        self.negator = flags(lexicon.NEGATORS)
+        self.contrast = flags(lexicon.CONTRAST)
+        self.breaker = flags(lexicon.SCOPE_BREAKERS)
+        self.question_starter = flags(lexicon.QUESTION_STARTERS)
+        self.mention = flags([lexicon.MENTION])
+        self.intensity = np.ones(n_rows, dtype=np.float32)
+        for word, factor in lexicon.INTENSIFIERS.items():
+            self.intensity[index.row(word)] = factor
+
+        rules = self.matrix[:, :N_RULES]
+        self.has_rule = np.any(rules != 0, axis=1)
+        # For each row with any rule weight: the (column, weight) pairs, looked up when writing reasons.
+        self.rule_hits: dict[int, tuple[tuple[int, float], ...]] = {
+            int(r): tuple((int(c), float(rules[r, c])) for c in np.flatnonzero(rules[r]))
+            for r in np.flatnonzero(self.has_rule)
+        }
+        self.names = index.names + index.names
+        # Rows worth naming in a model reason: function words and placeholders carry weight but explain nothing.
+        dull = set(lang_weights) | set(lexicon.PLACEHOLDERS) | {".", ",", "!", ";", ":", ""}
+        named = np.array(
+            [
+                not set(name.split()) <= dull and not set(name.split()) & set(lexicon.PLACEHOLDERS)
+                for name in index.names
+            ]
+        )
+        self.explainable = np.concatenate([named, named])
+        model_cols = self.matrix[:, MODEL0:]
+        # Rows that could appear in a model reason; other tokens are dropped before any per-head work.
+        self.model_named = self.explainable & (np.abs(model_cols).max(axis=1) >= 0.25)
+
+    def featurize(self, batch: TokenBatch) -> TokenFeatures:
+        index = self.index
+        n_tokens = len(batch.lower)
+        uni, bi = index.lookup(batch.lower)
+        is_sep = np.zeros(n_tokens, dtype=bool)
+        is_sep[batch.sep_pos] = True
+
+        neg = self.negator[uni]
+        brk = self.breaker[uni] | is_sep
+        negated_by = np.zeros(n_tokens, dtype=np.int64)
+        # Farthest first so that the nearest negator wins; a breaker between negator and word ends the scope.
+        blocked = np.zeros(n_tokens, dtype=bool)
+        distance_hits: list[npt.NDArray[np.bool_]] = []
+        for k in range(1, NEGATION_WINDOW + 1):
+            if k > 1:
+                blocked[k - 1 :] |= brk[: n_tokens - k + 1]
+            hit = np.zeros(n_tokens, dtype=bool)
+            hit[k:] = neg[: n_tokens - k]
+            distance_hits.append(hit & ~blocked)
+        for k in range(NEGATION_WINDOW, 0, -1):
+            negated_by[distance_hits[k - 1]] = k
+        negated_by[is_sep] = 0
+
+        rows = uni + self.n_rows * (negated_by > 0)
+        tokens = self.matrix[rows]
+        if n_tokens > 1:
+            tokens[1:, VAL] *= self.intensity[uni[:-1]]
+        tokens[:, VAL] *= self._contrast_weight(uni, batch)
+        # Few tokens start a known bigram; gathering only those halves the memory traffic.
+        has_bigram = np.flatnonzero(bi != index.zero)
+        tokens[has_bigram] += self.matrix[bi[has_bigram]]
+        if batch.n_posts:
+            sums = np.add.reduceat(tokens, batch.sep_pos, axis=0).astype(np.float64)
+        else:
+            sums = np.zeros((0, self.n_cols))
+        seg_len = np.diff(np.append(batch.sep_pos, n_tokens))
+        words = seg_len - 1 - sums[:, NONWORD]
+
+        padded = np.concatenate([uni, [index.zero, index.zero]])
+        first = padded[batch.sep_pos + 1]
+        second = padded[batch.sep_pos + 2]
+        question_start = self.question_starter[first] | (self.mention[first] & self.question_starter[second])
+        return TokenFeatures(
+            sums=sums,
+            words=words,
+            question_start=question_start,
+            word_rows=uni,
+            rows=rows,
+            bigram_rows=bi,
+            negated_by=negated_by,
+            batch=batch,
+        )
+
+    def _contrast_weight(self, uni: npt.NDArray[np.int64], batch: TokenBatch) -> npt.NDArray[np.float32]:
+        """Valence weight per token: what follows "but" counts more than what precedes it ("great app but ...")."""
+        is_contrast = self.contrast[uni]
+        weight = np.ones(len(uni), dtype=np.float32)
+        if not is_contrast.any():
+            return weight
+        seen = np.cumsum(is_contrast)
+        ends = np.append(batch.sep_pos[1:], len(uni)) - 1
+        before_post = seen[batch.sep_pos][batch.post_of]
+        total_post = seen[ends][batch.post_of]
+        after = seen > before_post
+        before = seen < total_post
+        weight[before] *= CONTRAST_BEFORE
+        weight[after] *= CONTRAST_AFTER
+        return weight
+
+
+class TopicTable:
+    """Keyword rows of one taxonomy: column ``k`` counts keywords of the ``k``-th key.
+
+    When the feature table's index already knows every keyword (always so for DEFAULT_TOPICS, whose keywords are
+    built into it) the taxonomy reuses its token lookup; otherwise it keeps an index of its own.
+    """
+
+    def __init__(self, topics: Taxonomy, shared: PhraseIndex) -> None:
+        self.keys: tuple[str, ...] = tuple(topics)
+        keywords = sorted({kw for _name, kws in topics.values() for kw in kws})
+        rows = {kw: shared.find(kw) for kw in keywords}
+        self.shared = all(r is not None for r in rows.values())
+        self.index = shared if self.shared else PhraseIndex(keywords)
+        row_of: dict[str, int] = (
+            {kw: r for kw, r in rows.items() if r is not None}
+            if self.shared
+            else {kw: self.index.row(kw) for kw in keywords}
+        )
+        self.matrix = np.zeros((self.index.n_rows, len(self.keys)), dtype=np.float32)
+        for k, (_name, kws) in enumerate(topics.values()):
+            for kw in kws:
+                self.matrix[row_of[kw], k] = 1.0
+
+    def featurize(
+        self, feats: TokenFeatures
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Per-post keyword counts per key, and per-token word and bigram rows (for reasons)."""
+        batch = feats.batch
+        if self.shared:
+            uni, bi = feats.word_rows, feats.bigram_rows
+        else:
+            uni, bi = self.index.lookup(batch.lower)
+        if not batch.n_posts:
+            return np.zeros((0, len(self.keys))), uni, bi
+        counts = np.add.reduceat(self.matrix[uni] + self.matrix[bi], batch.sep_pos, axis=0)
+        return counts.astype(np.float64), uni, bi
