@@ -37,7 +37,7 @@ def _drop_orphans(url: str) -> None:
         with psycopg.connect(url, autocommit=True, connect_timeout=2) as conn:
             names = [r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'test_caredesk_%'")]
             for name in names:
-                match = re.fullmatch(r"test_caredesk_(\d+)", name)
+                match = re.fullmatch(r"test_caredesk_(\d+)(?:_\w+)?", name)
                 if match is None:
                     continue
                 pid = int(match.group(1))

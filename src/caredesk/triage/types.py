@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -51,4 +51,18 @@ class TriageResult:
     language: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Written out rather than dataclasses.asdict, whose recursive deep copy dominated batch ingest.
+        def label(item: Label) -> dict[str, Any]:
+            return {"value": item.value, "score": item.score, "reasons": list(item.reasons)}
+
+        return {
+            "complaint": label(self.complaint),
+            "needs_reply": label(self.needs_reply),
+            "sentiment": label(self.sentiment),
+            "topic": label(self.topic),
+            "urgency": label(self.urgency),
+            "priority": self.priority,
+            "spam": label(self.spam),
+            "pii": [{"kind": m.kind, "start": m.start, "end": m.end} for m in self.pii],
+            "language": self.language,
+        }
