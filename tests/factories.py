@@ -12,6 +12,7 @@ from django.db import transaction
 from caredesk.accounts.actions import do_create_brand, do_create_user
 from caredesk.accounts.models import Brand
 from caredesk.cases.actions import ReceiveReport
+from caredesk.cases.models import Case, Post
 from caredesk.connectors.actions import do_create_installation
 from caredesk.connectors.base import NormalizedAuthor, NormalizedPost
 from caredesk.connectors.models import ConnectorInstallation
@@ -63,3 +64,32 @@ def ingest(installation: ConnectorInstallation, *posts: NormalizedPost, now: dat
     with transaction.atomic():
         locked = ConnectorInstallation.objects.select_for_update().select_related("brand").get(pk=installation.pk)
         return ingest_posts(locked, "x", list(posts), now or T0 + timedelta(hours=1))
+
+
+def make_case(
+    installation: ConnectorInstallation,
+    text: str = "my internet has been down since this morning, please help",
+    *,
+    minutes: int = 0,
+    handle: str | None = None,
+    author_id: str | None = None,
+    **labels: Any,
+) -> Case:
+    """Ingest one customer post (a new author each time, so each opens its own case) and return its case.
+
+    Labels given as keywords are then set on the case, so tests do not depend on what the classifier decides.
+    """
+    n = next(_seq)
+    post = make_post(
+        text,
+        author_id=author_id or f"customer-{n}",
+        handle=handle or f"customer{n}",
+        created_at=T0 + timedelta(minutes=minutes),
+    )
+    report = ingest(installation, post)
+    case = Post.objects.get(pk=report.post_ids[0]).case
+    assert case is not None, f"triage did not open a case for {text!r}"
+    if labels:
+        Case.objects.filter(pk=case.pk).update(**labels)
+        case.refresh_from_db()
+    return case

@@ -3,21 +3,18 @@ posts through the real pipeline."""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
+import factories
 from caredesk.accounts.actions import do_create_api_token
-from caredesk.cases.models import Case, Post
+from caredesk.cases.models import Case
 from caredesk.connectors.models import ConnectorInstallation
-from factories import T0, ingest, make_installation, make_post, make_user
-
-_authors = itertools.count(1)
+from factories import make_installation, make_user
 
 MakeCase = Callable[..., Case]
 
@@ -45,28 +42,9 @@ def installation(db: None) -> ConnectorInstallation:
 
 @pytest.fixture
 def make_case(installation: ConnectorInstallation) -> MakeCase:
-    """Ingest one customer post (a new author each time, so each opens its own case) and return its case.
+    """See :func:`factories.make_case`; ``installation_`` picks another installation than the fixture's."""
 
-    Labels given as keywords are then set on the case, so tests do not depend on what the classifier decides.
-    """
-
-    def make(
-        text: str = "my internet has been down since this morning, please help",
-        *,
-        minutes: int = 0,
-        installation_: ConnectorInstallation | None = None,
-        **labels: Any,
-    ) -> Case:
-        n = next(_authors)
-        post = make_post(
-            text, author_id=f"customer-{n}", handle=f"customer{n}", created_at=T0 + timedelta(minutes=minutes)
-        )
-        report = ingest(installation_ or installation, post)
-        case = Post.objects.get(pk=report.post_ids[0]).case
-        assert case is not None, f"triage did not open a case for {text!r}"
-        if labels:
-            Case.objects.filter(pk=case.pk).update(**labels)
-            case.refresh_from_db()
-        return case
+    def make(*args: Any, installation_: ConnectorInstallation | None = None, **kwargs: Any) -> Case:
+        return factories.make_case(installation_ or installation, *args, **kwargs)
 
     return make

@@ -7,7 +7,6 @@ from datetime import timedelta
 import pytest
 from django.db import transaction
 from django.forms.models import model_to_dict
-from factories import T0, ingest, make_installation, make_post, make_user
 
 from caredesk.cases import events
 from caredesk.cases.actions import (
@@ -21,6 +20,7 @@ from caredesk.cases.actions import (
 from caredesk.cases.models import Activity, Case
 from caredesk.outbox.actions import do_mark_reply_failed, do_queue_reply
 from caredesk.outbox.tasks import send_reply_now
+from factories import T0, ingest, make_installation, make_post, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -4,10 +4,10 @@ from datetime import timedelta
 
 import pytest
 from django.db import transaction
-from factories import T0, ingest, make_installation, make_post
 
 from caredesk.cases.actions import do_change_status, do_resolve_case
 from caredesk.cases.models import Activity, Case, Post
+from factories import T0, ingest, make_installation, make_post
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,6 @@ import httpx
 import pytest
 from django.db import IntegrityError, transaction
 from procrastinate.contrib.django.models import ProcrastinateJob
-from factories import T0, ingest, make_brand, make_installation, make_post, make_user
 
 from caredesk.cases.models import Case, Post
 from caredesk.connectors.actions import do_create_installation
@@ -16,6 +15,7 @@ from caredesk.connectors.registry import register_provider, unregister_provider
 from caredesk.outbox.actions import ReplyError, do_queue_reply, do_retry_reply
 from caredesk.outbox.models import Reply
 from caredesk.outbox.tasks import TransientSendError, send_reply_now
+from factories import T0, ingest, make_brand, make_installation, make_post, make_user
 
 pytestmark = pytest.mark.django_db
 

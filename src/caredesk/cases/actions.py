@@ -149,12 +149,12 @@ def do_receive_posts(
             report.duplicates += 1
         else:
             by_id[post.external_id] = (post, triage)
-    stored = set(
+    known = set(
         Post.objects.filter(installation=installation, external_id__in=by_id).values_list("external_id", flat=True)
     )
-    report.duplicates += len(stored)
+    report.duplicates += len(known)
     fresh = sorted(
-        (pair for ext_id, pair in by_id.items() if ext_id not in stored), key=lambda pair: pair[0].created_at
+        (pair for ext_id, pair in by_id.items() if ext_id not in known), key=lambda pair: pair[0].created_at
     )
     if not fresh:
         return report
@@ -190,9 +190,9 @@ def do_receive_posts(
         ext_id: cases.get(cid) if cid else None for ext_id, cid in parent_case_ids.items()
     }
     open_case_of_customer: dict[int, Case] = {}
-    for case in sorted(cases.values(), key=lambda c: c.last_inbound_at):
-        if case.is_open:
-            open_case_of_customer[case.customer_id] = case
+    for existing_case in sorted(cases.values(), key=lambda c: c.last_inbound_at):
+        if existing_case.is_open:
+            open_case_of_customer[existing_case.customer_id] = existing_case
 
     new_posts: list[Post] = []
     post_case: list[Case | None] = []
@@ -204,7 +204,7 @@ def do_receive_posts(
         author = authors[normalized.author.external_id]
         own = author.external_id in own_accounts or normalized.external_id in sent_reply_ids
         parent_key = normalized.in_reply_to_external_id or normalized.conversation_external_id
-        case = case_of_post.get(normalized.in_reply_to_external_id) or case_of_post.get(
+        case: Case | None = case_of_post.get(normalized.in_reply_to_external_id) or case_of_post.get(
             normalized.conversation_external_id
         )
         if own:
@@ -275,8 +275,8 @@ def do_receive_posts(
         case_of_post[normalized.external_id] = case  # later posts of this batch may answer this one
 
     Case.objects.bulk_create(new_cases)
-    for post, case in zip(new_posts, post_case, strict=True):
-        post.case = case
+    for stored, owner in zip(new_posts, post_case, strict=True):
+        stored.case = owner
     Post.objects.bulk_create(new_posts)
     if updated:
         _update_rows(
@@ -284,20 +284,20 @@ def do_receive_posts(
             ["status", "resolved_at", "topic", "sentiment", "urgency", "priority", "needs_reply",
              "last_inbound_at", "updated_at"],
         )
-    for case in new_cases:
+    for created in new_cases:
         activities.append(
-            Activity(kind=Activity.Kind.CASE_CREATED, brand_id=brand_id, case=case, created_at=now,
-                     data={"status": case.status, "priority": case.priority, "topic": case.topic})
+            Activity(kind=Activity.Kind.CASE_CREATED, brand_id=brand_id, case=created, created_at=now,
+                     data={"status": created.status, "priority": created.priority, "topic": created.topic})
         )
-    for case in reopened:
+    for again in reopened:
         activities.append(
-            Activity(kind=Activity.Kind.CASE_STATUS, brand_id=brand_id, case=case, created_at=now,
-                     data={"status": case.status, "reason": "customer wrote again"})
+            Activity(kind=Activity.Kind.CASE_STATUS, brand_id=brand_id, case=again, created_at=now,
+                     data={"status": again.status, "reason": "customer wrote again"})
         )
-    for post in new_posts:
+    for stored in new_posts:
         activities.append(
-            Activity(kind=Activity.Kind.POST_RECEIVED, brand_id=brand_id, case=post.case, created_at=now,
-                     data={"post_id": post.pk, "direction": post.direction, **_case_labels(post.case)})
+            Activity(kind=Activity.Kind.POST_RECEIVED, brand_id=brand_id, case=stored.case, created_at=now,
+                     data={"post_id": stored.pk, "direction": stored.direction, **_case_labels(stored.case)})
         )
     Activity.objects.bulk_create(activities)
     publish_activities(a.pk for a in activities)

@@ -16,6 +16,9 @@ class CannedReply(models.Model):
     class Meta:
         ordering = ["title"]
 
+    def __str__(self) -> str:
+        return self.title
+
 
 class CasePresence(models.Model):
     """Who is looking at or typing into a case right now; refreshed by heartbeats, stale after a few seconds."""
@@ -31,3 +34,6 @@ class CasePresence(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["case", "user"], name="presence_unique")]
+
+    def __str__(self) -> str:
+        return f"user {self.user_id} {self.mode} case {self.case_id}"

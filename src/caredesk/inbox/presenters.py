@@ -1,0 +1,407 @@
+"""Reads for the inbox pages: the case list query, the case pane's thread and labels, PII masking for display.
+
+Everything here is a ``get_*`` read or a pure function; writes live in the actions modules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from django.contrib.auth import get_user_model
+from django.core.paginator import Page, Paginator
+from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery
+
+from caredesk.accounts.models import Brand
+from caredesk.cases.models import Activity, Author, Case, Note, Post
+from caredesk.inbox.actions import get_presence
+from caredesk.inbox.forms import Queue, Sort, StatusFilter
+from caredesk.inbox.models import CannedReply, CasePresence
+from caredesk.outbox.length import check_length
+from caredesk.outbox.models import Reply
+from caredesk.triage import detect_pii, mask_pii
+from caredesk.triage.types import PIIMatch
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+PAGE_SIZE = 100
+EARLIER_CASES = 10
+TIMELINE_LENGTH = 100
+
+PII_LABELS = {
+    "account_number": "account number",
+    "phone": "phone number",
+    "email": "email address",
+    "address": "address",
+    "card": "card number",
+}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# PII masking
+
+
+def _valid_spans(text: str, pii: Any) -> list[tuple[str, int, int]]:
+    spans: list[tuple[str, int, int]] = []
+    if not isinstance(pii, list):
+        return spans
+    for item in pii:
+        if not isinstance(item, Mapping):
+            continue
+        start, end, kind = item.get("start"), item.get("end"), item.get("kind")
+        if isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text):
+            spans.append((str(kind or "pii"), start, end))
+    return spans
+
+
+def mask_for_display(text: str, triage: Mapping[str, Any] | None) -> tuple[str, list[str]]:
+    """The text with the PII spans that triage stored masked (``[account number ••42]``), and the kinds found
+    (for the warning chip). Spans that do not fit the text are ignored rather than trusted."""
+    spans = _valid_spans(text, (triage or {}).get("pii"))
+    if not spans:
+        return text, []
+    masked = mask_pii(text, [PIIMatch(kind, start, end) for kind, start, end in spans])
+    return masked, sorted({kind for kind, _, _ in spans})
+
+
+def mask_detected(text: str) -> str:
+    """``text`` with personal data masked as detected now, for strings without stored spans (case subjects)."""
+    found = detect_pii(text)
+    return mask_pii(text, found) if found else text
+
+
+def pii_warning(kinds: Iterable[str]) -> str:
+    names = [PII_LABELS.get(k, k.replace("_", " ")) for k in kinds]
+    if not names:
+        return ""
+    joined = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return f"contains {joined} — suggest moving to DM"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Triage labels
+
+
+@dataclass(frozen=True, slots=True)
+class LabelChip:
+    name: str
+    value: str
+    score: float | None
+    reasons: tuple[str, ...]
+    tone: str  # css modifier: neutral, good, bad, warn
+
+
+def _label(triage: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
+    value = triage.get(key)
+    return value if isinstance(value, Mapping) else None
+
+
+def _score(label: Mapping[str, Any]) -> float | None:
+    score = label.get("score")
+    return float(score) if isinstance(score, int | float) else None
+
+
+def _reasons(label: Mapping[str, Any]) -> tuple[str, ...]:
+    reasons = label.get("reasons")
+    return tuple(str(r) for r in reasons) if isinstance(reasons, list | tuple) else ()
+
+
+def triage_chips(triage: Mapping[str, Any] | None) -> list[LabelChip]:
+    """One chip per triage decision of a post, with its score and the reasons that decided it."""
+    if not triage:
+        return []
+    chips: list[LabelChip] = []
+    topic = _label(triage, "topic")
+    if topic is not None:
+        chips.append(LabelChip("topic", str(topic.get("value") or "—"), _score(topic), _reasons(topic), "neutral"))
+    sentiment = _label(triage, "sentiment")
+    if sentiment is not None:
+        value = str(sentiment.get("value") or "")
+        tone = {"negative": "bad", "positive": "good"}.get(value, "neutral")
+        chips.append(LabelChip("sentiment", value, _score(sentiment), _reasons(sentiment), tone))
+    urgency = _label(triage, "urgency")
+    if urgency is not None:
+        raw = urgency.get("value")
+        level = float(raw) if isinstance(raw, int | float) else 0.0
+        tone = "bad" if level >= 0.7 else "warn" if level >= 0.4 else "neutral"
+        chips.append(LabelChip("urgency", f"urgency {level:.2f}", _score(urgency), _reasons(urgency), tone))
+    for key, yes in (("complaint", "complaint"), ("needs_reply", "needs reply"), ("spam", "spam")):
+        label = _label(triage, key)
+        if label is None:
+            continue
+        flag = bool(label.get("value"))
+        if key == "spam" and not flag:
+            continue
+        tone = "bad" if key == "spam" else "warn" if flag else "neutral"
+        chips.append(LabelChip(key.replace("_", " "), yes if flag else f"no {yes}", _score(label), _reasons(label),
+                               tone))
+    return chips
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The case list
+
+
+@dataclass
+class CaseListResult:
+    page: Page[Case]
+    counts: dict[str, int]
+    total: int
+
+
+def case_list_queryset(filters: Mapping[str, Any], user: User) -> QuerySet[Case]:
+    latest_inbound = Post.objects.filter(case=OuterRef("pk"), direction=Post.Direction.INBOUND).order_by(
+        "-created_at", "-pk"
+    )
+    qs = Case.objects.select_related("assignee", "brand").annotate(
+        handle=Subquery(latest_inbound.values("author__handle")[:1]),
+        platform=Subquery(latest_inbound.values("author__platform")[:1]),
+    )
+    queue = filters["queue"]
+    if queue == Queue.UNASSIGNED:
+        qs = qs.filter(assignee__isnull=True)
+    elif queue == Queue.MINE:
+        qs = qs.filter(assignee=user)
+    status = filters["status"]
+    if status == StatusFilter.ACTIVE:
+        qs = qs.filter(status__in=Case.OPEN_STATUSES)
+    elif status != StatusFilter.ANY:
+        qs = qs.filter(status=status)
+    if filters["topic"]:
+        qs = qs.filter(topic=filters["topic"])
+    if filters["priority"]:
+        qs = qs.filter(priority=filters["priority"])
+    if filters["needs_reply"]:
+        qs = qs.filter(needs_reply=True)
+    if filters["brand"]:
+        qs = qs.filter(brand_id=filters["brand"])
+    if filters["sort"] == Sort.URGENT:
+        return qs.order_by("-priority", "-urgency", "-last_inbound_at", "-pk")
+    return qs.order_by("-last_inbound_at", "-pk")
+
+
+def get_queue_counts(user: User, brand_id: int | None) -> dict[str, int]:
+    """Active (not resolved) cases per queue, in one query."""
+    qs = Case.objects.filter(status__in=Case.OPEN_STATUSES)
+    if brand_id:
+        qs = qs.filter(brand_id=brand_id)
+    counts = qs.aggregate(
+        all=Count("pk"),
+        unassigned=Count("pk", filter=Q(assignee__isnull=True)),
+        mine=Count("pk", filter=Q(assignee=user)),
+    )
+    return {key: int(value or 0) for key, value in counts.items()}
+
+
+def get_case_list(filters: Mapping[str, Any], user: User) -> CaseListResult:
+    paginator = Paginator(case_list_queryset(filters, user), PAGE_SIZE)
+    page = paginator.get_page(filters.get("page") or 1)
+    return CaseListResult(page=page, counts=get_queue_counts(user, filters.get("brand")), total=paginator.count)
+
+
+def get_last_activity_id() -> int:
+    """The newest event id: a page rendered now has seen everything up to it (the stream resumes after it)."""
+    return int(Activity.objects.aggregate(m=Max("id"))["m"] or 0)
+
+
+def get_filter_choices() -> dict[str, Any]:
+    return {"brands": list(Brand.objects.order_by("name").values_list("pk", "name")), "topics": get_topics()}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The case pane
+
+
+@dataclass
+class ThreadItem:
+    """One entry of a case thread, in time order. ``kind`` picks the template: post, reply, note or event."""
+
+    kind: str
+    at: datetime
+    post: Post | None = None
+    reply: Reply | None = None
+    note: Note | None = None
+    activity: Activity | None = None
+    text: str = ""
+    pii_kinds: list[str] = field(default_factory=list)
+    chips: list[LabelChip] = field(default_factory=list)
+    event_text: str = ""
+
+    @property
+    def pii_warning(self) -> str:
+        return pii_warning(self.pii_kinds)
+
+
+@dataclass
+class Composer:
+    """What the reply box needs; built once per render of the box."""
+
+    platform: str
+    limit: int
+    unit: str
+    in_reply_to: Post | None
+    canned: list[CannedReply]
+
+    @property
+    def canned_texts(self) -> dict[str, str]:
+        """For the page's JSON (``json_script``): canned reply id → text."""
+        return {str(c.pk): c.text for c in self.canned}
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    activity: Activity
+    text: str
+
+
+@dataclass
+class CaseView:
+    case: Case
+    thread: list[ThreadItem]
+    author: Author | None
+    other_authors: list[Author]
+    earlier_cases: list[Case]
+    presence: list[CasePresence]
+    timeline: list[TimelineEntry]
+    agents: list[User]
+    topics: list[str]
+    pii_kinds: list[str]
+
+    @property
+    def pii_warning(self) -> str:
+        return pii_warning(self.pii_kinds)
+
+
+def describe_activity(activity: Activity) -> str:
+    """A short line for the timeline. Values come from our own actions, but are escaped by the template anyway."""
+    data = activity.data if isinstance(activity.data, Mapping) else {}
+    kind = activity.kind
+    if kind == Activity.Kind.CASE_ASSIGNED:
+        who = data.get("assignee")
+        if who and activity.actor_id is not None and data.get("assignee_id") == activity.actor_id:
+            return "took the case"
+        return f"assigned to {who}" if who else "unassigned"
+    if kind == Activity.Kind.CASE_STATUS:
+        text = f"status → {data.get('status', '?')}"
+        return f"{text} ({data['reason']})" if data.get("reason") else text
+    if kind == Activity.Kind.CASE_LABELS:
+        parts = []
+        for key, value in data.items():
+            if key == "priority" and isinstance(value, int) and value in Case.Priority.values:
+                value = Case.Priority(value).label
+            parts.append(f"{key} → {value}")
+        return "labels: " + ", ".join(parts) if parts else "labels changed"
+    if kind == Activity.Kind.CASE_CREATED:
+        return "case opened"
+    if kind == Activity.Kind.POST_RECEIVED:
+        return "post received" if data.get("direction") != Post.Direction.OUTBOUND else "our post seen on platform"
+    if kind == Activity.Kind.NOTE_ADDED:
+        return "internal note added"
+    if kind == Activity.Kind.REPLY_QUEUED:
+        return "reply queued again" if data.get("retry") else "reply queued"
+    if kind == Activity.Kind.REPLY_SENT:
+        return "reply sent"
+    if kind == Activity.Kind.REPLY_FAILED:
+        return "reply failed"
+    return kind.replace("_", " ")
+
+
+# Shown inline in the thread; the rest is visible in the timeline and would only repeat the thread.
+THREAD_EVENT_KINDS = {Activity.Kind.CASE_ASSIGNED, Activity.Kind.CASE_STATUS, Activity.Kind.CASE_LABELS}
+
+
+def get_case(case_id: int) -> Case | None:
+    return Case.objects.select_related("brand", "customer", "assignee").filter(pk=case_id).first()
+
+
+def get_thread(case: Case, activities: Sequence[Activity]) -> tuple[list[ThreadItem], list[Post]]:
+    posts = list(case.posts.select_related("author").order_by("created_at", "pk"))
+    replies = list(case.replies.select_related("author").order_by("created_at", "pk"))
+    notes = list(case.notes.select_related("author").order_by("created_at", "pk"))
+    reply_post_ids = {r.post_id for r in replies if r.post_id}
+    items: list[ThreadItem] = []
+    for post in posts:
+        if post.pk in reply_post_ids:
+            continue  # shown as our reply, with its delivery state
+        text, kinds = mask_for_display(post.text, post.triage)
+        items.append(ThreadItem(
+            kind="post", at=post.created_at, post=post, text=text, pii_kinds=kinds,
+            chips=triage_chips(post.triage) if post.direction == Post.Direction.INBOUND else [],
+        ))
+    for reply in replies:
+        items.append(ThreadItem(kind="reply", at=reply.sent_at or reply.created_at, reply=reply, text=reply.text))
+    for note in notes:
+        items.append(ThreadItem(kind="note", at=note.created_at, note=note, text=note.text))
+    for activity in activities:
+        if activity.kind in THREAD_EVENT_KINDS:
+            items.append(ThreadItem(kind="event", at=activity.created_at, activity=activity,
+                                    event_text=describe_activity(activity)))
+    order = {"post": 0, "reply": 1, "note": 2, "event": 3}
+    items.sort(key=lambda item: (item.at, order[item.kind]))
+    return items, posts
+
+
+def get_case_view(case: Case, user: User, now: datetime) -> CaseView:
+    activities = list(case.activities.select_related("actor").order_by("-id")[:TIMELINE_LENGTH])
+    thread, posts = get_thread(case, sorted(activities, key=lambda a: a.pk))
+    inbound = [p for p in posts if p.direction == Post.Direction.INBOUND]
+    author = inbound[-1].author if inbound else None
+    other_authors = [a for a in Author.objects.filter(customer_id=case.customer_id).order_by("platform", "handle")
+                     if author is None or a.pk != author.pk]
+    earlier = list(
+        Case.objects.filter(customer_id=case.customer_id).exclude(pk=case.pk).order_by("-created_at")[:EARLIER_CASES]
+    )
+    return CaseView(
+        case=case,
+        thread=thread,
+        author=author,
+        other_authors=other_authors,
+        earlier_cases=earlier,
+        presence=get_presence(case, now, exclude=user),
+        timeline=[TimelineEntry(a, describe_activity(a)) for a in activities],
+        agents=get_agents(),
+        topics=sorted({*get_topics(), case.topic} - {""}),
+        pii_kinds=sorted({kind for item in thread for kind in item.pii_kinds}),
+    )
+
+
+def get_topics() -> list[str]:
+    """Topics to offer: the triage taxonomy when it is published, plus every topic already on a case."""
+    known: set[str] = set()
+    try:
+        from caredesk.triage.topics import DEFAULT_TOPICS
+    except ImportError:
+        pass
+    else:
+        known.update(str(key) for key in DEFAULT_TOPICS)
+    known.update(t for t in Case.objects.order_by().values_list("topic", flat=True).distinct() if t)
+    return sorted(known)
+
+
+def get_agent(user_id: int) -> User | None:
+    return get_user_model().objects.filter(pk=user_id, is_active=True).first()
+
+
+def get_agents() -> list[User]:
+    return list(get_user_model().objects.filter(is_active=True).order_by("username"))
+
+
+def latest_inbound_post(case: Case) -> Post | None:
+    return (
+        case.posts.filter(direction=Post.Direction.INBOUND)
+        .select_related("author", "installation")
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+
+
+def get_composer(case: Case) -> Composer:
+    post = latest_inbound_post(case)
+    platform = post.author.platform if post else ""
+    configured = post.installation.config.get("max_characters") if post else None
+    rule = check_length(platform, "", int(configured) if configured else None)
+    canned = list(CannedReply.objects.filter(Q(brand=case.brand_id) | Q(brand__isnull=True)).order_by("title"))
+    return Composer(platform=platform, limit=rule.limit, unit=rule.unit, in_reply_to=post, canned=canned)

@@ -1,0 +1,402 @@
+"""What an agent does, in a real browser against the real ASGI server and a real job worker:
+log in, see a post arrive without reloading, answer with a canned reply, watch it get sent, resolve.
+
+Headless Debian chromium through Playwright's Python package; Playwright never downloads a browser. The server
+(uvicorn) and the procrastinate worker run as subprocesses on the pytest-django test database, so every test here
+uses ``transactional_db``: what the test process writes must be committed for them to see it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+from django.contrib.auth.models import User
+from django.db import connection, transaction
+from django.utils import timezone
+from inbox_support import seed_demo
+
+from caredesk.cases.actions import do_add_note, do_assign_case, lock_case
+from caredesk.cases.models import Case, Post
+from caredesk.connectors.models import ConnectorInstallation
+from caredesk.inbox.models import CannedReply
+from caredesk.outbox.actions import do_queue_reply
+from caredesk.outbox.length import check_length
+from caredesk.outbox.models import Reply
+from caredesk.outbox.tasks import send_reply_now
+from factories import ingest, make_installation, make_post, make_user
+
+CHROMIUM = "/usr/bin/chromium"
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOT = REPO / "docs" / "inbox.png"
+PASSWORD = "agent-password-1"
+WAIT_MS = 10_000
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                       reason=f"{CHROMIUM} is not installed (apt-get install chromium; .ci/run installs it)"),
+]
+
+try:
+    from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+except ImportError:  # pragma: no cover - the test extra installs it
+    pytestmark.append(pytest.mark.skip(reason="playwright is not installed"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The server, the worker and the browser
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _test_database_url() -> str:
+    """DATABASE_URL of the pytest-django test database (not the one the settings module was loaded with)."""
+    db = connection.settings_dict
+    user = quote(db.get("USER") or "", safe="")
+    password = quote(db.get("PASSWORD") or "", safe="")
+    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    host = db.get("HOST") or ""
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    name = quote(db["NAME"], safe="")
+    if host.startswith("/"):  # a unix socket directory (the embedded pgserver)
+        return f"postgresql://{auth}{port and 'localhost' + port}/{name}?host={quote(host, safe='')}"
+    return f"postgresql://{auth}{host}{port}/{name}"
+
+
+class Processes:
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.running: list[tuple[str, subprocess.Popen[bytes], Any]] = []
+
+    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log = (self.log_dir / f"{name}.log").open("wb")
+        proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        self.running.append((name, proc, log))
+        return proc
+
+    def logs(self) -> str:
+        out = []
+        for name, _proc, _log in self.running:
+            text = (self.log_dir / f"{name}.log").read_text(errors="replace")
+            out.append(f"--- {name} ---\n{text[-4000:]}")
+        return "\n".join(out)
+
+    def stop(self) -> None:
+        for _name, proc, _log in self.running:
+            proc.terminate()
+        for _name, proc, log in self.running:
+            try:
+                proc.wait(timeout=8)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+            log.close()
+
+
+@pytest.fixture(scope="module")
+def asgi_server(django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
+                ) -> Iterator[str]:
+    """uvicorn serving caredesk's ASGI app, plus a procrastinate worker for the outbox queue."""
+    with django_db_blocker.unblock():
+        database_url = _test_database_url()
+    work = tmp_path_factory.mktemp("inbox-live")
+    static_root = work / "static"
+    static_root.mkdir()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "CAREDESK_SECRET_KEY": os.environ["CAREDESK_SECRET_KEY"],
+        "CAREDESK_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "CAREDESK_STATIC_ROOT": str(static_root),
+        "DJANGO_SETTINGS_MODULE": "caredesk.config.settings",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    port = _free_port()
+    processes = Processes(work)
+    server = processes.start("uvicorn", [
+        sys.executable, "-m", "uvicorn", "caredesk.config.asgi:application", "--host", "127.0.0.1",
+        "--port", str(port), "--log-level", "warning", "--timeout-graceful-shutdown", "2",
+    ], env)
+    processes.start("worker", [
+        sys.executable, "-m", "django", "procrastinate", "worker", "--queues", "outbox", "--concurrency", "2",
+    ], env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"uvicorn exited with {server.returncode}\n{processes.logs()}")
+            try:
+                if httpx.get(f"{base}/login/", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"uvicorn did not start\n{processes.logs()}")
+            time.sleep(0.2)
+        yield base
+    finally:
+        processes.stop()
+        logs = processes.logs()
+        if "Traceback" in logs:
+            print(logs)  # shown by pytest for a failing test; the file stays in the temp dir too
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    # Playwright's sync API runs an event loop in this thread, which Django would take for an async context.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as p:
+            launched = p.chromium.launch(
+                executable_path=CHROMIUM,
+                args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+            )
+            yield launched
+            launched.close()
+    finally:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+@pytest.fixture
+def contexts(browser: Browser) -> Iterator[list[BrowserContext]]:
+    opened: list[BrowserContext] = []
+    yield opened
+    for context in opened:
+        context.close()
+
+
+@pytest.fixture
+def page_errors() -> list[str]:
+    return []
+
+
+def _page(browser: Browser, contexts: list[BrowserContext], errors: list[str]) -> Page:
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    contexts.append(context)
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # Console errors include Content-Security-Policy violations and failed requests.
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    return page
+
+
+def _login(page: Page, base: str, username: str) -> None:
+    page.goto(f"{base}/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/")
+    page.wait_for_selector("#live.live--on")  # the event stream is connected
+
+
+@pytest.fixture
+def installation(transactional_db: None) -> ConnectorInstallation:
+    CannedReply.objects.get_or_create(brand=None, title="Can I help?", defaults={"text": "Can I help?"})
+    return make_installation()
+
+
+@pytest.fixture
+def ana(transactional_db: None) -> User:
+    return make_user("ana", PASSWORD)
+
+
+@pytest.fixture
+def ben(transactional_db: None) -> User:
+    return make_user("ben", PASSWORD)
+
+
+def _case_of(external_id: str) -> Case:
+    case = Post.objects.get(external_id=external_id).case
+    assert case is not None
+    return case
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tests
+
+
+def test_post_arrives_live_then_reply_sent_and_resolved(
+    asgi_server: str, browser: Browser, contexts: list[BrowserContext], page_errors: list[str],
+    installation: ConnectorInstallation, ana: User,
+) -> None:
+    page = _page(browser, contexts, page_errors)
+    _login(page, asgi_server, "ana")
+    assert page.locator(".rows .row").count() == 0
+
+    ingest(installation, make_post("@NimbusCare my router shows a red light and nothing works",
+                                   external_id="live-1", handle="router_rita"))
+    case = _case_of("live-1")
+    row = page.wait_for_selector(f"#case-row-{case.pk}")  # no reload: the list refreshed on the live event
+    assert row is not None and "@router_rita" in row.inner_text()
+    assert "my router shows a red light" in row.inner_text()
+
+    row.click()
+    page.wait_for_selector(f'#case[data-case-id="{case.pk}"]')
+    assert page.url.endswith(f"/cases/{case.pk}/")
+    page.select_option("select[data-canned]", label="Can I help?")
+    assert page.input_value("#reply-text") == "Can I help?"
+    assert page.inner_text("[data-counter]") == "11 / 280"
+    page.click('button[data-action="send"]')
+    # queued → sent by the worker → the reply_sent event refreshes the thread.
+    page.wait_for_selector('#thread [data-reply-state="sent"]')
+    assert page.input_value("#reply-text") == ""
+    reply = Reply.objects.get(case=case)
+    assert reply.state == Reply.State.SENT and reply.text == "Can I help?" and reply.author == ana
+
+    page.click('button[data-action="resolve"]')
+    page.wait_for_selector('#case-status[data-status="resolved"]')
+    case.refresh_from_db()
+    assert case.status == Case.Status.RESOLVED
+    assert page_errors == []
+
+
+def test_live_refresh_keeps_the_draft(
+    asgi_server: str, browser: Browser, contexts: list[BrowserContext], page_errors: list[str],
+    installation: ConnectorInstallation, ana: User,
+) -> None:
+    ingest(installation, make_post("@NimbusCare billing question", external_id="draft-1", author_id="u-d",
+                                   handle="drafty"))
+    case = _case_of("draft-1")
+    page = _page(browser, contexts, page_errors)
+    _login(page, asgi_server, "ana")
+    page.click(f"#case-row-{case.pk}")
+    page.wait_for_selector(f'#case[data-case-id="{case.pk}"]')
+    page.fill("#reply-text", "Half-written answer")
+    # The customer writes again: the thread shows it, the reply box keeps the draft.
+    ingest(installation, make_post("also, I was charged twice", external_id="draft-2", author_id="u-d",
+                                   handle="drafty", in_reply_to="draft-1"))
+    page.wait_for_selector("#thread >> text=also, I was charged twice")
+    assert page.input_value("#reply-text") == "Half-written answer"
+    # A too-long reply is refused by the counter before the server is asked.
+    page.fill("#reply-text", "x" * 281)
+    assert page.inner_text("[data-counter]") == "281 / 280"
+    assert page.is_disabled('button[data-action="send"]')
+    assert page_errors == []
+
+
+def test_attacker_text_renders_as_text(
+    asgi_server: str, browser: Browser, contexts: list[BrowserContext], page_errors: list[str],
+    installation: ConnectorInstallation, ana: User,
+) -> None:
+    page = _page(browser, contexts, page_errors)
+    _login(page, asgi_server, "ana")
+    img = '<img src=x onerror="window.__pwned=1">'
+    script = "<script>window.__pwned=1</script>"
+    ingest(installation, make_post(f"@NimbusCare {img} and {script}", external_id="xss-1",
+                                   handle='"><img src=x onerror=window.__pwned=1>'))
+    case = _case_of("xss-1")
+    row = page.wait_for_selector(f"#case-row-{case.pk}")
+    assert row is not None and script in row.inner_text()
+    row.click()
+    body = page.wait_for_selector(f"#post-{case.posts.get().pk} .msg-body")
+    assert body is not None
+    assert img in body.inner_text() and script in body.inner_text()
+    page.reload()
+    page.wait_for_selector(f'#case[data-case-id="{case.pk}"]')
+    assert page.evaluate("window.__pwned") is None
+    assert page.locator("#thread img").count() == 0
+    assert page_errors == []
+
+
+def test_agent_sees_who_else_is_on_the_case(
+    asgi_server: str, browser: Browser, contexts: list[BrowserContext], page_errors: list[str],
+    installation: ConnectorInstallation, ana: User, ben: User,
+) -> None:
+    ingest(installation, make_post("@NimbusCare no dial tone", external_id="both-1", handle="dial_tone_dan"))
+    case = _case_of("both-1")
+    page_a = _page(browser, contexts, page_errors)
+    page_b = _page(browser, contexts, page_errors)
+    _login(page_a, asgi_server, "ana")
+    _login(page_b, asgi_server, "ben")
+    page_b.goto(f"{asgi_server}/cases/{case.pk}/")
+    page_b.wait_for_selector(f'#case[data-case-id="{case.pk}"]')
+    page_a.click(f"#case-row-{case.pk}")
+    page_a.wait_for_selector(f'#case[data-case-id="{case.pk}"]')
+    page_b.wait_for_selector('#presence >> text=ana is viewing this case')
+    page_a.wait_for_selector('#presence >> text=ben is viewing this case')
+    page_a.fill("#reply-text", "Let me check")
+    page_b.wait_for_selector('#presence >> text=ana is replying…')
+    # Ana moves on: Ben's warning goes away.
+    page_a.goto(f"{asgi_server}/")
+    page_b.wait_for_selector('#presence >> text=ana', state="detached")
+    assert page_errors == []
+
+
+def test_length_counter_follows_the_server_rule(
+    asgi_server: str, browser: Browser, contexts: list[BrowserContext], page_errors: list[str]
+) -> None:
+    page = _page(browser, contexts, page_errors)
+    page.goto(f"{asgi_server}/login/")  # inbox.js is on every page
+    samples = [
+        "Can I help?", "a" * 280, "你好世界", "👍🏽 thanks!", "👩‍👩‍👧 family plan", "🇺🇸🇫🇷",
+        "see https://status.nimbus.example/outages/94110?x=1 and www.nimbus.example/help",
+        "call nimbus.com/help now", "e\u0301te\u0301", "@casey@example.social hi there", "x" * 3001,
+        "mixed 日本語 text with emoji 😀 and url https://a.co",
+    ]
+    for platform in ("x", "mastodon", "bluesky", "reddit", "other"):
+        for text in samples:
+            js = page.evaluate("([p, t]) => window.caredesk.checkLength(p, t, 0)", [platform, text])
+            server = check_length(platform, text)
+            assert (js["length"], js["limit"]) == (server.length, server.limit), (platform, text)
+
+
+@pytest.mark.skipif(not os.environ.get("CAREDESK_SCREENSHOT"),
+                    reason="writes docs/inbox.png; run with CAREDESK_SCREENSHOT=1 to refresh it")
+def test_screenshot_for_the_readme(
+    asgi_server: str, browser: Browser, contexts: list[BrowserContext], page_errors: list[str], ana: User,
+    ben: User,
+) -> None:
+    CannedReply.objects.get_or_create(brand=None, title="Can I help?", defaults={"text": "Can I help?"})
+    installation = make_installation()
+    now = timezone.now()
+    seed_demo(installation, now, seconds=400)
+    chloe = make_user("chloe", PASSWORD)
+    hallorans = _case_of("nimbus-003")
+    grandmother = _case_of("nimbus-009")
+    with transaction.atomic():
+        do_assign_case(lock_case(hallorans.pk), ana, ana, now)
+        do_add_note(lock_case(hallorans.pk), ana,
+                    "Medical alert on the phone line: asked dispatch to move the visit to today. Check at 2pm.",
+                    now)
+        do_assign_case(lock_case(grandmother.pk), ben, ben, now)
+        zed = _case_of("nimbus-017")
+        do_assign_case(lock_case(zed.pk), chloe, chloe, now)
+    with transaction.atomic():
+        reply = do_queue_reply(lock_case(hallorans.pk), Post.objects.get(external_id="nimbus-023"),
+                               "We've escalated this: a technician is booked for today 2–4pm. I'll keep an eye "
+                               "on it and update you here. ^Ana", ana, now)
+    send_reply_now(reply.pk)
+    page_b = _page(browser, contexts, page_errors)
+    _login(page_b, asgi_server, "ben")
+    page_b.goto(f"{asgi_server}/cases/{hallorans.pk}/")
+    page = _page(browser, contexts, page_errors)
+    _login(page, asgi_server, "ana")
+    page.goto(f"{asgi_server}/cases/{hallorans.pk}/?queue=all&sort=urgent")
+    page.wait_for_selector('#presence >> text=ben is viewing this case')
+    page.fill("#reply-text", "Hi Pat, the technician is on the way and should be with you within the hour.")
+    page.locator("#reply-text").blur()
+    page.wait_for_timeout(300)
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    tmp = SCREENSHOT.with_suffix(".tmp.png")
+    page.screenshot(path=str(tmp))
+    shutil.move(tmp, SCREENSHOT)
+    assert page_errors == []

@@ -1,0 +1,313 @@
+"""The inbox pages: login, the case list (queues, filters, sort, query count) and the case pane."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.utils.html import escape
+from inbox_support import HX, MakeCase
+
+from caredesk.cases.models import Author, Case, Post
+from caredesk.inbox.presenters import mask_for_display, pii_warning, triage_chips
+from factories import ingest, make_brand, make_installation, make_post
+
+pytestmark = pytest.mark.django_db
+
+
+def _row_ids(html: str) -> list[int]:
+    return [int(i) for i in re.findall(r'id="case-row-(\d+)"', html)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Login
+
+
+@pytest.mark.parametrize(
+    "path", ["/", "/cases/", "/cases/1/", "/cases/1/live", "/cases/1/presence"]
+)
+def test_pages_require_login(client: Client, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/login/?next=")
+
+
+def test_htmx_request_without_login_redirects_the_whole_page(client: Client) -> None:
+    response = client.get("/cases/", headers=HX)
+    assert response.status_code == 204
+    assert response["HX-Redirect"].startswith("/login/")
+
+
+@pytest.mark.parametrize(
+    "path", ["/cases/1/reply", "/cases/1/assign", "/cases/1/status", "/cases/1/notes", "/cases/1/labels",
+             "/cases/1/leave", "/cases/1/replies/1/retry"],
+)
+def test_writes_require_login(client: Client, path: str) -> None:
+    response = client.post(path, {})
+    assert response.status_code == 302
+    assert response["Location"].startswith("/login/")
+
+
+def test_stream_requires_login(client: Client) -> None:
+    response = client.get("/stream")
+    assert response.status_code == 403
+
+
+def test_login_form_logs_in_and_logout_logs_out(client: Client, agent: User) -> None:
+    page = client.get("/login/")
+    assert page.status_code == 200 and "Content-Security-Policy" in page
+    assert b'name="username"' in page.content and b'name="password"' in page.content
+    bad = client.post("/login/", {"username": "ana", "password": "wrong-password"})
+    assert bad.status_code == 200 and b"alert--error" in bad.content
+    response = client.post("/login/", {"username": "ana", "password": "agent-password-1"})
+    assert response.status_code == 302 and response["Location"] == "/"
+    assert client.get("/").status_code == 200
+    assert client.post("/logout/").status_code == 302
+    assert client.get("/").status_code == 302
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The case list
+
+
+def test_inbox_page_renders_list_and_live_wiring(agent_client: Client, case: Case) -> None:
+    response = agent_client.get("/")
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "script-src 'self';" in response["Content-Security-Policy"]
+    assert "unsafe-inline" not in response["Content-Security-Policy"]
+    assert f'id="case-row-{case.pk}"' in html
+    assert 'data-stream-url="/stream"' in html
+    assert "/static/caredesk/htmx.min.js" in html and "/static/caredesk/inbox.js" in html
+    assert 'name="csrf-token"' in html and "X-CSRFToken" in html
+    assert "@customer" in html  # the customer's handle in the row
+
+
+def test_row_shows_handle_subject_chips_assignee_platform(agent_client: Client, make_case: MakeCase,
+                                                        agent: User) -> None:
+    case = make_case("my bill doubled this month", handle="billy", topic="billing", priority=4,
+                     sentiment="negative", assignee=agent)
+    html = agent_client.get("/cases/", headers=HX).content.decode()
+    row = html[html.index(f'id="case-row-{case.pk}"'):]
+    row = row[: row.index("</a>")]
+    assert "@billy" in row
+    assert "my bill doubled this month" in row
+    assert "billing" in row and "urgent" in row and "negative" in row
+    assert "ana" in row and 'platform--x' in row
+
+
+def test_queues_unassigned_mine_all_with_counts(agent_client: Client, make_case: MakeCase, agent: User,
+                                                other_agent: User) -> None:
+    free = make_case("nobody has this one")
+    mine = make_case("this one is mine", assignee=agent, status="open")
+    theirs = make_case("ben has this one", assignee=other_agent, status="open")
+    done = make_case("resolved long ago", status="resolved")
+
+    unassigned = agent_client.get("/cases/?queue=unassigned", headers=HX).content.decode()
+    assert _row_ids(unassigned) == [free.pk]
+    assert set(_row_ids(agent_client.get("/cases/?queue=mine", headers=HX).content.decode())) == {mine.pk}
+    everything = agent_client.get("/cases/?queue=all", headers=HX).content.decode()
+    assert set(_row_ids(everything)) == {free.pk, mine.pk, theirs.pk}
+    assert done.pk not in _row_ids(everything)
+    # Counts of active cases per queue, swapped in out of band.
+    assert re.search(r'id="count-unassigned" hx-swap-oob="true">1<', unassigned)
+    assert re.search(r'id="count-mine" hx-swap-oob="true">1<', unassigned)
+    assert re.search(r'id="count-all" hx-swap-oob="true">3<', unassigned)
+    page = agent_client.get("/").content.decode()
+    assert re.search(r'id="count-all">3<', page)
+
+
+def test_filters_status_topic_priority_needs_reply_brand(agent_client: Client, make_case: MakeCase) -> None:
+    billing = make_case("charged twice", topic="billing", priority=3, needs_reply=True)
+    outage = make_case("no signal", topic="outage", priority=4, needs_reply=False)
+    pending = make_case("waiting on me", topic="billing", status="pending", needs_reply=True, priority=1)
+    resolved = make_case("thanks all good", topic="praise", status="resolved", needs_reply=False)
+    other_brand = make_installation(make_brand("AeroLark"))
+    flight = make_case("flight delayed", installation_=other_brand, topic="travel")
+
+    def ids(query: str) -> set[int]:
+        return set(_row_ids(agent_client.get(f"/cases/?{query}", headers=HX).content.decode()))
+
+    assert ids("") == {billing.pk, outage.pk, pending.pk, flight.pk}  # default: active cases, all queues
+    assert ids("status=resolved") == {resolved.pk}
+    assert ids("status=pending") == {pending.pk}
+    assert ids("status=any") == {billing.pk, outage.pk, pending.pk, resolved.pk, flight.pk}
+    assert ids("topic=billing") == {billing.pk, pending.pk}
+    assert ids("priority=4") == {outage.pk}
+    assert ids("needs_reply=on&topic=billing&priority=3") == {billing.pk}
+    assert ids(f"brand={flight.brand_id}") == {flight.pk}
+    # Nonsense values fall back to the defaults instead of failing.
+    assert ids("status=bogus&priority=9&sort=sideways&queue=x&brand=abc") == ids("")
+
+
+def test_sort_newest_and_most_urgent(agent_client: Client, make_case: MakeCase) -> None:
+    old_urgent = make_case("old but urgent", minutes=0, priority=4, urgency=0.5)
+    new_low = make_case("new and low", minutes=30, priority=1, urgency=0.1)
+    mid_high = make_case("high, very urgent", minutes=10, priority=3, urgency=0.9)
+    mid_high_less = make_case("high, less urgent", minutes=20, priority=3, urgency=0.6)
+    newest = _row_ids(agent_client.get("/cases/?sort=newest", headers=HX).content.decode())
+    assert newest == [new_low.pk, mid_high_less.pk, mid_high.pk, old_urgent.pk]
+    urgent = _row_ids(agent_client.get("/cases/?sort=urgent", headers=HX).content.decode())
+    assert urgent == [old_urgent.pk, mid_high.pk, mid_high_less.pk, new_low.pk]
+
+
+def test_list_query_count_does_not_grow_with_cases(agent_client: Client, make_case: MakeCase, agent: User,
+                                                   django_assert_max_num_queries: Any) -> None:
+    for i in range(3):
+        make_case(f"case number {i}", assignee=agent if i % 2 else None)
+
+    def count(path: str) -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            assert agent_client.get(path, headers=HX).status_code == 200
+        return len(ctx.captured_queries)
+
+    few = count("/cases/")
+    for i in range(30):
+        make_case(f"another case {i}", assignee=agent if i % 3 else None)
+    assert count("/cases/") == few
+    with django_assert_max_num_queries(8):
+        agent_client.get("/cases/?sort=urgent&queue=all", headers=HX)
+    with django_assert_max_num_queries(12):
+        agent_client.get("/")
+
+
+def test_list_is_capped_and_paginated(agent_client: Client, make_case: MakeCase, settings: Any,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from caredesk.inbox import presenters
+
+    monkeypatch.setattr(presenters, "PAGE_SIZE", 3)
+    cases = [make_case(f"case {i}", minutes=i) for i in range(5)]
+    first = agent_client.get("/cases/", headers=HX).content.decode()
+    assert _row_ids(first) == [c.pk for c in reversed(cases)][:3]
+    assert "1–3 of 5" in first and "page=2" in first
+    second = agent_client.get("/cases/?page=2", headers=HX).content.decode()
+    assert _row_ids(second) == [cases[1].pk, cases[0].pk]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The case pane
+
+
+def test_case_page_full_and_partial(agent_client: Client, case: Case) -> None:
+    full = agent_client.get(f"/cases/{case.pk}/")
+    assert full.status_code == 200
+    html = full.content.decode()
+    assert "<html" in html and 'id="case-list"' in html and f'data-case-id="{case.pk}"' in html
+    partial = agent_client.get(f"/cases/{case.pk}/", headers=HX).content.decode()
+    assert "<html" not in partial and f'data-case-id="{case.pk}"' in partial and 'id="reply-form"' in partial
+    live = agent_client.get(f"/cases/{case.pk}/live", headers=HX).content.decode()
+    assert 'id="case-live"' in live and 'id="reply-form"' not in live  # the reply box is never re-rendered
+    assert agent_client.get("/cases/999999/", headers=HX).status_code == 404
+
+
+def test_case_view_shows_thread_author_earlier_cases_and_labels(
+    agent_client: Client, installation: Any, agent: User
+) -> None:
+    first = make_post("my modem died last month", author_id="u-77", handle="maria_sf")
+    ingest(installation, first)
+    earlier = Post.objects.get(external_id=first.external_id).case
+    assert earlier is not None
+    Case.objects.filter(pk=earlier.pk).update(status="resolved")
+    report = ingest(installation, make_post("internet down in 94110 again", author_id="u-77", handle="maria_sf"))
+    post = Post.objects.get(pk=report.post_ids[0])
+    case = post.case
+    assert case is not None and case.pk != earlier.pk
+    ingest(installation, make_post("any update? still down", author_id="u-77", handle="maria_sf",
+                                   in_reply_to=post.external_id))
+    Author.objects.filter(external_id="u-77").update(name="María Elena Ruiz", followers=1840, verified=True)
+    html = agent_client.get(f"/cases/{case.pk}/", headers=HX).content.decode()
+    # Thread in time order.
+    assert html.index("internet down in 94110 again") < html.index("any update? still down")
+    # Author card.
+    assert "María Elena Ruiz" in html and "@maria_sf" in html and "1.8k" in html and "verified account" in html
+    # Earlier case, linked.
+    assert f'href="/cases/{earlier.pk}/"' in html and "my modem died last month" in html
+    # Triage labels of the post with score and reasons.
+    triage = post.triage
+    topic = triage["topic"]
+    assert f'{topic["value"]} <small>{round(topic["score"] * 100)}%</small>' in html
+    assert f'topic: {topic["value"]} ({topic["score"]:.2f})' in html
+    assert topic["reasons"], "triage gives reasons"
+    for reason in topic["reasons"]:
+        assert f'<span class="reason">{escape(str(reason))}</span>' in html
+    assert "why?" in html
+
+
+def test_pii_is_masked_with_a_warning(agent_client: Client, make_case: MakeCase) -> None:
+    text = "my account number is 4417 1234 5678 and my internet is down"
+    case = make_case(text)
+    post = case.posts.get()
+    post.triage = {**post.triage, "pii": [{"kind": "account_number", "start": 21, "end": 35}]}
+    post.save(update_fields=["triage"])
+    html = agent_client.get(f"/cases/{case.pk}/", headers=HX).content.decode()
+    assert "4417 1234 5678" not in html.split('id="thread"')[1].split('class="case-side"')[0]
+    assert "contains account number — suggest moving to DM" in html
+    assert "78]" in html  # the last two digits stay visible
+
+
+def test_masking_helpers() -> None:
+    text = "call me at 555-0123 or mail a@b.example"
+    masked, kinds = mask_for_display(text, {"pii": [{"kind": "phone", "start": 11, "end": 19},
+                                                    {"kind": "email", "start": 28, "end": 39},
+                                                    {"kind": "bogus", "start": 5, "end": 500}]})
+    assert "555-0123" not in masked and "a@b.example" not in masked
+    assert masked.startswith("call me at [phone") and kinds == ["email", "phone"]
+    assert mask_for_display(text, {}) == (text, [])
+    assert pii_warning(["account_number", "phone"]) == (
+        "contains account number and phone number — suggest moving to DM"
+    )
+    chips = triage_chips({"topic": {"value": "billing", "score": 0.82, "reasons": ["keyword: bill"]},
+                          "spam": {"value": False, "score": 0.9, "reasons": []},
+                          "urgency": {"value": 0.75, "score": 0.6, "reasons": ["repeat contact"]}})
+    assert [(c.name, c.value, c.tone) for c in chips] == [("topic", "billing", "neutral"),
+                                                           ("urgency", "urgency 0.75", "bad")]
+
+
+def test_canned_replies_brand_specific_and_global(agent_client: Client, case: Case, can_i_help: Any) -> None:
+    from caredesk.inbox.models import CannedReply
+
+    CannedReply.objects.create(brand=case.brand, title="Nimbus outage map", text="See status.nimbus.example")
+    CannedReply.objects.create(brand=make_brand("Other"), title="Other brand only", text="nope")
+    html = agent_client.get(f"/cases/{case.pk}/", headers=HX).content.decode()
+    assert ">Can I help?</option>" in html and ">Nimbus outage map</option>" in html
+    assert "Other brand only" not in html
+    assert 'id="canned-replies" type="application/json"' in html
+    assert 'name="idempotency_key"' in html
+    assert 'data-platform="x"' in html and 'data-limit="280"' in html
+
+
+def test_case_pane_query_count_does_not_grow_with_the_thread(
+    agent_client: Client, case: Case, agent: User, django_assert_max_num_queries: Any
+) -> None:
+    from django.db import transaction
+    from django.utils import timezone
+
+    from caredesk.cases.actions import do_add_note, do_assign_case
+    from caredesk.outbox.actions import do_queue_reply
+
+    def count() -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            assert agent_client.get(f"/cases/{case.pk}/", headers=HX).status_code == 200
+        return len(ctx.captured_queries)
+
+    def grow(n: int) -> None:
+        first = case.posts.get(direction="inbound", in_reply_to_external_id="")
+        for i in range(n):
+            ingest(first.installation, make_post(f"follow-up {i}", author_id="u1", handle="casey",
+                                                 in_reply_to=first.external_id))
+            with transaction.atomic():
+                do_add_note(case, agent, f"note {i}", timezone.now())
+                do_queue_reply(case, first, f"answer {i}", agent, timezone.now())
+                do_assign_case(case, agent if i % 2 else None, agent, timezone.now())
+
+    grow(1)
+    small = count()
+    grow(8)
+    assert count() == small
+    with django_assert_max_num_queries(20):
+        agent_client.get(f"/cases/{case.pk}/", headers=HX)
