@@ -135,3 +135,11 @@ def test_author_profile_updates_in_place():
     ingest(installation, make_post("another question", author_id="u9", followers=999))
     post = Post.objects.order_by("-created_at").first()
     assert post is not None and post.author.followers == 999
+
+
+def test_case_subject_never_carries_personal_data():
+    installation = make_installation()
+    ingest(installation, make_post("Charged twice on account 4402917735, call me at 415-555-0134"))
+    subject = Case.objects.get().subject
+    assert "4402917735" not in subject and "555-0134" not in subject
+    assert subject.startswith("Charged twice on account [account number")

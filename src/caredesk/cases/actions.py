@@ -18,6 +18,7 @@ from django.db.models import Model, Q
 from caredesk.cases.events import publish_activities
 from caredesk.cases.models import Activity, Author, Case, Customer, Note, Post
 from caredesk.connectors.base import NormalizedPost
+from caredesk.triage.pii import mask_pii
 from caredesk.triage.types import TriageResult
 
 if TYPE_CHECKING:
@@ -65,8 +66,9 @@ def _update_rows(objects: Sequence[Model], fields: Sequence[str]) -> None:
         cursor.executemany(sql, rows)
 
 
-def _subject(text: str) -> str:
-    flat = " ".join(text.split())
+def _subject(text: str, triage: TriageResult) -> str:
+    # The subject is shown in lists and exports; personal data from a public post never goes into it.
+    flat = " ".join(mask_pii(text, triage.pii).split())
     return flat if len(flat) <= SUBJECT_LENGTH else flat[: SUBJECT_LENGTH - 1] + "…"
 
 
@@ -232,7 +234,7 @@ def do_receive_posts(
                 case = Case(
                     brand_id=brand_id,
                     customer_id=customer_id,
-                    subject=_subject(normalized.text),
+                    subject=_subject(normalized.text, triage),
                     status=Case.Status.NEW,
                     priority=triage.priority,
                     topic=str(triage.topic.value),
