@@ -79,7 +79,7 @@ def main() -> None:
     env = {**os.environ, "DATABASE_URL": db_url}
     server = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "caredesk.config.asgi:application", "--port", str(port),
-         "--log-level", "warning"], env=env,
+         "--log-level", "warning", "--timeout-graceful-shutdown", "2"], env=env,
     )
     try:
         deadline = time.monotonic() + 30
@@ -134,7 +134,11 @@ def main() -> None:
               f"max {delays[-1]:.1f} ms")
     finally:
         server.terminate()
-        server.wait(10)
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 if __name__ == "__main__":
