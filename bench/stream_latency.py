@@ -46,15 +46,19 @@ def _session_cookie() -> str:
 
 
 def _client(url: str, cookie: str, arrivals: dict[int, float], ready: threading.Event, stop: threading.Event) -> None:
-    with httpx.Client(timeout=httpx.Timeout(10, read=None), cookies={"sessionid": cookie}) as http:
-        with http.stream("GET", url, headers={"Accept": "text/event-stream"}) as response:
-            response.raise_for_status()
-            ready.set()
-            for line in response.iter_lines():
-                if line.startswith("id:"):
-                    arrivals.setdefault(int(line[3:].strip()), time.perf_counter())
-                if stop.is_set():
-                    return
+    try:
+        with httpx.Client(timeout=httpx.Timeout(10, read=None), cookies={"sessionid": cookie}) as http:
+            with http.stream("GET", url, headers={"Accept": "text/event-stream"}) as response:
+                response.raise_for_status()
+                ready.set()
+                for line in response.iter_lines():
+                    if line.startswith("id:"):
+                        arrivals.setdefault(int(line[3:].strip()), time.perf_counter())
+                    if stop.is_set():
+                        return
+    except httpx.HTTPError:
+        if not stop.is_set():
+            raise  # the server went away while we were still measuring
 
 
 def main() -> None:
