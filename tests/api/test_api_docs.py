@@ -30,6 +30,7 @@ def test_openapi_schema_lists_the_endpoints() -> None:
         "/api/cases/{case_id}/reopen": {"post"},
         "/api/cases/{case_id}/notes": {"post"},
         "/api/replies/{reply_id}": {"get"},
+        "/api/posts/{post_id}/labels": {"post"},
     }
     reply = schema["paths"]["/api/cases/{case_id}/replies"]["post"]
     assert reply["operationId"] == "queue_reply"

@@ -107,6 +107,30 @@ def test_case_labels(case, published):
     _check(case, published, lambda: do_set_case_labels(case, None, T0, topic="billing", priority=4))
 
 
+def test_label_corrected(case, published):
+    from caredesk.triage.actions import do_correct_label, lock_post
+
+    agent = make_user()
+    post_id = case.posts.get().pk
+    assert Case.objects.get(pk=case.pk).needs_reply is True
+
+    def correct(task, value, minutes):
+        return lambda: do_correct_label(lock_post(post_id), task, value, agent, T0 + timedelta(minutes=minutes))
+
+    _check(case, published, correct("sentiment", "positive", 0))
+    _check(case, published, correct("topic", "billing", 1))
+    _check(case, published, correct("complaint", "false", 2))  # a post label only: the case state stays
+    # needs_reply is not part of _state (ingest's events do not carry it); the correction's events do.
+    mark = _last_id()
+    stale = {**_state(case), "needs_reply": True}
+    with transaction.atomic():
+        correct("needs_reply", "false", 3)()
+    assert _catch_up(stale, mark, case) == {**_state(case), "needs_reply": False}
+    assert Case.objects.get(pk=case.pk).needs_reply is False
+    kinds = list(Activity.objects.filter(case=case, kind="label_corrected").values_list("data__task", flat=True))
+    assert sorted(kinds) == ["complaint", "needs_reply", "sentiment", "topic"]
+
+
 def test_reply_queued_sent_and_failed(case, published):
     agent = make_user()
     post = case.posts.get()

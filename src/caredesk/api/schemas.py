@@ -33,6 +33,7 @@ UTCDateTime = Annotated[datetime, AfterValidator(_as_utc)]
 
 CaseId = Annotated[int, params.Path(ge=1, le=MAX_ID, description="Case id")]
 ReplyId = Annotated[int, params.Path(ge=1, le=MAX_ID, description="Reply id")]
+PostId = Annotated[int, params.Path(ge=1, le=MAX_ID, description="Post id")]
 
 
 class ErrorOut(Schema):

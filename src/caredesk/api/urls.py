@@ -8,6 +8,7 @@ from ninja.operation import Operation
 from caredesk.api.auth import SessionAuth, TokenAuth
 from caredesk.api.cases.router import router as cases_router
 from caredesk.api.errors import install_error_handlers
+from caredesk.api.posts.router import router as posts_router
 from caredesk.api.replies.router import router as replies_router
 
 
@@ -21,7 +22,7 @@ api = CaredeskAPI(
     title="caredesk API",
     version="1",
     description=(
-        "Cases, replies and notes of the caredesk social customer care desk. Authenticate with "
+        "Cases, replies, notes and label corrections of the caredesk social customer care desk. Authenticate with "
         "`Authorization: Bearer <token>` (`caredesk createuser NAME --token` prints one), or use this page "
         "while logged in to the desk. All datetimes are ISO 8601 in UTC. Errors are "
         "`{\"detail\": \"<message>\"}`."
@@ -36,3 +37,4 @@ api = CaredeskAPI(
 install_error_handlers(api)
 api.add_router("/cases", cases_router)
 api.add_router("/replies", replies_router)
+api.add_router("/posts", posts_router)

@@ -384,6 +384,7 @@ def do_set_case_labels(
     topic: str | None = None,
     priority: int | None = None,
     sentiment: str | None = None,
+    needs_reply: bool | None = None,
 ) -> Case:
     changes: dict[str, Any] = {}
     if priority is not None:
@@ -396,6 +397,8 @@ def do_set_case_labels(
         if sentiment not in {"negative", "neutral", "positive"}:
             raise CaseActionError("sentiment must be negative, neutral or positive")
         changes["sentiment"] = sentiment
+    if needs_reply is not None:
+        changes["needs_reply"] = bool(needs_reply)
     changes = {k: v for k, v in changes.items() if getattr(case, k) != v}
     if not changes:
         return case

@@ -89,7 +89,7 @@ def apply_activity(state: dict[str, object], kind: str, data: dict[str, object])
         if data.get("status"):
             state["status"] = data["status"]
     if kind in ("case_labels", "post_received"):
-        for key in ("topic", "priority", "sentiment", "status"):
+        for key in ("topic", "priority", "sentiment", "status", "needs_reply"):
             if key in data:
                 state[key] = data[key]
     if kind == "post_received":

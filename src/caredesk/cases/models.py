@@ -158,6 +158,7 @@ class Activity(models.Model):
         REPLY_SENT = "reply_sent"
         REPLY_FAILED = "reply_failed"
         CASE_LABELS = "case_labels"
+        LABEL_CORRECTED = "label_corrected"  # an agent corrected a post's triage label (see caredesk.triage)
 
     kind = models.CharField(max_length=30, choices=Kind.choices)
     brand = models.ForeignKey("accounts.Brand", on_delete=models.CASCADE, related_name="activities")

@@ -8,6 +8,7 @@ from django import forms
 
 from caredesk.cases.models import Case
 from caredesk.inbox.models import CasePresence
+from caredesk.triage.models import Task
 
 
 class Queue:
@@ -117,6 +118,13 @@ class LabelForm(forms.Form):
         empty_value=None,
         required=False,
     )
+
+
+class LabelCorrectionForm(forms.Form):
+    """One corrected label of a post. Which values a label accepts is the action's business (it names them)."""
+
+    task = forms.ChoiceField(choices=Task.choices)
+    value = forms.CharField(max_length=40)
 
 
 class PresenceForm(forms.Form):

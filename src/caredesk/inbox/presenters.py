@@ -22,6 +22,9 @@ from caredesk.inbox.models import CannedReply, CasePresence
 from caredesk.outbox.length import check_length
 from caredesk.outbox.models import Reply
 from caredesk.triage import detect_pii, mask_pii
+from caredesk.triage.brand_models import get_brand_topics
+from caredesk.triage.models import BOOLEAN_TASKS, SENTIMENTS, Task, label_as_text
+from caredesk.triage.topics import DEFAULT_TOPICS
 from caredesk.triage.types import PIIMatch
 
 if TYPE_CHECKING:
@@ -92,6 +95,18 @@ class LabelChip:
     score: float | None
     reasons: tuple[str, ...]
     tone: str  # css modifier: neutral, good, bad, warn
+    corrected_by: str = ""  # the agent who set this label by hand, if one did
+
+
+@dataclass(frozen=True, slots=True)
+class LabelFix:
+    """One label of a post that an agent may correct: a small select with the current value chosen."""
+
+    task: str
+    name: str
+    options: tuple[tuple[str, str], ...]  # (value, text)
+    current: str
+    corrected_by: str = ""
 
 
 def _label(triage: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
@@ -109,6 +124,11 @@ def _reasons(label: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(str(r) for r in reasons) if isinstance(reasons, list | tuple) else ()
 
 
+def _corrected_by(label: Mapping[str, Any]) -> str:
+    who = label.get("corrected_by")
+    return str(who) if who else ""
+
+
 def triage_chips(triage: Mapping[str, Any] | None) -> list[LabelChip]:
     """One chip per triage decision of a post, with its score and the reasons that decided it."""
     if not triage:
@@ -116,12 +136,14 @@ def triage_chips(triage: Mapping[str, Any] | None) -> list[LabelChip]:
     chips: list[LabelChip] = []
     topic = _label(triage, "topic")
     if topic is not None:
-        chips.append(LabelChip("topic", str(topic.get("value") or "—"), _score(topic), _reasons(topic), "neutral"))
+        chips.append(LabelChip("topic", str(topic.get("value") or "—"), _score(topic), _reasons(topic), "neutral",
+                               _corrected_by(topic)))
     sentiment = _label(triage, "sentiment")
     if sentiment is not None:
         value = str(sentiment.get("value") or "")
         tone = {"negative": "bad", "positive": "good"}.get(value, "neutral")
-        chips.append(LabelChip("sentiment", value, _score(sentiment), _reasons(sentiment), tone))
+        chips.append(LabelChip("sentiment", value, _score(sentiment), _reasons(sentiment), tone,
+                               _corrected_by(sentiment)))
     urgency = _label(triage, "urgency")
     if urgency is not None:
         raw = urgency.get("value")
@@ -137,8 +159,34 @@ def triage_chips(triage: Mapping[str, Any] | None) -> list[LabelChip]:
             continue
         tone = "bad" if key == "spam" else "warn" if flag else "neutral"
         chips.append(LabelChip(key.replace("_", " "), yes if flag else f"no {yes}", _score(label), _reasons(label),
-                               tone))
+                               tone, _corrected_by(label)))
     return chips
+
+
+_YES_NO = (("true", "yes"), ("false", "no"))
+FIX_NAMES = {"complaint": "Complaint", "needs_reply": "Needs reply", "sentiment": "Sentiment", "topic": "Topic",
+             "spam": "Spam"}
+
+
+def label_fixes(triage: Mapping[str, Any] | None, topics: Sequence[str]) -> list[LabelFix]:
+    """The correction selects of a post, in the order agents read the labels. ``topics``: the brand's topic keys."""
+    if not triage:
+        return []
+    fixes: list[LabelFix] = []
+    for task in Task.values:
+        label = _label(triage, task) or {}
+        current = label_as_text(label.get("value"))
+        options: tuple[tuple[str, str], ...]
+        if task in BOOLEAN_TASKS:
+            options = _YES_NO
+        elif task == Task.SENTIMENT:
+            options = tuple((s, s) for s in SENTIMENTS)
+        else:
+            options = tuple((key, DEFAULT_TOPICS[key][0] if key in DEFAULT_TOPICS else key) for key in topics)
+        if current and current not in {value for value, _ in options}:
+            options = ((current, f"{current} (not offered)"), *options)
+        fixes.append(LabelFix(task, FIX_NAMES.get(task, task), options, current, _corrected_by(label)))
+    return fixes
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -228,6 +276,7 @@ class ThreadItem:
     text: str = ""
     pii_kinds: list[str] = field(default_factory=list)
     chips: list[LabelChip] = field(default_factory=list)
+    fixes: list[LabelFix] = field(default_factory=list)
     event_text: str = ""
 
     @property
@@ -294,6 +343,12 @@ def describe_activity(activity: Activity) -> str:
                 value = Case.Priority(value).label
             parts.append(f"{key} → {value}")
         return "labels: " + ", ".join(parts) if parts else "labels changed"
+    if kind == Activity.Kind.LABEL_CORRECTED:
+        task = str(data.get("task", "?"))
+        name = FIX_NAMES.get(task, task).lower()
+        shown = {"true": "yes", "false": "no"}
+        before, after = str(data.get("previous") or "—"), str(data.get("value", "?"))
+        return f"corrected {name}: {shown.get(before, before)} → {shown.get(after, after)}"
     if kind == Activity.Kind.CASE_CREATED:
         return "case opened"
     if kind == Activity.Kind.POST_RECEIVED:
@@ -322,15 +377,12 @@ def get_thread(case: Case, activities: Sequence[Activity]) -> tuple[list[ThreadI
     replies = list(case.replies.select_related("author").order_by("created_at", "pk"))
     notes = list(case.notes.select_related("author").order_by("created_at", "pk"))
     reply_post_ids = {r.post_id for r in replies if r.post_id}
+    topics = get_brand_topics(case.brand_id)
     items: list[ThreadItem] = []
     for post in posts:
         if post.pk in reply_post_ids:
             continue  # shown as our reply, with its delivery state
-        text, kinds = mask_for_display(post.text, post.triage)
-        items.append(ThreadItem(
-            kind="post", at=post.created_at, post=post, text=text, pii_kinds=kinds,
-            chips=triage_chips(post.triage) if post.direction == Post.Direction.INBOUND else [],
-        ))
+        items.append(post_item(post, topics))
     for reply in replies:
         items.append(ThreadItem(kind="reply", at=reply.sent_at or reply.created_at, reply=reply, text=reply.text))
     for note in notes:
@@ -342,6 +394,23 @@ def get_thread(case: Case, activities: Sequence[Activity]) -> tuple[list[ThreadI
     order = {"post": 0, "reply": 1, "note": 2, "event": 3}
     items.sort(key=lambda item: (item.at, order[item.kind]))
     return items, posts
+
+
+def post_item(post: Post, topics: Sequence[str]) -> ThreadItem:
+    """A post as the thread shows it: masked text, label chips and, for customer posts, the correction selects."""
+    text, kinds = mask_for_display(post.text, post.triage)
+    inbound = post.direction == Post.Direction.INBOUND
+    return ThreadItem(
+        kind="post", at=post.created_at, post=post, text=text, pii_kinds=kinds,
+        chips=triage_chips(post.triage) if inbound else [],
+        fixes=label_fixes(post.triage, topics) if inbound else [],
+    )
+
+
+def get_thread_post(case: Case, post_id: int) -> ThreadItem | None:
+    """One post of the case's thread (for re-rendering it alone), or None when the case has no such post."""
+    post = case.posts.select_related("author").filter(pk=post_id).first()
+    return post_item(post, get_brand_topics(case.brand_id)) if post is not None else None
 
 
 def get_case_view(case: Case, user: User, now: datetime) -> CaseView:

@@ -27,4 +27,5 @@ urlpatterns = [
     path("cases/<int:case_id>/status", views.case_status, name="case-status"),
     path("cases/<int:case_id>/labels", views.case_labels, name="case-labels"),
     path("cases/<int:case_id>/notes", views.case_note, name="case-note"),
+    path("cases/<int:case_id>/posts/<int:post_id>/labels", views.post_labels, name="post-labels"),
 ]

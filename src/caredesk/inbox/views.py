@@ -48,6 +48,7 @@ from caredesk.inbox.actions import do_heartbeat, do_leave_case, get_presence
 from caredesk.inbox.forms import (
     AssignForm,
     CaseFilterForm,
+    LabelCorrectionForm,
     LabelForm,
     NoteForm,
     PresenceForm,
@@ -65,11 +66,13 @@ from caredesk.inbox.presenters import (
     get_composer,
     get_filter_choices,
     get_last_activity_id,
+    get_thread_post,
     latest_inbound_post,
 )
 from caredesk.inbox.stream import event_stream, parse_last_event_id
 from caredesk.outbox.actions import ReplyError, do_queue_reply, do_retry_reply
 from caredesk.outbox.models import Reply
+from caredesk.triage.actions import do_correct_label, lock_post
 
 V = TypeVar("V", bound=Callable[..., Any])
 
@@ -314,6 +317,39 @@ def case_labels(request: HttpRequest, case_id: int) -> HttpResponse:
         request, case_id,
         lambda case: do_set_case_labels(case, _agent(request), now, topic=topic, priority=priority),
     )
+
+
+@require_POST
+@agent_required
+def post_labels(request: HttpRequest, case_id: int, post_id: int) -> HttpResponse:
+    """Correct one triage label of a customer post; re-renders that post (with its labels open)."""
+    form = LabelCorrectionForm(request.POST)
+    error = ""
+    if not form.is_valid():
+        error = _invalid(form)
+    else:
+        now = timezone.now()
+        try:
+            with transaction.atomic():
+                post = lock_post(post_id)
+                if post is None or post.case_id != case_id:
+                    raise Http404("no such post in this case")
+                do_correct_label(post, form.cleaned_data["task"], form.cleaned_data["value"], _agent(request), now)
+        except CaseActionError as exc:
+            error = str(exc)
+    case = _case_or_404(case_id)
+    if not is_htmx(request):
+        if error:
+            return _page(request, case, status=422, error=error)
+        return HttpResponseRedirect(reverse("inbox:case", args=[case_id]) + f"#post-{post_id}", status=303)
+    item = get_thread_post(case, post_id)
+    if item is None or item.post is None:
+        raise Http404("no such post in this case")
+    context = {"item": item, "post": item.post, "labels_open": True, "label_error": error}
+    response = render(request, "inbox/_thread_post.html", context, status=422 if error else 200)
+    if not error:
+        response["HX-Trigger"] = json.dumps({CASE_CHANGED_EVENT: {"case": case_id}})
+    return response
 
 
 @require_POST

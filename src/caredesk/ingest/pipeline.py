@@ -16,6 +16,7 @@ from caredesk.cases.models import Post
 from caredesk.connectors.base import NormalizedPost
 from caredesk.connectors.models import ConnectorInstallation
 from caredesk.triage import classify
+from caredesk.triage.brand_models import active_bundle
 from caredesk.triage.types import PostSignals
 
 # Earlier posts by the same author within this window count as repeated contact, which raises urgency.
@@ -58,5 +59,7 @@ def ingest_posts(
         )
         for p in posts
     ]
-    results = classify(signals)
+    # The brand's own model when one was trained from its agents' corrections (one cheap query per batch).
+    bundle = active_bundle(installation.brand_id)
+    results = classify(signals, model=bundle)
     return do_receive_posts(installation, platform, list(zip(posts, results, strict=True)), now)

@@ -147,7 +147,13 @@
 
   // Keep the thread's scroll position across refreshes; follow new messages if the agent was at the bottom.
   var threadScroll = null;
+  // Posts whose labels (with the correction selects) the agent has open: a live refresh must not close them.
+  var openLabels = [];
   document.addEventListener("htmx:beforeSwap", function (evt) {
+    if (evt.detail.target && evt.detail.target.id === "case-live") {
+      openLabels = Array.prototype.map.call(document.querySelectorAll("#thread .msg details.labels[open]"),
+        function (d) { return d.closest(".msg").id; });
+    }
     var thread = document.getElementById("thread");
     if (thread && evt.detail.target && (evt.detail.target.id === "case-live" || evt.detail.target.id === "reply-form" ||
         evt.detail.target.id === "note-form")) {
@@ -376,6 +382,11 @@
       if (thread) thread.scrollTop = threadScroll.atBottom ? thread.scrollHeight : threadScroll.top;
       threadScroll = null;
     }
+    openLabels.forEach(function (id) {
+      var details = document.querySelector("#" + CSS.escape(id) + " details.labels");
+      if (details) details.open = true;
+    });
+    openLabels = [];
     markOpenRow();
     trackPresence();
     updateCounter();

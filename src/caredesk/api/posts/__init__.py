@@ -1,0 +1,1 @@
+"""Post endpoints: corrections of a post's triage labels."""
