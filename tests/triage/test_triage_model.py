@@ -1,4 +1,4 @@
-"""The shipped weights are reproducible from the seed file, and load without pickle."""
+"""The shipped model is reproducible from the package's example files, and loads without pickle."""
 
 from __future__ import annotations
 
@@ -9,32 +9,88 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from caredesk.triage.build_v0 import SENTIMENTS, TOPICS, build, load_examples, same_model
-from caredesk.triage.model import WEIGHTS_FILE, LinearModel
+from caredesk.triage.build import (
+    BANKING77,
+    MODEL_FILE,
+    SHIPPED_TASKS,
+    WRITTEN_FILE,
+    build,
+    has_public_data,
+    load_examples,
+    load_jsonl,
+    same_bundle,
+)
 from caredesk.triage.topics import DEFAULT_TOPICS
+from caredesk.triage.training import ModelBundle
+
+SENTIMENTS = {"negative", "neutral", "positive"}
 
 
-def test_seed_examples_are_well_formed() -> None:
+def test_written_examples_are_well_formed() -> None:
+    written = load_jsonl(WRITTEN_FILE, "written")
+    assert len(written) >= 700
+    assert len({e.text.lower() for e in written}) == len(written)
+    for e in written:
+        assert set(e.labels) == {"complaint", "needs_reply", "sentiment", "topic", "spam"}, e.text
+        assert e.labels["sentiment"] in SENTIMENTS
+        assert e.labels["topic"] in DEFAULT_TOPICS
+        # Complaints always need a reply; spam never does.
+        if e.labels["complaint"] == "true":
+            assert e.labels["needs_reply"] == "true", e.text
+        if e.labels["spam"] == "true" and e.labels["complaint"] == "false":
+            assert e.labels["needs_reply"] == "false", e.text
+    raw = resources.files("caredesk.triage").joinpath(WRITTEN_FILE).read_text(encoding="utf-8").splitlines()
+    industries = {json.loads(line)["industry"] for line in raw}
+    assert len(industries - {"mixed", "spam"}) >= 10
+
+
+needs_public_data = pytest.mark.skipif(
+    not has_public_data(), reason="the public training sets are not beside the repository (../shared/data)"
+)
+
+
+@needs_public_data
+def test_weak_examples_come_only_from_the_permissive_sets() -> None:
+    weak = [e for e in load_examples() if e.source not in ("seed", "written")]
+    sources = {e.source.split(":")[0] for e in weak}
+    assert sources == {"banking77", "ibm-twitter-cdp"}
+    for e in weak:
+        assert e.labels["needs_reply"] == "true"
+        if e.source.startswith("banking77:"):
+            topic, complaint = BANKING77[e.source.split(":", 1)[1]]
+            assert e.labels["topic"] == topic
+            assert e.labels["complaint"] == ("true" if complaint else "false")
+        assert "sentiment" not in e.labels
+
+
+def test_banking77_mapping_uses_default_topics() -> None:
+    assert len(BANKING77) == 77
+    assert {topic for topic, _ in BANKING77.values()} <= set(DEFAULT_TOPICS)
+
+
+@needs_public_data
+def test_examples_never_repeat_a_text() -> None:
     examples = load_examples()
-    assert len(examples) >= 300
-    assert len({e.text for e in examples}) == len(examples)
-    assert {e.sentiment for e in examples} == set(SENTIMENTS)
-    assert {e.topic for e in examples} == set(TOPICS) == set(DEFAULT_TOPICS)
-    # Praise-only posts need no reply; complaints always do.
-    assert all(e.needs_reply for e in examples if e.complaint)
+    assert len({e.text.strip().lower() for e in examples}) == len(examples)
 
 
+@needs_public_data
 def test_shipped_weights_match_a_fresh_build() -> None:
     pytest.importorskip("sklearn")
-    assert same_model(build(), LinearModel.load()), "run: python -m caredesk.triage.build_v0"
+    shipped = ModelBundle.load(Path(str(resources.files("caredesk.triage") / MODEL_FILE)))
+    assert same_bundle(build(), shipped), "run: python -m caredesk.triage.build"
 
 
 def test_weights_file_has_no_pickled_objects(tmp_path: Path) -> None:
-    shipped = Path(str(resources.files("caredesk.triage") / WEIGHTS_FILE))
+    shipped = Path(str(resources.files("caredesk.triage") / MODEL_FILE))
     with np.load(shipped, allow_pickle=False) as data:
         assert all(data[k].dtype != object for k in data.files)
-        meta = json.loads(str(data["meta"]))
-    assert meta["trained_on"] == "seed_examples.jsonl"
-    model = LinearModel.load(shipped)
-    model.save(tmp_path / "copy.npz")
-    assert same_model(model, LinearModel.load(tmp_path / "copy.npz"))
+    bundle = ModelBundle.load(shipped)
+    assert tuple(bundle.models) == SHIPPED_TASKS
+    assert bundle.models["sentiment"].classes == ("negative", "neutral", "positive")
+    assert set(bundle.models["topic"].classes) == set(DEFAULT_TOPICS)
+    for model in bundle.models.values():
+        assert model.meta["features"]["stack"] is False
+        assert model.meta["features"]["semantic"] is False
+    bundle.save(tmp_path / "copy.npz")
+    assert same_bundle(bundle, ModelBundle.load(tmp_path / "copy.npz"), atol=0.0)

@@ -1,6 +1,6 @@
-"""Per-token feature rows for lexicon rules, language profiles and the model, and their per-post sums.
+"""Per-token feature rows for lexicon rules and language profiles, and their per-post sums.
 
-Every phrase the rules or the model know gets one row in a dense matrix; a batch becomes per-post sums with one
+Every phrase the rules know gets one row in a dense matrix; a batch becomes per-post sums with one
 gather and one ``np.add.reduceat``. Negation is handled by a second copy of the matrix (the "negated" rows) that a
 token uses when a negator precedes it, so "not working" costs no Python.
 """
@@ -15,7 +15,6 @@ import numpy.typing as npt
 
 from caredesk.triage import lexicon
 from caredesk.triage.language import LANGUAGES, word_weights
-from caredesk.triage.model import LinearModel
 from caredesk.triage.phrases import PhraseIndex
 from caredesk.triage.text import TokenBatch
 from caredesk.triage.topics import Taxonomy
@@ -36,7 +35,7 @@ RULE_TABLES: dict[int, dict[str, float]] = {
 # Counting columns. NONWORD marks punctuation, placeholders and known emoji, so words = tokens - NONWORD.
 URLS, MENTIONS, BANGS, NONWORD = range(8, 12)
 LANG0 = 12
-MODEL0 = LANG0 + len(LANGUAGES)
+N_COLS = LANG0 + len(LANGUAGES)
 
 # How a negated word changes: valence flips and weakens ("not bad" is mildly good, "not good" fairly bad).
 NEGATED_VALENCE = -0.75
@@ -59,12 +58,12 @@ class TokenFeatures:
 
 
 class FeatureTable:
-    """The rows for one model; build once, reuse for every batch."""
+    """The rule rows; build once, reuse for every batch."""
 
-    def __init__(self, model: LinearModel, extra_phrases: Iterable[str] = ()) -> None:
+    def __init__(self, extra_phrases: Iterable[str] = ()) -> None:
         """``extra_phrases`` get rows without features, so a topic taxonomy can share this index."""
         lang_weights = word_weights()
-        phrases: set[str] = set(model.features) | set(extra_phrases)
+        phrases: set[str] = set(extra_phrases)
         for table in RULE_TABLES.values():
             phrases.update(table)
         phrases.update(lexicon.NEGATORS, lexicon.SCOPE_BREAKERS, lexicon.INTENSIFIERS, lexicon.SERVICE_NOUNS)
@@ -73,14 +72,7 @@ class FeatureTable:
         self.index = index
         n_rows = index.n_rows
         self.n_rows = n_rows
-
-        self.model = model
-        self.head_cols: dict[str, slice] = {}
-        col = MODEL0
-        for name, head in model.heads.items():
-            self.head_cols[name] = slice(col, col + head.coef.shape[1])
-            col += head.coef.shape[1]
-        self.n_cols = col
+        self.n_cols = N_COLS
 
         plain = np.zeros((n_rows, self.n_cols), dtype=np.float32)
         for col, table in RULE_TABLES.items():
@@ -93,10 +85,7 @@ class FeatureTable:
         nonword += [w for w in lexicon.VALENCE if not w[0].isalnum()]
         plain[[index.row(w) for w in nonword], NONWORD] = 1
         for word, weights in lang_weights.items():
-            plain[index.row(word), LANG0:MODEL0] = weights
-        feature_rows = np.array([index.row(f) for f in model.features], dtype=np.int64)
-        for name, head in model.heads.items():
-            plain[feature_rows, self.head_cols[name]] = head.coef
+            plain[index.row(word), LANG0:N_COLS] = weights
 
         negated = plain.copy()
         emoji = [index.row(w) for w in lexicon.VALENCE if not w[0].isalnum()]
@@ -132,18 +121,6 @@ class FeatureTable:
             for r in np.flatnonzero(self.has_rule)
         }
         self.names = index.names + index.names
-        # Rows worth naming in a model reason: function words and placeholders carry weight but explain nothing.
-        dull = set(lang_weights) | set(lexicon.PLACEHOLDERS) | {".", ",", "!", ";", ":", ""}
-        named = np.array(
-            [
-                not set(name.split()) <= dull and not set(name.split()) & set(lexicon.PLACEHOLDERS)
-                for name in index.names
-            ]
-        )
-        self.explainable = np.concatenate([named, named])
-        model_cols = self.matrix[:, MODEL0:]
-        # Rows that could appear in a model reason; other tokens are dropped before any per-head work.
-        self.model_named = self.explainable & (np.abs(model_cols).max(axis=1) >= 0.25)
 
     def featurize(self, batch: TokenBatch) -> TokenFeatures:
         index = self.index

@@ -1,4 +1,6 @@
-"""Evidence for each decision, as short strings: "word: 'outage'", "rule: churn threat (...)", "model: +'refund'".
+"""Evidence for each decision, as short strings: "word: 'outage'", "rule: churn threat (...)".
+
+Model evidence ("model: +'refund'") is found by :func:`caredesk.triage.vectorize.top_terms`.
 
 Finding the evidence is vectorised like the features; only the strings of posts that have evidence are built in
 Python, and the per-word strings are made once per row, not per post.
@@ -6,16 +8,12 @@ Python, and the per-word strings are made once per row, not per post.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import numpy.typing as npt
 
 from caredesk.triage import features as F
 
 MAX_WORD_REASONS = 3
-MODEL_REASON_MIN = 0.25  # smallest per-word model weight worth naming
-MODEL_REASON_WORDS = 2
 
 # Category slots of a post's word hits: the rule columns, with valence split by sign.
 NEG, POS = F.N_RULES, F.N_RULES + 1
@@ -86,60 +84,6 @@ class ReasonTexts:
                     elif text not in found:
                         found.append(text)
         return out
-
-    def model_candidates(self, feats: F.TokenFeatures) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-        """Word and bigram rows (with their posts) that carry a nameable model weight; shared by all heads."""
-        named = self.table.model_named
-        post_of = feats.batch.post_of
-        uni = np.flatnonzero(named[feats.rows])
-        bi = np.flatnonzero(named[feats.bigram_rows])
-        rows = np.concatenate([feats.rows[uni], feats.bigram_rows[bi]])
-        posts = np.concatenate([post_of[uni], post_of[bi]])
-        return rows, posts
-
-    def model_reasons(
-        self,
-        candidates: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
-        column: npt.NDArray[np.int64],
-        value: npt.NDArray[np.bool_] | None,
-    ) -> list[Any]:
-        """Per post "model: +'refund' +'charged'" (or None): the words whose weight most supported the decision.
-
-        ``column`` is the model column per post; -1 where the decided value has no model class. For a binary head
-        ``value`` is the decision: "+" words pushed towards True, "-" words towards False.
-        """
-        n = len(column)
-        rows, posts = candidates
-        col = column[posts]
-        valid = col >= 0
-        w = self.table.matrix[rows, np.where(valid, col, 0)]
-        if value is not None:
-            w *= np.where(value[posts], 1.0, -1.0)
-        keep = np.flatnonzero((w >= MODEL_REASON_MIN) & valid)
-        out = np.full(n, None, dtype=object)
-        if not len(keep):
-            return out.tolist()
-        order = keep[np.lexsort((-w[keep], posts[keep]))]
-        p_sorted = posts[order]
-        first = np.r_[True, p_sorted[1:] != p_sorted[:-1]]
-        # The same word twice in a post has the same weight, so its copies sit side by side: keep one.
-        repeat = ~first & np.r_[False, rows[order][1:] == rows[order][:-1]]
-        order, first = order[~repeat], first[~repeat]
-        rank = np.arange(len(order)) - np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))
-        n_rows = self.table.n_rows
-        for r in range(MODEL_REASON_WORDS):
-            pick = order[rank == r]
-            p, row = posts[pick], rows[pick] % n_rows
-            if value is None:
-                piece = self.plus[row]
-            else:
-                piece = np.where(value[p], self.plus[row], self.minus[row])
-            if r == 0:
-                out[p] = "model:" + piece
-            else:
-                # Bigram and word can both rank high ("charged twice" and "charged"); keep both, they differ.
-                out[p] = out[p] + piece
-        return out.tolist()
 
 
 def keyword_hits(

@@ -1,0 +1,761 @@
+"""Trainable triage models: train from labelled posts, evaluate, and save without pickle.
+
+One :class:`TrainedModel` decides one task (complaint, needs_reply, sentiment, topic or spam). It is a logistic
+regression over
+
+* the text features of :mod:`caredesk.triage.vectorize` (word types, known bigrams, hashed character n-grams,
+  idf-weighted and length-normalised),
+* the shipped default classifier's scores and rule evidence ("stacking": a brand model starts from what the default
+  model knows and only has to learn where the brand differs), unless ``stack`` is off (the shipped model itself),
+* the sentence embedding of :mod:`caredesk.triage.semantic` when ``semantic`` is true, or None and it is installed.
+
+scikit-learn fits the weights; predicting needs numpy only. A :class:`ModelBundle` holds one model per task and is
+what ``caredesk triage predict --model`` and per-brand models load: an ``.npz`` of plain arrays plus JSON metadata,
+read with ``allow_pickle=False``, so a model file cannot run code.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from caredesk.triage.text import SEP, TokenBatch, tokenize
+from caredesk.triage.vectorize import (
+    GRAM_BUCKETS,
+    GRAM_WEIGHT,
+    MAX_GRAM,
+    MIN_BIGRAM_DOCS,
+    MIN_GRAM,
+    Encoded,
+    F32Array,
+    FloatArray,
+    IntArray,
+    Scorer,
+    TextWeights,
+    gram_triplets,
+    model_tokens,
+    top_terms,
+)
+
+TASKS: tuple[str, ...] = ("complaint", "needs_reply", "sentiment", "topic", "spam")
+BINARY_TASKS = frozenset({"complaint", "needs_reply", "spam"})
+SENTIMENTS = ("negative", "neutral", "positive")
+FORMAT = "caredesk-triage-bundle"
+FORMAT_VERSION = 1
+
+_TRUE = frozenset({"true", "1", "yes", "y", "t"})
+_FALSE = frozenset({"false", "0", "no", "n", "f"})
+_SENTIMENT_ALIASES = {"neg": "negative", "neu": "neutral", "pos": "positive"}
+
+# Hyper-parameters tried by the internal cross-validation of train_model (inverse L2 strength x class weighting).
+C_GRID = (0.5, 2.0, 8.0)
+CLASS_WEIGHTS: tuple[str | None, ...] = (None, "balanced")
+DEFAULT_C = 2.0
+INNER_FOLDS = 3
+INNER_CV_MAX = 3000  # above this many examples the search uses one split instead of all folds
+MIN_PER_CLASS_FOR_SEARCH = 10  # fewer examples of some class and the search is noise: use the defaults
+# Block scales. The text block has norm 1 per post; the ~28 stacked scores are each of order 1, so unscaled they would
+# outweigh the words under the same L2 penalty and a brand model would mostly re-learn the default one. The
+# embedding is a unit vector already.
+DENSE_SCALE = 0.4
+SEMANTIC_SCALE = 1.0
+SEARCH_MARGIN = 0.005  # another setting must beat the default by this much macro-F1 to be chosen
+
+
+class TrainingError(ValueError):
+    """Labels or texts that cannot train a model (one class only, unknown task, empty input)."""
+
+
+# --- labels ---------------------------------------------------------------------------------------------------------
+
+
+def check_task(task: str) -> None:
+    if task not in TASKS:
+        raise TrainingError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+
+
+def normalize_label(value: object, task: str) -> str:
+    """The class name a file's label stands for: "true"/"false" for yes/no tasks, a sentiment, or a topic key.
+
+    Raises ValueError for an empty or unrecognised label.
+    """
+    check_task(task)
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif value is None:
+        text = ""
+    else:
+        text = str(value).strip().lower()
+    if not text:
+        raise ValueError("empty label")
+    if task in BINARY_TASKS:
+        if text in _TRUE:
+            return "true"
+        if text in _FALSE:
+            return "false"
+        raise ValueError(f"label {value!r} is not true/false, 1/0 or yes/no")
+    if task == "sentiment":
+        text = _SENTIMENT_ALIASES.get(text, text)
+        if text not in SENTIMENTS:
+            raise ValueError(f"label {value!r} is not negative, neutral or positive")
+        return text
+    return text  # topic: any key; a brand taxonomy may add its own
+
+
+# --- features beside the text -----------------------------------------------------------------------------------
+
+
+def semantic_module() -> Any | None:
+    """The optional sentence-embedding module when it is installed and usable, else None."""
+    try:
+        from caredesk.triage import semantic
+    except ImportError:
+        return None
+    try:
+        return semantic if semantic.available() else None
+    except Exception:  # noqa: BLE001 - a broken optional extra must not break the default path
+        return None
+
+
+def _use_semantic(semantic: bool | None) -> bool:
+    if semantic is None:
+        return semantic_module() is not None
+    if semantic and semantic_module() is None:
+        raise TrainingError("semantic=True but caredesk.triage.semantic is not installed or not available")
+    return semantic
+
+
+def _embed(texts: Sequence[str], progress: bool = False) -> FloatArray:
+    module = semantic_module()
+    if module is None:
+        raise TrainingError("this model uses sentence embeddings, but caredesk.triage.semantic is not available")
+    out: FloatArray = np.asarray(module.embed(list(texts), progress=progress), dtype=np.float64)
+    return out * SEMANTIC_SCALE
+
+
+def _stack(texts: Sequence[str], batch: TokenBatch | None = None) -> FloatArray:
+    from caredesk.triage.classifier import default_engine
+
+    return default_engine().stack_features(texts, batch) * DENSE_SCALE
+
+
+@dataclass(frozen=True, slots=True)
+class Dense:
+    """Dense features beside the text: which kinds, and precomputed values when the caller has them."""
+
+    stack: FloatArray | None
+    semantic: FloatArray | None
+
+    def matrix(self, n: int) -> FloatArray:
+        parts = [p for p in (self.stack, self.semantic) if p is not None]
+        return np.hstack(parts) if parts else np.zeros((n, 0))
+
+
+# --- the model ----------------------------------------------------------------------------------------------------
+
+
+def _softmax(z: FloatArray) -> FloatArray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    out: FloatArray = e / e.sum(axis=1, keepdims=True)
+    return out
+
+
+class TrainedModel:
+    """One task's linear model. ``classes`` are sorted; binary tasks have ("false", "true")."""
+
+    def __init__(
+        self,
+        task: str,
+        classes: tuple[str, ...],
+        text: TextWeights,
+        w_dense: F32Array,
+        bias: FloatArray,
+        meta: dict[str, Any],
+    ) -> None:
+        self.task = task
+        self.classes = classes
+        self.text = text
+        self.w_dense = w_dense  # (n dense features, K)
+        self.bias = bias  # (K,)
+        self.meta = meta
+        self._scorer: Scorer | None = None
+
+    # Feature configuration, from the metadata so that a loaded model uses what it was trained with.
+    @property
+    def uses_stack(self) -> bool:
+        return bool(self.meta["features"]["stack"])
+
+    @property
+    def uses_semantic(self) -> bool:
+        return bool(self.meta["features"]["semantic"])
+
+    @property
+    def scorer(self) -> Scorer:
+        if self._scorer is None:
+            self._scorer = Scorer([self.text])
+        return self._scorer
+
+    def dense_features(self, texts: Sequence[str], batch: TokenBatch | None = None) -> Dense:
+        return Dense(
+            stack=_stack(texts, batch) if self.uses_stack else None,
+            semantic=_embed(texts) if self.uses_semantic else None,
+        )
+
+    def logits_from(self, text_logits: F32Array, dense: Dense) -> FloatArray:
+        """Full logits from the text part (already scored, e.g. by a bundle's shared scorer) and dense features."""
+        z = text_logits.astype(np.float64) + self.bias
+        d = dense.matrix(len(text_logits))
+        if d.shape[1]:
+            z += d @ self.w_dense.astype(np.float64)
+        return z
+
+    def proba_from_logits(self, z: FloatArray) -> FloatArray:
+        if len(self.classes) == 2:
+            p1 = 1.0 / (1.0 + np.exp(-np.clip(z[:, 0], -35, 35)))
+            return np.column_stack([1.0 - p1, p1])
+        return _softmax(z)
+
+    def _encode(self, texts: Sequence[str], dense: Dense | None) -> tuple[Encoded, FloatArray]:
+        batch = tokenize(texts)
+        enc = self.scorer.encode(batch)
+        z = self.logits_from(enc.logits, dense if dense is not None else self.dense_features(texts, batch))
+        return enc, z
+
+    def predict_proba(self, texts: Sequence[str], *, dense: Dense | None = None) -> FloatArray:
+        """(n, len(classes)) probabilities. ``dense`` passes precomputed dense features (cross-validation)."""
+        if not len(texts):
+            return np.zeros((0, len(self.classes)))
+        return self.proba_from_logits(self._encode(texts, dense)[1])
+
+    def predict(self, texts: Sequence[str], *, dense: Dense | None = None) -> list[str]:
+        if not len(texts):
+            return []
+        idx = self.predict_proba(texts, dense=dense).argmax(axis=1)
+        return [self.classes[i] for i in idx.tolist()]
+
+    def decision_columns(self, z: FloatArray) -> tuple[IntArray, IntArray, FloatArray]:
+        """Per post: predicted class index, the score column behind it, and the sign of that column's evidence."""
+        if len(self.classes) == 2:
+            pred = (z[:, 0] > 0).astype(np.int64)
+            return pred, np.zeros(len(z), dtype=np.int64), np.where(pred == 1, 1.0, -1.0)
+        pred = z.argmax(axis=1).astype(np.int64)
+        return pred, pred, np.ones(len(z))
+
+    def explain(self, text: str, top: int = 3) -> tuple[str, ...]:
+        """The words that pushed this text towards its predicted class: ("model: +'refund'", "model: +'charged'")."""
+        enc, z = self._encode([text], None)
+        _pred, column, sign = self.decision_columns(z)
+        found = top_terms(enc, column, sign, 0, prefix="", top=top)[0]
+        if not found:
+            return ()
+        return tuple(f"model: +{piece}" for piece in found.split(" +")[1:])
+
+
+# --- saving ---------------------------------------------------------------------------------------------------------
+
+
+def _model_arrays(model: TrainedModel) -> dict[str, npt.NDArray[Any]]:
+    t = model.text
+    rows = np.flatnonzero(np.any(t.w_gram != 0, axis=1)).astype(np.int32)
+    p = f"{model.task}__"
+    meta = {**model.meta, "task": model.task, "classes": list(model.classes)}
+    return {
+        p + "meta": np.array(json.dumps(meta, sort_keys=True)),
+        p + "vocab": np.array(t.vocab if t.vocab else ("",), dtype=str),
+        p + "idf": t.idf.astype(np.float64),
+        p + "bigrams": t.bigrams.astype(np.int32),
+        p + "bigram_idf": t.bigram_idf.astype(np.float64),
+        p + "w_word": t.w_word.astype(np.float32),
+        p + "gram_rows": rows,
+        p + "gram_values": t.w_gram[rows].astype(np.float32),
+        p + "w_bigram": t.w_bigram.astype(np.float32),
+        p + "w_dense": model.w_dense.astype(np.float32),
+        p + "bias": model.bias.astype(np.float64),
+    }
+
+
+def _model_from(data: Any, task: str) -> TrainedModel:
+    p = f"{task}__"
+    meta = json.loads(str(data[p + "meta"]))
+    vocab = tuple(str(w) for w in data[p + "vocab"])
+    w_word = data[p + "w_word"].astype(np.float32)
+    if len(vocab) != len(w_word):  # the placeholder written for an empty vocabulary
+        vocab = ()
+    k = w_word.shape[1]
+    w_gram = np.zeros((GRAM_BUCKETS, k), dtype=np.float32)
+    w_gram[data[p + "gram_rows"].astype(np.int64)] = data[p + "gram_values"]
+    text = TextWeights(
+        vocab=vocab,
+        idf=data[p + "idf"].astype(np.float64),
+        bigrams=data[p + "bigrams"].astype(np.int64).reshape(-1, 2),
+        bigram_idf=data[p + "bigram_idf"].astype(np.float64),
+        w_word=w_word,
+        w_gram=w_gram,
+        w_bigram=data[p + "w_bigram"].astype(np.float32).reshape(-1, k),
+    )
+    classes = tuple(str(c) for c in meta.pop("classes"))
+    meta.pop("task", None)
+    return TrainedModel(task, classes, text, data[p + "w_dense"].astype(np.float32), data[p + "bias"], meta)
+
+
+class ModelBundle:
+    """Models for several tasks, saved together. Safe to share between threads once loaded."""
+
+    def __init__(self, models: dict[str, TrainedModel] | None = None) -> None:
+        self.models: dict[str, TrainedModel] = dict(models or {})
+        for task, model in self.models.items():
+            if task != model.task:
+                raise ValueError(f"model for {model.task!r} filed under {task!r}")
+        self._scorer: Scorer | None = None
+
+    @property
+    def scorer(self) -> Scorer:
+        """One scorer over all the bundle's models (one pass over the tokens for every task)."""
+        if self._scorer is None:
+            self._scorer = Scorer([m.text for m in self.models.values()])
+        return self._scorer
+
+    def _write(self, fh: Any) -> None:
+        arrays: dict[str, npt.NDArray[Any]] = {
+            "bundle": np.array(json.dumps({"format": FORMAT, "version": FORMAT_VERSION, "tasks": list(self.models)}))
+        }
+        for model in self.models.values():
+            arrays.update(_model_arrays(model))
+        np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
+
+    def save(self, path: str | Path) -> None:
+        with Path(path).open("wb") as fh:
+            self._write(fh)
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        self._write(buf)
+        return buf.getvalue()
+
+    @classmethod
+    def _read(cls, source: Any) -> ModelBundle:
+        with np.load(source, allow_pickle=False) as data:
+            if "bundle" not in data.files:
+                raise ValueError("not a caredesk triage model file (no bundle header)")
+            header = json.loads(str(data["bundle"]))
+            if header.get("format") != FORMAT or int(header.get("version", 0)) > FORMAT_VERSION:
+                raise ValueError(f"unsupported model file format {header.get('format')!r} v{header.get('version')}")
+            return cls({task: _model_from(data, task) for task in header["tasks"]})
+
+    @classmethod
+    def load(cls, path: str | Path) -> ModelBundle:
+        return cls._read(Path(path))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ModelBundle:
+        return cls._read(io.BytesIO(data))
+
+
+# --- training -------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Design:
+    """The training matrix and the vocabulary behind its columns."""
+
+    matrix: Any  # scipy.sparse.csr_matrix (n, V + GRAM_BUCKETS + B)
+    vocab: tuple[str, ...]
+    idf: FloatArray
+    bigrams: IntArray
+    bigram_idf: FloatArray
+
+
+def _design(texts: Sequence[str]) -> _Design:
+    """The sparse text matrix of vectorize.py's definition, for texts whose vocabulary it defines."""
+    from scipy import sparse
+
+    n = len(texts)
+    batch = tokenize(texts)
+    lower = model_tokens(batch.lower)
+    words = [SEP, *sorted(set(lower) - {SEP})]
+    index = {w: i for i, w in enumerate(words)}
+    v1 = len(words)
+    ids = np.fromiter(map(index.__getitem__, lower), dtype=np.int64, count=len(lower))
+    keys = np.unique(batch.post_of * v1 + ids)
+    posts, types = keys // v1, keys % v1
+    word_entry = types > 0
+    posts, types = posts[word_entry], types[word_entry]
+    df = np.bincount(types, minlength=v1)
+    idf = np.log((1.0 + n) / (1.0 + df)) + 1.0
+    idf[0] = 0.0
+
+    a, b = ids[:-1], ids[1:]
+    ok = np.flatnonzero((a > 0) & (b > 0))
+    pair = a[ok] * v1 + b[ok]
+    doc_pairs = np.unique(batch.post_of[ok] * (v1 * v1) + pair)
+    pair_posts = doc_pairs // (v1 * v1)
+    uniq, inverse, counts = np.unique(doc_pairs % (v1 * v1), return_inverse=True, return_counts=True)
+    kept = counts >= MIN_BIGRAM_DOCS
+    row_of = np.cumsum(kept) - 1
+    sel = kept[inverse]
+    bigram_rows = row_of[inverse[sel]]
+    bigram_idf = np.log((1.0 + n) / (1.0 + counts[kept])) + 1.0
+    kept_pairs = uniq[kept]
+    bigrams = np.column_stack([kept_pairs // v1 - 1, kept_pairs % v1 - 1]).astype(np.int64)
+
+    g_word, g_bucket, g_weight = gram_triplets(words)
+    has = np.zeros(v1)
+    has[np.unique(g_word)] = 1.0
+    grams = sparse.csr_matrix((g_weight, (g_word, g_bucket)), shape=(v1, GRAM_BUCKETS))
+    t = sparse.csr_matrix((np.ones(len(posts)), (posts, types)), shape=(n, v1))
+    x_word = t @ sparse.diags(idf)
+    x_gram = t @ grams
+    x_bi = sparse.csr_matrix((bigram_idf[bigram_rows], (pair_posts[sel], bigram_rows)), shape=(n, int(kept.sum())))
+    sq = t @ (idf**2 + GRAM_WEIGHT**2 * has) + np.asarray(x_bi.multiply(x_bi).sum(axis=1)).ravel()
+    inv = np.where(sq > 0, 1.0 / np.sqrt(np.maximum(sq, 1e-12)), 0.0)
+    x = sparse.diags(inv) @ sparse.hstack([x_word[:, 1:], x_gram, x_bi], format="csr")
+    return _Design(sparse.csr_matrix(x), tuple(words[1:]), idf[1:], bigrams, bigram_idf)
+
+
+def _folds(labels: Sequence[str], folds: int, seed: int) -> IntArray:
+    """Stratified fold number per example: each class is shuffled and dealt round-robin."""
+    rng = np.random.default_rng(seed)
+    y = np.asarray(labels)
+    out = np.zeros(len(y), dtype=np.int64)
+    offset = 0
+    for cls in sorted(set(labels)):
+        idx = np.flatnonzero(y == cls)
+        idx = idx[rng.permutation(len(idx))]
+        out[idx] = (np.arange(len(idx)) + offset) % folds
+        offset += len(idx)
+    return out
+
+
+def _fit(x: Any, y: IntArray, c: float, class_weight: str | None) -> Any:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    # saga: several times faster than lbfgs on these wide sparse matrices, and deterministic for a fixed seed.
+    clf = LogisticRegression(C=c, class_weight=class_weight, solver="saga", max_iter=200, tol=1e-3, random_state=0)
+    with warnings.catch_warnings():
+        # Stopping at max_iter leaves the weights near the optimum: fine for ranking posts, not worth a warning.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(x, y)
+    return clf
+
+
+def _macro_f1(y: IntArray, pred: IntArray, k: int) -> float:
+    scores = []
+    for c in range(k):
+        tp = float(np.sum((pred == c) & (y == c)))
+        fp = float(np.sum((pred == c) & (y != c)))
+        fn = float(np.sum((pred != c) & (y == c)))
+        scores.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(scores))
+
+
+def _search_size(y: IntArray, k: int) -> int:
+    """How many settings :func:`_choose` will try (0: none, the set is too small)."""
+    if np.bincount(y, minlength=k).min() < MIN_PER_CLASS_FOR_SEARCH:
+        return 0
+    return len(C_GRID) * len(CLASS_WEIGHTS)
+
+
+def _choose(
+    x: Any, y: IntArray, k: int, seed: int, step: Callable[[], None] = lambda: None
+) -> tuple[float, str | None, dict[str, float]]:
+    """C and class weighting by a small stratified cross-validation on the training set (macro-F1)."""
+    if not _search_size(y, k):
+        return DEFAULT_C, "balanced", {}
+    fold = _folds([str(v) for v in y.tolist()], INNER_FOLDS, seed)
+    # Large sets: one split (a third held out) is already a stable estimate, and three times cheaper.
+    rounds = INNER_FOLDS if len(y) <= INNER_CV_MAX else 1
+    results: dict[str, float] = {}
+    best = (-1.0, DEFAULT_C, "balanced")
+    # The default first, so that ties (common on small, easy sets) keep it.
+    grid: list[tuple[float, str | None]] = [(DEFAULT_C, "balanced")]
+    grid += [(c, cw) for cw in CLASS_WEIGHTS for c in C_GRID if (c, cw) != (DEFAULT_C, "balanced")]
+    for c, cw in grid:
+        scored = np.zeros(len(y), dtype=bool)
+        pred = np.zeros(len(y), dtype=np.int64)
+        for f in range(rounds):
+            train, test = fold != f, fold == f
+            pred[test] = _fit(x[train], y[train], c, cw).predict(x[test])
+            scored |= test
+        score = _macro_f1(y[scored], pred[scored], k)
+        step()
+        results[f"C={c:g},{cw or 'none'}"] = round(score, 4)
+        if score > best[0] + (SEARCH_MARGIN if best[0] >= 0 else 0.0):
+            best = (score, c, cw or "")
+    return best[1], (best[2] or None), results
+
+
+def _fit_model(
+    texts: Sequence[str],
+    labels: Sequence[str],
+    task: str,
+    *,
+    dense: Dense,
+    stack: bool,
+    semantic: bool,
+    seed: int = 0,
+    source: str = "",
+    hyper: tuple[float, str | None] | None = None,
+    progress: bool = False,
+) -> TrainedModel:
+    from scipy import sparse
+
+    classes = tuple(sorted(set(labels)))
+    k = 1 if len(classes) == 2 else len(classes)
+    y = np.array([classes.index(v) for v in labels], dtype=np.int64)
+    design = _design(texts)
+    d = dense.matrix(len(texts))
+    x = sparse.hstack([design.matrix, sparse.csr_matrix(d)], format="csr") if d.shape[1] else design.matrix
+    fits = 1 + (_search_size(y, len(classes)) if hyper is None else 0)
+    step = _progress(fits, f"training {task}", progress, unit="fit")
+    c, cw, search = _choose(x, y, len(classes), seed, step) if hyper is None else (hyper[0], hyper[1], {})
+    clf = _fit(x, y, c, cw)
+    step()
+    coef = np.asarray(clf.coef_, dtype=np.float64).T  # (columns, K)
+    bias = np.asarray(clf.intercept_, dtype=np.float64)
+    if coef.shape[1] != k:
+        raise TrainingError(f"expected {k} weight columns, got {coef.shape[1]}")
+    v, n_bi = len(design.vocab), len(design.bigram_idf)
+    text = TextWeights(
+        vocab=design.vocab,
+        idf=design.idf,
+        bigrams=design.bigrams,
+        bigram_idf=design.bigram_idf,
+        w_word=coef[:v].astype(np.float32),
+        w_gram=coef[v : v + GRAM_BUCKETS].astype(np.float32),
+        w_bigram=coef[v + GRAM_BUCKETS : v + GRAM_BUCKETS + n_bi].astype(np.float32),
+    )
+    w_dense = coef[v + GRAM_BUCKETS + n_bi :].astype(np.float32)
+    counts = {cls: int(np.sum(y == i)) for i, cls in enumerate(classes)}
+    meta: dict[str, Any] = {
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "n_examples": len(texts),
+        "class_counts": counts,
+        "source": source,
+        "features": {
+            "words": True,
+            "bigrams_min_docs": MIN_BIGRAM_DOCS,
+            "char_ngrams": [MIN_GRAM, MAX_GRAM],
+            "gram_buckets": GRAM_BUCKETS,
+            "gram_weight": GRAM_WEIGHT,
+            "stack": stack,
+            "semantic": semantic,
+            "vocabulary": v,
+            "bigrams": n_bi,
+        },
+        "C": c,
+        "class_weight": cw,
+        "search": search,
+    }
+    if stack:
+        # Stacked features come from the shipped model: a brand model should be retrained when that changes.
+        from caredesk.triage.classifier import default_engine
+
+        meta["stacked_on"] = default_engine().base.models["sentiment"].meta.get("data_sha256", "")
+    return TrainedModel(task, classes, text, w_dense, bias, meta)
+
+
+def _prepare(texts: Sequence[str], labels: Sequence[object], task: str) -> tuple[list[str], list[str]]:
+    check_task(task)
+    if len(texts) != len(labels):
+        raise TrainingError(f"{len(texts)} texts but {len(labels)} labels")
+    if not texts:
+        raise TrainingError("no examples to train on")
+    norm = []
+    for i, value in enumerate(labels):
+        try:
+            norm.append(normalize_label(value, task))
+        except ValueError as exc:
+            raise TrainingError(f"example {i}: {exc}") from None
+    if len(set(norm)) < 2:
+        raise TrainingError(f"every label is {norm[0]!r}: a model needs at least two classes")
+    return [str(t) for t in texts], norm
+
+
+def train_model(
+    texts: Sequence[str],
+    labels: Sequence[str],
+    task: str,
+    *,
+    semantic: bool | None = None,
+    progress: bool = False,
+    stack: bool = True,
+    source: str = "",
+) -> TrainedModel:
+    """Fit one task's model. Labels are normalised (yes/1/true -> "true", ...); needs scikit-learn.
+
+    ``stack`` adds the default classifier's scores as features (on for brand models; off for the shipped model,
+    which is what they stack on). ``semantic``: None uses sentence embeddings when they are available.
+    """
+    texts_, labels_ = _prepare(texts, labels, task)
+    use_sem = _use_semantic(semantic)
+    dense = Dense(
+        stack=_stack(texts_) if stack else None,
+        semantic=_embed(texts_, progress=progress) if use_sem else None,
+    )
+    return _fit_model(
+        texts_, labels_, task, dense=dense, stack=stack, semantic=use_sem, source=source, progress=progress
+    )
+
+
+# --- evaluation -------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Evaluation:
+    classes: tuple[str, ...]
+    precision: dict[str, float]
+    recall: dict[str, float]
+    f1: dict[str, float]
+    support: dict[str, int]
+    macro_f1: float
+    accuracy: float
+    confusion: list[list[int]]  # rows: true class, columns: predicted class, in ``classes`` order
+
+    def format(self) -> str:
+        width = max(12, *(len(c) + 2 for c in self.classes))
+        lines = [f"{'class':<{width}}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
+        for c in self.classes:
+            lines.append(
+                f"{c:<{width}}{self.precision[c]:>10.3f}{self.recall[c]:>10.3f}{self.f1[c]:>10.3f}{self.support[c]:>10}"
+            )
+        total = sum(self.support.values())
+        lines.append("")
+        lines.append(f"{'macro-F1':<{width}}{self.macro_f1:>30.3f}{total:>10}")
+        lines.append(f"{'accuracy':<{width}}{self.accuracy:>30.3f}{total:>10}")
+        lines.append("")
+        lines.append("confusion matrix (rows: true, columns: predicted)")
+        cell = max(8, *(len(c) + 2 for c in self.classes), *(len(str(v)) + 2 for r in self.confusion for v in r))
+        lines.append(" " * width + "".join(f"{c:>{cell}}" for c in self.classes))
+        for c, row in zip(self.classes, self.confusion, strict=True):
+            lines.append(f"{c:<{width}}" + "".join(f"{v:>{cell}}" for v in row))
+        return "\n".join(lines)
+
+
+def evaluate(y_true: Sequence[str], y_pred: Sequence[str], classes: Sequence[str] | None = None) -> Evaluation:
+    """Per-class precision, recall and F1 (0 where undefined), macro-F1 over ``classes``, accuracy, confusion."""
+    if len(y_true) != len(y_pred):
+        raise ValueError(f"{len(y_true)} true labels but {len(y_pred)} predictions")
+    names = tuple(classes) if classes is not None else tuple(sorted(set(y_true) | set(y_pred)))
+    pos = {c: i for i, c in enumerate(names)}
+    k = len(names)
+    confusion = np.zeros((k, k), dtype=np.int64)
+    for t, p in zip(y_true, y_pred, strict=True):
+        if t in pos and p in pos:
+            confusion[pos[t], pos[p]] += 1
+    precision, recall, f1, support = {}, {}, {}, {}
+    for c, i in pos.items():
+        tp = int(confusion[i, i])
+        predicted = int(confusion[:, i].sum())
+        actual = int(confusion[i, :].sum())
+        precision[c] = tp / predicted if predicted else 0.0
+        recall[c] = tp / actual if actual else 0.0
+        both = precision[c] + recall[c]
+        f1[c] = 2 * precision[c] * recall[c] / both if both else 0.0
+        support[c] = actual
+    n = len(y_true)
+    correct = sum(1 for t, p in zip(y_true, y_pred, strict=True) if t == p)
+    return Evaluation(
+        classes=names,
+        precision=precision,
+        recall=recall,
+        f1=f1,
+        support=support,
+        macro_f1=float(np.mean(list(f1.values()))) if f1 else 0.0,
+        accuracy=correct / n if n else 0.0,
+        confusion=confusion.tolist(),
+    )
+
+
+def _progress(total: int, desc: str, enabled: bool, unit: str = "fold") -> Callable[[], None]:
+    """A step function that advances a tqdm bar on stderr (closed at the last step), or does nothing."""
+    if not enabled:
+        return lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit=unit)
+
+    def step() -> None:
+        bar.update(1)
+        if bar.n >= total:
+            bar.close()
+
+    return step
+
+
+def cross_validate(
+    texts: Sequence[str],
+    labels: Sequence[str],
+    task: str,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    semantic: bool | None = None,
+    progress: bool = False,
+) -> Evaluation:
+    """Stratified k-fold cross-validation of :func:`train_model`; metrics over the pooled out-of-fold predictions.
+
+    Deterministic for a given ``seed``. Each fold's model picks its own hyper-parameters on its training part only.
+    """
+    texts_, labels_ = _prepare(texts, labels, task)
+    counts = {c: labels_.count(c) for c in set(labels_)}
+    folds = max(2, min(folds, max(counts.values())))
+    use_sem = _use_semantic(semantic)
+    stack = _stack(texts_)
+    emb = _embed(texts_, progress=progress) if use_sem else None
+    fold_of = _folds(labels_, folds, seed)
+    pred: list[str] = [""] * len(texts_)
+    step = _progress(folds, f"cross-validating {task}", progress)
+    for f in range(folds):
+        train_idx = np.flatnonzero(fold_of != f)
+        test_idx = np.flatnonzero(fold_of == f)
+        train_labels = [labels_[i] for i in train_idx.tolist()]
+        if len(set(train_labels)) < 2 or not len(test_idx):
+            step()
+            continue
+        model = _fit_model(
+            [texts_[i] for i in train_idx.tolist()],
+            train_labels,
+            task,
+            dense=Dense(stack[train_idx], None if emb is None else emb[train_idx]),
+            stack=True,
+            semantic=use_sem,
+            seed=seed,
+        )
+        test_dense = Dense(stack[test_idx], None if emb is None else emb[test_idx])
+        for i, p in zip(test_idx.tolist(), model.predict([texts_[i] for i in test_idx.tolist()], dense=test_dense),
+                        strict=True):
+            pred[i] = p
+        step()
+    classes = sorted(set(labels_))
+    if task in BINARY_TASKS:
+        classes = ["false", "true"]
+    elif task == "sentiment":
+        classes = [c for c in SENTIMENTS if c in counts] or classes
+    return evaluate(labels_, pred, classes)
+
+
+def binary_value(label: str) -> bool:
+    return label == "true"
+
+
+__all__ = [
+    "TASKS",
+    "Evaluation",
+    "ModelBundle",
+    "TrainedModel",
+    "TrainingError",
+    "cross_validate",
+    "evaluate",
+    "normalize_label",
+    "train_model",
+]

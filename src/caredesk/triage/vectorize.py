@@ -1,0 +1,362 @@
+"""Text features of the trainable triage models, and scoring a batch with numpy alone.
+
+A post is the set of its distinct word types and known word bigrams (binary presence, the limit of sublinear term
+frequency). A word type ``t`` stands for the sparse vector
+
+    u_t = idf(t) e_word(t) + GRAM_WEIGHT / sqrt(g_t) * (sum of e_gram(h) over its g_t character n-grams)
+
+where the n-grams are 2..5 characters of ``"<word>"`` (so they stay within word boundaries), hashed into
+GRAM_BUCKETS buckets; a known bigram ``b`` is ``idf(b) e_bigram(b)``. A post's vector is the sum of its parts divided
+by the square root of the sum of their squared norms (hash collisions aside, its L2 norm).
+
+Every part is a fixed vector, so a linear model's weights fold into one score row per word type,
+``S[t] = u_t . W``: computed once at load for the vocabulary and once per batch for unseen words, whose n-grams still
+count ("refundd" and "cancelation" borrow the weight of "refund" and "cancellation"). Scoring a batch is one dict
+lookup per token, a sort, a gather and a segmented sum; no Python per post. Training (training.py) builds the same
+vectors as a sparse matrix, so the two paths agree to float rounding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import repeat
+
+import numpy as np
+import numpy.typing as npt
+
+from caredesk.triage.language import word_weights
+from caredesk.triage.lexicon import NEGATORS, PLACEHOLDERS, SCOPE_BREAKERS
+from caredesk.triage.text import SEP, TokenBatch
+
+FloatArray = npt.NDArray[np.float64]
+F32Array = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
+
+GRAM_BITS = 18
+GRAM_BUCKETS = 1 << GRAM_BITS
+MIN_GRAM, MAX_GRAM = 2, 5
+MAX_WORD_CHARS = 30  # longer tokens are cut: their grams past this say nothing new and cost time
+# Norm of a word's n-gram part; its word feature weighs its idf (1 for the commonest words, 5-9 for rare ones).
+GRAM_WEIGHT = 3.0
+MIN_BIGRAM_DOCS = 2  # a bigram seen in one training post teaches only that post
+
+_FNV_PRIME = np.uint64(0x100000001B3)
+_MIX = np.uint64(0xFF51AFD7ED558CCD)
+_SEEDS = {n: np.uint64(0xCBF29CE484222325 ^ (n * 0x9E3779B97F4A7C15 & 0xFFFFFFFFFFFFFFFF)) for n in range(1, 9)}
+_NO_GRAMS = frozenset(PLACEHOLDERS)
+# Tokens that carry weight but explain nothing to an agent: function words, placeholders, most punctuation.
+_DULL = frozenset(word_weights()) | _NO_GRAMS | frozenset(".,;:!¿\x00")
+
+
+def nameable(words: Sequence[str]) -> npt.NDArray[np.bool_]:
+    """Which word types may be named in a reason."""
+    return np.fromiter((w.lstrip(NEGATED) not in _DULL for w in words), dtype=bool, count=len(words))
+
+
+NEGATED = "\u00ac"  # "¬good": "good" within three tokens after a negator, before any punctuation or "but"
+NEGATION_WINDOW = 3
+_SCOPE_ENDS = frozenset(SCOPE_BREAKERS) | {SEP}
+
+
+def has_grams(word: str) -> bool:
+    """Words and numbers get n-grams; punctuation, emoji, placeholders and negated words are whole tokens only."""
+    return word[:1].isalnum() and word not in _NO_GRAMS
+
+
+def model_tokens(lower: list[str]) -> list[str]:
+    """The tokens a model sees: as tokenised, with words in a negator's scope marked (``"not good"`` becomes
+    ``not ¬good``), so that "good" and "not good" get different weights. The scope is the rules' (features.py):
+    up to three tokens, ended by punctuation, "but" or the end of the post."""
+    n = len(lower)
+    neg = np.fromiter(map(NEGATORS.__contains__, lower), dtype=bool, count=n)
+    if not neg.any():
+        return lower
+    ends = np.fromiter(map(_SCOPE_ENDS.__contains__, lower), dtype=bool, count=n)
+    idx = np.arange(n)
+    prev_neg = np.r_[-1, np.maximum.accumulate(np.where(neg, idx, -1))[:-1]]
+    last_end = np.maximum.accumulate(np.where(ends, idx, -1))
+    negated = (prev_neg >= 0) & (idx - prev_neg <= NEGATION_WINDOW) & (last_end < prev_neg) & ~neg
+    out = list(lower)
+    for i in np.flatnonzero(negated).tolist():
+        out[i] = NEGATED + out[i]
+    return out
+
+
+def display(name: str) -> str:
+    """A feature's name for a reason: a negated word reads "not good", a bigram drops the marker."""
+    if " " in name:
+        return name.replace(NEGATED, "")
+    return "not " + name[1:] if name.startswith(NEGATED) else name
+
+
+def distinct(keys: IntArray) -> IntArray:
+    """Sorted distinct values (np.unique without its hashing path, which is slower on these sizes)."""
+    if not len(keys):
+        return keys
+    k = np.sort(keys)
+    out: IntArray = k[np.r_[True, k[1:] != k[:-1]]]
+    return out
+
+
+def gram_triplets(words: Sequence[str]) -> tuple[IntArray, IntArray, FloatArray]:
+    """Hashed n-grams of each word as (word index, bucket, weight) triplets, sorted by word index.
+
+    A word's weights are ``GRAM_WEIGHT / sqrt(g)`` for its ``g`` n-grams, so the n-gram part of every word has norm
+    ``GRAM_WEIGHT`` (repeated grams within a word aside). The hash is FNV-1a over code points with a final mix,
+    computed on uint64 arrays: deterministic across runs and platforms (Python's ``hash`` is salted per process).
+    """
+    pick = [i for i, w in enumerate(words) if has_grams(w)]
+    if not pick:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty.copy(), np.zeros(0)
+    padded = ["<" + words[i][:MAX_WORD_CHARS] + ">" for i in pick]
+    arr = np.array(padded)
+    width = arr.dtype.itemsize // 4
+    codes = arr.view(np.uint32).reshape(len(padded), width).astype(np.uint64)
+    lengths = np.fromiter(map(len, padded), dtype=np.int64, count=len(padded))
+    word_idx: list[IntArray] = []
+    buckets: list[IntArray] = []
+    for n in range(MIN_GRAM, min(MAX_GRAM, width) + 1):
+        n_pos = width - n + 1
+        h = np.full((len(padded), n_pos), _SEEDS[n], dtype=np.uint64)
+        for k in range(n):
+            h ^= codes[:, k : k + n_pos]
+            h *= _FNV_PRIME
+        h ^= h >> np.uint64(33)
+        h *= _MIX
+        h ^= h >> np.uint64(29)
+        valid = np.arange(n_pos)[None, :] + n <= lengths[:, None]
+        rows, _cols = np.nonzero(valid)
+        word_idx.append(rows)
+        buckets.append((h[valid] & np.uint64(GRAM_BUCKETS - 1)).astype(np.int64))
+    rows_all = np.concatenate(word_idx)
+    order = np.argsort(rows_all, kind="stable")
+    rows_all = rows_all[order]
+    bucket_all = np.concatenate(buckets)[order]
+    counts = np.bincount(rows_all, minlength=len(padded))
+    weights = GRAM_WEIGHT / np.sqrt(counts[rows_all].astype(np.float64))
+    return np.asarray(pick, dtype=np.int64)[rows_all], bucket_all, weights
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class TextWeights:
+    """The text part of one linear model: vocabulary, idf and weights per word, bigram and n-gram bucket.
+
+    ``K`` columns: one (log-odds of the second class) for two classes, else one per class.
+    """
+
+    vocab: tuple[str, ...]  # word types, SEP excluded
+    idf: FloatArray  # (V,)
+    bigrams: IntArray  # (B, 2) indices into vocab
+    bigram_idf: FloatArray  # (B,)
+    w_word: F32Array  # (V, K)
+    w_gram: F32Array  # (GRAM_BUCKETS, K)
+    w_bigram: F32Array  # (B, K)
+
+    @property
+    def n_columns(self) -> int:
+        return int(self.w_word.shape[1])
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A scored batch: text logits per column plus what is needed to name the words behind them."""
+
+    logits: F32Array  # (n posts, total columns), already divided by each model's norm
+    posts: IntArray  # per distinct (post, word type) entry
+    types: IntArray
+    scores: F32Array  # (n types in this batch, total columns): S rows, vocabulary then unseen words
+    inv_norm: FloatArray  # (n posts, n models)
+    bigram_posts: IntArray
+    bigram_rows: IntArray
+    bigram_scores: F32Array  # (n known bigrams, total columns), idf included, not normalised
+    words: Sequence[str]  # name of each type id (index 0 is the separator)
+    named: npt.NDArray[np.bool_]  # per type id: may be named in a reason
+    bigram_names: Sequence[str]
+    bigram_named: npt.NDArray[np.bool_]
+    pieces: npt.NDArray[np.object_]  # " +'name'" per type id, then per bigram row (reason text)
+
+
+class Scorer:
+    """Scores a token batch for several models at once over the union of their vocabularies.
+
+    Built once per model bundle; safe to share between threads (nothing is mutated after ``__init__``).
+    """
+
+    def __init__(self, parts: Sequence[TextWeights]) -> None:
+        self.parts = tuple(parts)
+        index: dict[str, int] = {SEP: 0}
+        for part in parts:
+            for word in part.vocab:
+                index.setdefault(word, len(index))
+        self.index = index
+        self.words: list[str] = list(index)
+        n = len(index)
+        self.n_types = n
+        widths = [p.n_columns for p in parts]
+        self.col0 = np.concatenate([[0], np.cumsum(widths)]).astype(np.int64)
+        self.n_columns = int(self.col0[-1])
+        self.scores, self.sq_norms = self._gram_part(self.words)
+        bigram_keys: dict[int, int] = {}
+        for m, part in enumerate(parts):
+            ids = np.fromiter((index[w] for w in part.vocab), dtype=np.int64, count=len(part.vocab))
+            cols = slice(int(self.col0[m]), int(self.col0[m + 1]))
+            self.scores[ids, cols] += (part.idf[:, None] * part.w_word).astype(np.float32)
+            self.sq_norms[ids, m] += part.idf**2
+            if len(part.bigrams):
+                pair_ids = ids[part.bigrams]
+                for key in (pair_ids[:, 0] * n + pair_ids[:, 1]).tolist():
+                    bigram_keys.setdefault(key, len(bigram_keys))
+        keys = np.array(sorted(bigram_keys), dtype=np.int64)
+        self.bigram_keys = keys
+        self.bigram_weights = np.zeros((len(keys), self.n_columns), dtype=np.float32)
+        self.bigram_sq = np.zeros((len(keys), len(parts)))
+        for m, part in enumerate(parts):
+            if not len(part.bigrams):
+                continue
+            ids = np.fromiter((index[w] for w in part.vocab), dtype=np.int64, count=len(part.vocab))
+            pair_ids = ids[part.bigrams]
+            rows = np.searchsorted(keys, pair_ids[:, 0] * n + pair_ids[:, 1])
+            cols = slice(int(self.col0[m]), int(self.col0[m + 1]))
+            self.bigram_weights[rows, cols] = part.bigram_idf[:, None] * part.w_bigram
+            self.bigram_sq[rows, m] = part.bigram_idf**2
+        self.bigram_names = [f"{self.words[k // n]} {self.words[k % n]}" for k in keys.tolist()]
+        self.named = nameable(self.words)
+        self.pieces = np.array([f" +'{display(w)}'" for w in [*self.words, *self.bigram_names]], dtype=object)
+        self.bigram_named = self.named[keys // n] | self.named[keys % n] if len(keys) else np.zeros(0, dtype=bool)
+
+    def _gram_part(self, words: Sequence[str]) -> tuple[F32Array, FloatArray]:
+        """Score rows and squared norms of the n-gram parts of ``words``, for every model."""
+        scores = np.zeros((len(words), self.n_columns), dtype=np.float32)
+        sq = np.zeros((len(words), len(self.parts)))
+        word_idx, bucket, weight = gram_triplets(words)
+        if not len(word_idx):
+            return scores, sq
+        starts = np.flatnonzero(np.r_[True, word_idx[1:] != word_idx[:-1]])
+        owners = word_idx[starts]
+        for m, part in enumerate(self.parts):
+            cols = slice(int(self.col0[m]), int(self.col0[m + 1]))
+            contrib = part.w_gram[bucket] * weight[:, None].astype(np.float32)
+            scores[owners, cols] = np.add.reduceat(contrib, starts, axis=0)
+            sq[owners, m] = GRAM_WEIGHT**2
+        return scores, sq
+
+    def encode(self, batch: TokenBatch) -> Encoded:
+        lower = model_tokens(batch.lower)
+        n_tok = len(lower)
+        n_posts = batch.n_posts
+        ids = np.fromiter(map(self.index.get, lower, repeat(-1)), dtype=np.int64, count=n_tok)
+        scores, sq_norms, words, named = self.scores, self.sq_norms, self.words, self.named
+        pieces = self.pieces
+        oov_pos = np.flatnonzero(ids < 0)
+        if len(oov_pos):
+            oov_tokens = [lower[i] for i in oov_pos.tolist()]
+            local = {w: self.n_types + j for j, w in enumerate(dict.fromkeys(oov_tokens))}
+            ids[oov_pos] = np.fromiter(map(local.__getitem__, oov_tokens), dtype=np.int64, count=len(oov_tokens))
+            new_words = list(local)
+            extra_scores, extra_sq = self._gram_part(new_words)
+            scores = np.vstack([scores, extra_scores])
+            sq_norms = np.vstack([sq_norms, extra_sq])
+            words = [*words, *new_words]
+            named = np.concatenate([named, nameable(new_words)])
+            extra = np.array([f" +'{display(w)}'" for w in new_words], dtype=object)
+            n0 = len(self.words)
+            pieces = np.concatenate([pieces[:n0], extra, pieces[n0:]])
+        n_types = len(scores)
+        if not n_posts:
+            empty = np.zeros(0, dtype=np.int64)
+            return Encoded(
+                np.zeros((0, self.n_columns), dtype=np.float32), empty, empty, scores,
+                np.zeros((0, len(self.parts))), empty, empty, self.bigram_weights, words, named, self.bigram_names,
+                self.bigram_named, pieces,
+            )
+        # Distinct (post, type) pairs; every post opens with its separator (type 0), so each post has an entry and
+        # its first entry is the separator.
+        keys = distinct(batch.post_of * n_types + ids)
+        posts = keys // n_types
+        types = keys - posts * n_types
+        starts = np.flatnonzero(types == 0)
+        text = np.add.reduceat(scores[types], starts, axis=0)
+        sq = np.add.reduceat(sq_norms[types], starts, axis=0)
+        bigram_posts = bigram_rows = np.zeros(0, dtype=np.int64)
+        if n_tok > 1 and len(self.bigram_keys):
+            a, b = ids[:-1], ids[1:]
+            n = self.n_types
+            ok = np.flatnonzero((a > 0) & (b > 0) & (a < n) & (b < n))
+            pair = a[ok] * n + b[ok]
+            pos = np.minimum(np.searchsorted(self.bigram_keys, pair), len(self.bigram_keys) - 1)
+            hit = self.bigram_keys[pos] == pair
+            if hit.any():
+                found = distinct(batch.post_of[ok[hit]] * len(self.bigram_keys) + pos[hit])
+                bigram_posts = found // len(self.bigram_keys)
+                bigram_rows = found - bigram_posts * len(self.bigram_keys)
+                # Sorted by post: sum each post's run once (np.add.at is several times slower).
+                starts_b = np.flatnonzero(np.r_[True, bigram_posts[1:] != bigram_posts[:-1]])
+                owners = bigram_posts[starts_b]
+                text[owners] += np.add.reduceat(self.bigram_weights[bigram_rows], starts_b, axis=0)
+                sq[owners] += np.add.reduceat(self.bigram_sq[bigram_rows], starts_b, axis=0)
+        inv_norm = np.where(sq > 0, 1.0 / np.sqrt(np.maximum(sq, 1e-12)), 0.0)
+        widths = np.diff(self.col0)
+        text *= np.repeat(inv_norm, widths, axis=1).astype(np.float32)
+        return Encoded(
+            logits=text,
+            posts=posts,
+            types=types,
+            scores=scores,
+            inv_norm=inv_norm,
+            bigram_posts=bigram_posts,
+            bigram_rows=bigram_rows,
+            bigram_scores=self.bigram_weights,
+            words=words,
+            named=named,
+            bigram_names=self.bigram_names,
+            bigram_named=self.bigram_named,
+            pieces=pieces,
+        )
+
+
+def top_terms(
+    enc: Encoded,
+    column: IntArray,
+    sign: FloatArray,
+    model: int,
+    *,
+    prefix: str,
+    top: int = 2,
+    min_weight: float = 0.05,
+) -> list[str | None]:
+    """Per post, ``"<prefix> +'refund' +'charged twice'"``: the words and bigrams that pushed hardest towards the
+    decision, or None when none pushed by ``min_weight``. ``column`` is the score column per post (-1: none);
+    ``sign`` is +1 where a larger score means the decided value, -1 where the decision went against the column
+    (a binary "false"). ``model`` picks the norm (the bundle position of the model that owns the column)."""
+    n = len(column)
+    out: list[str | None] = [None] * n
+    if not n:
+        return out
+    col_t = column[enc.posts]
+    w_t = enc.scores[enc.types, np.maximum(col_t, 0)] * enc.inv_norm[enc.posts, model] * sign[enc.posts]
+    keep_t = np.flatnonzero((col_t >= 0) & enc.named[enc.types] & (w_t >= min_weight))
+    col_b = column[enc.bigram_posts]
+    w_b = enc.bigram_scores[enc.bigram_rows, np.maximum(col_b, 0)] * enc.inv_norm[enc.bigram_posts, model]
+    w_b = w_b * sign[enc.bigram_posts]
+    keep_b = np.flatnonzero((col_b >= 0) & enc.bigram_named[enc.bigram_rows] & (w_b >= min_weight))
+    if not len(keep_t) and not len(keep_b):
+        return out
+    n_words = len(enc.words)
+    posts = np.concatenate([enc.posts[keep_t], enc.bigram_posts[keep_b]])
+    weight = np.concatenate([w_t[keep_t], w_b[keep_b]])
+    name = np.concatenate([enc.types[keep_t], n_words + enc.bigram_rows[keep_b]])
+    order = np.lexsort((-weight, posts))
+    p_sorted = posts[order]
+    first = np.r_[True, p_sorted[1:] != p_sorted[:-1]]
+    idx = np.arange(len(order))
+    rank = idx - np.maximum.accumulate(np.where(first, idx, 0))
+    text = np.full(n, None, dtype=object)
+    for r in range(top):
+        pick = rank == r
+        p = p_sorted[pick]
+        piece = enc.pieces[name[order[pick]]]
+        text[p] = prefix + piece if r == 0 else text[p] + piece
+    out = text.tolist()
+    return out

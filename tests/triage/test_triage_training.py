@@ -1,0 +1,222 @@
+"""The training API: train, predict, explain, save and load without pickle, evaluate, cross-validate."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from caredesk.triage import classify, classify_one
+from caredesk.triage.training import (
+    TASKS,
+    Evaluation,
+    ModelBundle,
+    TrainedModel,
+    TrainingError,
+    cross_validate,
+    evaluate,
+    normalize_label,
+    train_model,
+)
+from caredesk.triage.types import PostSignals
+
+pytest.importorskip("sklearn")
+
+# A task the shipped model knows nothing about: posts about the "zorblax" gadget versus the "quintz" service.
+ZORBLAX = [
+    f"my zorblax {w} today" for w in ("broke", "arrived", "is blue", "beeps", "glows", "hums", "is new", "works")
+]
+QUINTZ = [f"the quintz {w} again" for w in ("plan", "desk", "portal", "menu", "queue", "form", "line", "page")]
+
+
+def gadget_data() -> tuple[list[str], list[str]]:
+    texts = ZORBLAX + QUINTZ
+    return texts, ["gadget"] * len(ZORBLAX) + ["service"] * len(QUINTZ)
+
+
+@pytest.fixture(scope="module")
+def topic_model() -> TrainedModel:
+    texts, labels = gadget_data()
+    return train_model(texts, labels, "topic", semantic=False)
+
+
+def test_tasks_are_the_documented_ones() -> None:
+    assert TASKS == ("complaint", "needs_reply", "sentiment", "topic", "spam")
+
+
+@pytest.mark.parametrize(
+    ("task", "raw", "want"),
+    [
+        ("complaint", "TRUE", "true"),
+        ("complaint", "1", "true"),
+        ("needs_reply", "yes", "true"),
+        ("spam", "No", "false"),
+        ("spam", 0, "false"),
+        ("complaint", True, "true"),
+        ("sentiment", " Negative ", "negative"),
+        ("sentiment", "pos", "positive"),
+        ("topic", "Refunds", "refunds"),
+    ],
+)
+def test_labels_are_normalised(task: str, raw: object, want: str) -> None:
+    assert normalize_label(raw, task) == want
+
+
+@pytest.mark.parametrize(
+    ("task", "raw"), [("complaint", "maybe"), ("sentiment", "angry"), ("topic", "  "), ("spam", None)]
+)
+def test_bad_labels_are_refused(task: str, raw: object) -> None:
+    with pytest.raises(ValueError):
+        normalize_label(raw, task)
+
+
+def test_train_predict_learns_a_separable_task(topic_model: TrainedModel) -> None:
+    assert topic_model.task == "topic"
+    assert topic_model.classes == ("gadget", "service")
+    new = ["my zorblax is broken", "the quintz portal is slow", "zorblax zorblax", "quintz"]
+    assert topic_model.predict(new) == ["gadget", "service", "gadget", "service"]
+    proba = topic_model.predict_proba(new)
+    assert proba.shape == (4, 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert topic_model.predict([]) == []
+    assert topic_model.predict_proba([]).shape == (0, 2)
+
+
+def test_unseen_spellings_borrow_weight_through_character_ngrams(topic_model: TrainedModel) -> None:
+    # "zorblaxes" and "quintzes" were never seen; their character n-grams were ("flumph" shares none).
+    gadget = topic_model.predict_proba(["zorblaxes", "flumph", "quintzes"])[:, 0]
+    assert gadget[0] > gadget[1] + 0.05
+    assert gadget[2] < gadget[1] - 0.05
+
+
+def test_explain_names_the_deciding_words(topic_model: TrainedModel) -> None:
+    why = topic_model.explain("my zorblax is broken", top=2)
+    assert why and why[0].startswith("model: +'")
+    assert any("zorblax" in w for w in why)
+    assert len(why) <= 2
+
+
+def test_metadata_describes_the_training(topic_model: TrainedModel) -> None:
+    meta = topic_model.meta
+    assert meta["n_examples"] == 16
+    assert meta["class_counts"] == {"gadget": 8, "service": 8}
+    assert meta["features"]["semantic"] is False
+    assert meta["features"]["stack"] is True
+    assert meta["trained_at"].endswith("+00:00")
+
+
+def test_binary_task_classes_and_probabilities() -> None:
+    texts = [f"refund please, charged twice for order {i}" for i in range(8)] + [
+        f"lovely day at the beach number {i}" for i in range(8)
+    ]
+    model = train_model(texts, ["yes"] * 8 + ["no"] * 8, "complaint", semantic=False)
+    assert model.classes == ("false", "true")
+    assert model.predict(["charged twice, refund"]) == ["true"]
+    assert model.predict_proba(["lovely beach day"])[0, 0] > 0.5
+
+
+def test_one_class_and_bad_input_are_refused() -> None:
+    with pytest.raises(TrainingError, match="two classes"):
+        train_model(["a", "b"], ["true", "true"], "complaint", semantic=False)
+    with pytest.raises(TrainingError, match="unknown task"):
+        train_model(["a", "b"], ["x", "y"], "mood", semantic=False)
+    with pytest.raises(TrainingError, match="no examples"):
+        train_model([], [], "topic", semantic=False)
+    with pytest.raises(TrainingError, match="example 1"):
+        train_model(["a", "b"], ["true", "perhaps"], "spam", semantic=False)
+
+
+def test_bundle_round_trips_through_file_and_bytes(topic_model: TrainedModel, tmp_path: Path) -> None:
+    bundle = ModelBundle({"topic": topic_model})
+    path = tmp_path / "brand.npz"
+    bundle.save(path)
+    texts = ["my zorblax is broken", "the quintz desk", "something else entirely", ""]
+    for loaded in (ModelBundle.load(path), ModelBundle.from_bytes(bundle.to_bytes())):
+        model = loaded.models["topic"]
+        assert model.classes == topic_model.classes
+        assert model.meta == topic_model.meta
+        np.testing.assert_allclose(model.predict_proba(texts), topic_model.predict_proba(texts), atol=1e-6)
+
+
+def test_model_file_holds_plain_arrays_only(topic_model: TrainedModel, tmp_path: Path) -> None:
+    path = tmp_path / "m.npz"
+    ModelBundle({"topic": topic_model}).save(path)
+    with np.load(path, allow_pickle=False) as data:
+        assert all(data[k].dtype != object for k in data.files)
+        header = json.loads(str(data["bundle"]))
+    assert header["tasks"] == ["topic"]
+    with zipfile.ZipFile(path) as zf:
+        assert all(name.endswith(".npy") for name in zf.namelist())
+
+
+def test_a_file_that_is_not_a_bundle_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "other.npz"
+    np.savez(path, x=np.zeros(3))
+    with pytest.raises(ValueError, match="not a caredesk triage model"):
+        ModelBundle.load(path)
+
+
+def test_evaluate_matches_hand_computed_figures() -> None:
+    truth = ["pos", "pos", "pos", "neg", "neg", "neu"]
+    pred = ["pos", "neg", "pos", "neg", "pos", "neg"]
+    e = evaluate(truth, pred, ["neg", "neu", "pos"])
+    assert isinstance(e, Evaluation)
+    # neg: tp 1, predicted 3, actual 2 -> p 1/3, r 1/2, f1 0.4
+    assert e.precision["neg"] == pytest.approx(1 / 3)
+    assert e.recall["neg"] == pytest.approx(0.5)
+    assert e.f1["neg"] == pytest.approx(0.4)
+    # pos: tp 2, predicted 3, actual 3 -> p = r = f1 = 2/3
+    assert e.f1["pos"] == pytest.approx(2 / 3)
+    # neu: never predicted, one actual -> all 0
+    assert (e.precision["neu"], e.recall["neu"], e.f1["neu"]) == (0.0, 0.0, 0.0)
+    assert e.macro_f1 == pytest.approx((0.4 + 2 / 3 + 0.0) / 3)
+    assert e.accuracy == pytest.approx(3 / 6)
+    assert e.support == {"neg": 2, "neu": 1, "pos": 3}
+    assert e.confusion == [[1, 0, 1], [1, 0, 0], [1, 0, 2]]
+    text = e.format()
+    assert "macro-F1" in text and "confusion matrix" in text and "0.400" in text
+
+
+def test_evaluate_infers_classes_and_checks_lengths() -> None:
+    assert evaluate(["a", "b"], ["b", "b"]).classes == ("a", "b")
+    with pytest.raises(ValueError):
+        evaluate(["a"], ["a", "b"])
+
+
+def test_cross_validate_is_deterministic_and_pools_every_example() -> None:
+    texts, labels = gadget_data()
+    first = cross_validate(texts, labels, "topic", folds=4, seed=3, semantic=False)
+    second = cross_validate(texts, labels, "topic", folds=4, seed=3, semantic=False)
+    assert first == second
+    assert sum(first.support.values()) == len(texts)
+    assert first.macro_f1 >= 0.8
+
+
+def test_brand_bundle_overrides_the_default_decision() -> None:
+    texts = [f"the widget {w} is fine" for w in ("red", "big", "old", "new", "blue", "tall", "wide", "long")] + [
+        f"hello from {w} town" for w in ("north", "south", "east", "west", "upper", "lower", "inner", "outer")
+    ]
+    # A brand that treats every widget post as a complaint (say, a recall is on).
+    model = train_model(texts, ["true"] * 8 + ["false"] * 8, "complaint", semantic=False)
+    bundle = ModelBundle({"complaint": model})
+    post = PostSignals("the widget green is fine")
+    default = classify_one(post)
+    assert default.complaint.value is False
+    branded = classify([post], model=bundle)[0]
+    assert branded.complaint.value is True
+    assert branded.complaint.reasons[0].startswith("brand model: +'")
+    assert "widget" in branded.complaint.reasons[0]
+    # Tasks the bundle lacks keep the default decision.
+    assert branded.sentiment == default.sentiment
+    assert branded.topic == default.topic
+
+
+def test_brand_topic_model_may_add_topics() -> None:
+    texts, labels = gadget_data()
+    bundle = ModelBundle({"topic": train_model(texts, labels, "topic", semantic=False)})
+    result = classify_one(PostSignals("my zorblax beeps"), model=bundle)
+    assert result.topic.value == "gadget"
+    assert 0.5 <= result.topic.score <= 0.99
