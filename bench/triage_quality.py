@@ -1,6 +1,6 @@
 """Triage quality on public evaluation sets, side by side with VADER and TF-IDF + logistic regression, plus speed.
 
-    python bench/triage_quality.py [--quick] [--data DIR] [--json OUT] [--no-semantic] [--no-speed]
+    python bench/triage_quality.py [--quick] [--data DIR] [--json OUT] [--no-semantic] [--no-speed] [--jobs N]
 
 One run measures, on the same data and the same splits:
 
@@ -25,6 +25,7 @@ import contextlib
 import csv
 import importlib.util
 import json
+import multiprocessing
 import os
 import platform
 import re
@@ -35,6 +36,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -398,41 +400,104 @@ class Setup:
     semantic: bool  # also run the caredesk training with sentence embeddings
 
 
-def run_sentiment(tweets: Sequence[Tweet], vader: Vader, setup: Setup) -> list[Result]:
+@dataclass(frozen=True)
+class CVJob:
+    """One cross-validated contender on one task; run in a worker process when --jobs > 1."""
+
+    task_name: str
+    method: str  # TF-IDF + LR | caredesk train | caredesk train + semantic
+    task: str  # the training task name: sentiment, topic, needs_reply
+    texts: tuple[str, ...]
+    labels: tuple[str, ...]
+    classes: tuple[str, ...]
+    folds: int
+    seed: int
+
+    @property
+    def cost(self) -> float:
+        """Rough relative run time, to start the longest jobs first."""
+        per_text = {"TF-IDF + LR": 1.0, "caredesk train": 3.0, "caredesk train + semantic": 8.0}[self.method]
+        return per_text * len(self.texts) * (1.0 + 0.3 * len(self.classes))
+
+    def run(self) -> Result:
+        if self.method == "TF-IDF + LR":
+            pred, seconds = tfidf_cv(self.texts, self.labels, fold_ids(self.labels, self.task, self.folds, self.seed))
+            result = score(self.task_name, self.method, f"{self.folds}-fold CV", self.labels, pred, self.classes)
+            result.seconds = seconds
+            return result
+        return caredesk_cv(
+            self.task_name,
+            self.texts,
+            self.labels,
+            self.task,
+            self.folds,
+            self.seed,
+            semantic=self.method.endswith("semantic"),
+            classes=self.classes,
+        )
+
+
+Row = Result | CVJob
+
+
+def cv_jobs(
+    task_name: str, task: str, texts: Sequence[str], labels: Sequence[str], classes: Sequence[str], setup: Setup
+) -> list[Row]:
+    methods = ["TF-IDF + LR", "caredesk train"] + (["caredesk train + semantic"] if setup.semantic else [])
+    return [
+        CVJob(task_name, m, task, tuple(texts), tuple(labels), tuple(classes), setup.folds, setup.seed) for m in methods
+    ]
+
+
+def _limit_threads() -> None:
+    """Pool worker start-up: one BLAS/OpenMP thread per worker, so that N workers use N cores."""
+    from threadpoolctl import threadpool_limits
+
+    globals()["_thread_limit"] = threadpool_limits(limits=1)
+
+
+def run_rows(rows: Sequence[Row], jobs: int) -> list[Result]:
+    """Results in the order of ``rows``; CV jobs run ``jobs`` at a time (forked workers, so they share the
+    in-memory embedding cache), longest first, each timed on its own."""
+    pending = [(i, r) for i, r in enumerate(rows) if isinstance(r, CVJob)]
+    done: dict[int, Result] = {}
+    if jobs <= 1 or len(pending) <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        for i, job in pending:
+            done[i] = job.run()
+    else:
+        pending.sort(key=lambda item: -item[1].cost)
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_limit_threads) as pool:
+            futures = {i: pool.submit(job.run) for i, job in pending}
+            for i, future in futures.items():
+                done[i] = future.result()
+    return [done[i] if isinstance(r, CVJob) else r for i, r in enumerate(rows)]
+
+
+def sentiment_rows(tweets: Sequence[Tweet], vader: Vader, setup: Setup) -> list[Row]:
     task = "airline sentiment (3-class)"
     texts = [t.text for t in tweets]
     gold = [t.sentiment for t in tweets]
-    cv = f"{setup.folds}-fold CV"
-    results = []
+    rows: list[Row] = []
 
     out, seconds = timed(lambda: shipped([PostSignals(text=t) for t in texts]))
     r = score(task, "caredesk shipped", "none (zero-shot)", gold, [x.sentiment.value for x in out], SENTIMENTS)
     r.seconds = seconds
-    results.append(r)
+    rows.append(r)
 
     pred, seconds = timed(lambda: [vader.sentiment(t) for t in texts])
     r = score(task, "VADER", "none (zero-shot)", gold, pred, SENTIMENTS)
     r.seconds = seconds
-    results.append(r)
-
-    pred, seconds = tfidf_cv(texts, gold, fold_ids(gold, "sentiment", setup.folds, setup.seed))
-    r = score(task, "TF-IDF + LR", cv, gold, pred, SENTIMENTS)
-    r.seconds = seconds
-    results.append(r)
-
-    for semantic in (False, True) if setup.semantic else (False,):
-        results.append(
-            caredesk_cv(task, texts, gold, "sentiment", setup.folds, setup.seed, semantic=semantic, classes=SENTIMENTS)
-        )
-    return results
+    rows.append(r)
+    return rows + cv_jobs(task, "sentiment", texts, gold, SENTIMENTS, setup)
 
 
-def run_topic(tweets: Sequence[Tweet], setup: Setup) -> list[Result]:
-    rows = [t for t in tweets if t.sentiment == "negative" and t.reason in TOPIC_MAP]
-    texts = [t.text for t in rows]
-    reasons = [t.reason for t in rows]
+def topic_rows(tweets: Sequence[Tweet], setup: Setup) -> list[Row]:
+    picked = [t for t in tweets if t.sentiment == "negative" and t.reason in TOPIC_MAP]
+    texts = [t.text for t in picked]
+    reasons = [t.reason for t in picked]
     mapped = [TOPIC_MAP[r] for r in reasons]
-    results = []
+    rows: list[Row] = []
 
     task = "airline reason → default topics"
     out, seconds = timed(lambda: shipped([PostSignals(text=t) for t in texts]))
@@ -440,30 +505,21 @@ def run_topic(tweets: Sequence[Tweet], setup: Setup) -> list[Result]:
     r = score(task, "caredesk shipped", "none (zero-shot)", mapped, predicted, sorted(set(mapped)))
     r.seconds = seconds
     r.note = "predicted: " + ", ".join(f"{k} {v}" for k, v in Counter(predicted).most_common())
-    results.append(r)
-    results.append(skipped(task, "VADER", "n/a", "VADER has no topic output"))
+    rows.append(r)
+    rows.append(skipped(task, "VADER", "n/a", "VADER has no topic output"))
 
     task = "airline reason (9 raw reasons)"
-    classes = sorted(set(reasons))
-    cv = f"{setup.folds}-fold CV"
-    pred, seconds = tfidf_cv(texts, reasons, fold_ids(reasons, "topic", setup.folds, setup.seed))
-    r = score(task, "TF-IDF + LR", cv, reasons, pred, classes)
-    r.seconds = seconds
-    results.append(r)
-    for semantic in (False, True) if setup.semantic else (False,):
-        results.append(
-            caredesk_cv(task, texts, reasons, "topic", setup.folds, setup.seed, semantic=semantic, classes=classes)
-        )
-    results.append(skipped(task, "VADER", "n/a", "VADER has no topic output"))
-    return results
+    rows += cv_jobs(task, "topic", texts, reasons, sorted(set(reasons)), setup)
+    rows.append(skipped(task, "VADER", "n/a", "VADER has no topic output"))
+    return rows
 
 
-def run_needs_reply(posts: Sequence[Inbound], vader: Vader, setup: Setup) -> list[Result]:
+def needs_reply_rows(posts: Sequence[Inbound], vader: Vader, setup: Setup) -> list[Row]:
     task = "twcs needs-reply"
     texts = [p.text for p in posts]
     gold = ["true" if p.needs_reply else "false" for p in posts]
     classes = ["true", "false"]
-    results = []
+    rows: list[Row] = []
 
     def yes_no(out: Sequence[Any]) -> list[str]:
         return ["true" if x.needs_reply.value else "false" for x in out]
@@ -476,30 +532,19 @@ def run_needs_reply(posts: Sequence[Inbound], vader: Vader, setup: Setup) -> lis
     r = score(task, "caredesk shipped", "none (zero-shot)", gold, yes_no(out), classes)
     r.seconds = seconds
     r.note = "with is_reply and brand handle"
-    results.append(r)
+    rows.append(r)
 
     out, seconds = timed(lambda: shipped([PostSignals(text=t) for t in texts]))
     r = score(task, "caredesk shipped (text only)", "none (zero-shot)", gold, yes_no(out), classes)
     r.seconds = seconds
-    results.append(r)
+    rows.append(r)
 
     pred, seconds = timed(lambda: ["true" if vader.needs_reply(t) else "false" for t in texts])
     r = score(task, "VADER heuristic", "none (zero-shot)", gold, pred, classes)
     r.seconds = seconds
     r.note = "negative (compound ≤ -0.05) or contains '?'"
-    results.append(r)
-
-    cv = f"{setup.folds}-fold CV"
-    pred, seconds = tfidf_cv(texts, gold, fold_ids(gold, "needs_reply", setup.folds, setup.seed))
-    r = score(task, "TF-IDF + LR", cv, gold, pred, classes)
-    r.seconds = seconds
-    results.append(r)
-
-    for semantic in (False, True) if setup.semantic else (False,):
-        results.append(
-            caredesk_cv(task, texts, gold, "needs_reply", setup.folds, setup.seed, semantic=semantic, classes=classes)
-        )
-    return results
+    rows.append(r)
+    return rows + cv_jobs(task, "needs_reply", texts, gold, classes, setup)
 
 
 # --- speed --------------------------------------------------------------------------------------------------------
@@ -521,11 +566,12 @@ def _shown(cmd: Sequence[str]) -> str:
     return " ".join("python" if c == sys.executable else c.replace(str(REPO) + os.sep, "") for c in cmd)
 
 
-def run_triage_speed(posts: int, singles: int) -> dict[str, Any]:
+def run_triage_speed(posts: int, singles: int, *extra: str) -> dict[str, Any]:
     """bench/triage_speed.py in a subprocess on CPU 0; its ``name: value`` lines as a dict."""
     cmd = _pinned(
         [sys.executable, str(REPO / "bench" / "triage_speed.py"), "--posts", str(posts), "--singles", str(singles)]
     )
+    cmd += extra
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=REPO)
     figures: dict[str, Any] = {"command": _shown(cmd), "returncode": proc.returncode}
     for line in proc.stdout.splitlines():
@@ -643,7 +689,10 @@ def markdown_quality(results: Sequence[Result]) -> str:
 
 def markdown_speed(speed: dict[str, Any]) -> str:
     lines = ["| method (one core) | posts/s batched | single p50 ms | single p99 ms |", "|---|---|---|---|"]
-    rows: list[tuple[str, dict[str, Any]]] = [("caredesk shipped (classify, all labels)", speed.get("caredesk", {}))]
+    rows: list[tuple[str, dict[str, Any]]] = [
+        ("caredesk shipped (classify, all labels)", speed.get("caredesk", {})),
+        ("caredesk shipped, no PII in posts, gc.freeze()", speed.get("caredesk --no-pii --freeze", {})),
+    ]
     baselines = speed.get("baselines", {})
     rows += [
         (name, baselines.get(name, {})) for name in ("VADER", "TF-IDF + LR", "semantic embed") if name in baselines
@@ -688,6 +737,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-semantic", action="store_true", help="skip the semantic variants even if installed")
     parser.add_argument("--no-speed", action="store_true")
+    parser.add_argument(
+        "--jobs", type=int, default=min(2, os.cpu_count() or 1), help="cross-validations run at once (default: 2)"
+    )
     parser.add_argument("--json", metavar="OUT", help="write every figure to this JSON file")
     parser.add_argument("--speed-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--speed-posts", type=int, default=50_000, help=argparse.SUPPRESS)
@@ -719,30 +771,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup = Setup(folds=folds, seed=args.seed, semantic=semantic is not None)
 
     vader = Vader()
-    results: list[Result] = []
     embedding: dict[str, Any] = {}
     with EmbeddingCache(semantic) if semantic else contextlib.nullcontext() as cache:
-        if cache is not None:
+        if cache is not None and semantic is not None:
             # One embedding pass over every distinct text, timed on its own; the CV runs then reuse it.
             distinct = list(dict.fromkeys([t.text for t in tweets] + [p.text for p in inbound]))
             cache(distinct)
             embedding = {"texts": len(distinct), "seconds": cache.seconds, "model": semantic.model_info()}
             print(f"[semantic embedding of {len(distinct)} texts: {cache.seconds:.1f} s]", flush=True)
-        for name, run in (
-            ("sentiment", lambda: run_sentiment(tweets, vader, setup)),
-            ("topic", lambda: run_topic(tweets, setup)),
-            ("needs-reply", lambda: run_needs_reply(inbound, vader, setup)),
-        ):
-            t0 = time.perf_counter()
-            part = run()
-            results.extend(part)
-            print(f"[{name}: {time.perf_counter() - t0:.1f} s]", flush=True)
-            print(markdown_quality(part), flush=True)
+        rows = (
+            sentiment_rows(tweets, vader, setup) + topic_rows(tweets, setup) + needs_reply_rows(inbound, vader, setup)
+        )
+        t0 = time.perf_counter()
+        results = run_rows(rows, args.jobs)
+        print(f"[cross-validation, {args.jobs} at a time: {time.perf_counter() - t0:.1f} s]", flush=True)
 
     speed: dict[str, Any] = {}
     if not args.no_speed:
         n_posts, singles = (5_000, 300) if args.quick else (50_000, 2_000)
         speed["caredesk"] = run_triage_speed(n_posts, singles)
+        # The best case bench/triage_speed.py knows: no PII suffixes, gc.freeze() after warm-up (as a worker may).
+        speed["caredesk --no-pii --freeze"] = run_triage_speed(n_posts, singles, "--no-pii", "--freeze")
         speed["baselines"] = run_baseline_speed(root, n_posts, singles, semantic is not None)
 
     print(f"\n## Quality (needs-reply base rate {base_rate:.3f})\n")
@@ -750,8 +799,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if speed:
         print("\n## Speed (one core)\n")
         print(markdown_speed(speed))
-        for part in ("caredesk", "baselines"):
-            if speed[part].get("returncode"):
+        for part in speed:
+            if isinstance(speed[part], dict) and speed[part].get("returncode"):
                 print(f"{part} speed run failed: {speed[part].get('stderr', '')}")
     total = time.perf_counter() - started
     print(f"\ntotal {total:.0f} s")
