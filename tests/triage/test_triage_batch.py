@@ -18,6 +18,9 @@ POSTS = [
     PostSignals("working great today"),
     PostSignals("contains a \x00 nul byte and jo@example.com"),
     PostSignals("How do I cancel my subscription?", is_reply=True),
+    # The words before a digit run tell a phone number from an account number; the previous post's do not count.
+    PostSignals("2 cats. call me on"),
+    PostSignals("12345678 is my number"),
 ]
 
 

@@ -1,43 +1,47 @@
 """Triage: lexicon rules plus the shipped linear model, combined by fixed, readable formulas.
 
-Everything up to the final assembly is vectorised over the batch (features.py, vectorize.py, reasons.py); only the
-reason lists and the result objects are built per post. The rules decide clear cases ("charged twice", "no
-internet"); the model (word, bigram and character n-gram features, trained on a few thousand posts, see
-MODEL_CARD.md) weighs in on every post and decides where no rule fires. Every weight below is used once, next to
-the formula it belongs to. A brand's trained :class:`~caredesk.triage.training.ModelBundle` can override the
-learned tasks it has (``classify(..., model=bundle)``).
+Every decision is vectorised over the batch (codes.py, features.py, vectorize.py, pii.py): :meth:`Engine.classify_batch`
+returns them as columns (results.py), and only the reasons and the result objects of :meth:`Engine.classify` are built
+per post. The rules decide clear cases ("charged twice", "no internet"); the model (word, bigram and character
+n-gram features, trained on a few thousand posts, see MODEL_CARD.md) weighs in on every post and decides where no
+rule fires. Every weight below is used once, next to the formula it belongs to. A brand's trained
+:class:`~caredesk.triage.training.ModelBundle` can override the learned tasks it has (``classify(..., model=bundle)``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from functools import cache
+from functools import cache, partial
 from importlib import resources
+from itertools import repeat
 from operator import attrgetter
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from caredesk.triage import features as F
+from caredesk.triage.codes import CodedBatch, Vocabulary
 from caredesk.triage.language import decide as decide_language
 from caredesk.triage.pii import detect_pii_joined
-from caredesk.triage.reasons import (
-    MAX_WORD_REASONS,
-    NEG,
-    NO_HITS,
-    POS,
-    ReasonTexts,
-    followers,
-    keyword_hits,
-    quote,
+from caredesk.triage.reasons import ReasonTexts, keyword_hits
+from caredesk.triage.results import (
+    MAX_SCORE,
+    BrandDecision,
+    Evidence,
+    TriageBatch,
+    assemble,
+    label_score,
+    override,
+    priority_of,
 )
-from caredesk.triage.text import TokenBatch, join_posts, shouted_words, tokenize_joined
+from caredesk.triage.text import SEP, TokenBatch, join_posts, shouted_words
 from caredesk.triage.topics import DEFAULT_TOPICS, FALLBACK_TOPIC, GENERIC_TOPICS, Taxonomy, validate_taxonomy
 from caredesk.triage.training import ModelBundle
-from caredesk.triage.types import Label, PostSignals, TriageResult
-from caredesk.triage.vectorize import Encoded, top_terms
+from caredesk.triage.types import PostSignals, TriageResult
+from caredesk.triage.vectorize import Encoded, top_terms, top_terms_per_task
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -45,9 +49,6 @@ BoolArray = npt.NDArray[np.bool_]
 SENTIMENT_MARGIN = 0.12
 QUESTION_MIN = 0.6
 SPAM_MIN = 0.5
-URGENT, HIGH = 0.75, 0.5
-# Scores are capped below 1: neither a lexicon nor a model trained on a few thousand posts is ever certain.
-MAX_SCORE = 0.99
 SENTIMENTS = ("negative", "neutral", "positive")
 MODEL_FILE = "model_default.npz"
 MODEL_TASKS = ("complaint", "needs_reply", "sentiment", "topic")
@@ -55,11 +56,16 @@ MODEL_REASON_MIN = 0.08  # smallest normalised per-word model contribution worth
 BRAND_REASON_WORDS = 3
 
 _TEXT = attrgetter("text")
+_HANDLES = attrgetter("brand_handles")
+_AUTHOR = attrgetter("author_handle")
 _FOLLOWERS = attrgetter("author_followers")
 _PRIOR = attrgetter("prior_contacts")
 _DIRECT = attrgetter("is_direct")
 _IN_THREAD = attrgetter("is_reply")
 _VERIFIED = attrgetter("author_verified")
+# Where a retweet can start (the exact test is Engine._brand_reason): only "r", "R", "t" and "T" uppercase to "R"
+# or "T", and a post's leading white space is what the regex's \s matches.
+_RETWEET_RE = re.compile(r"\x00\s*[Rr][Tt] @")
 
 
 def _sigmoid(x: FloatArray) -> FloatArray:
@@ -71,10 +77,6 @@ def _softmax(x: FloatArray) -> FloatArray:
     z = np.exp(x - x.max(axis=1, keepdims=True))
     out: FloatArray = z / z.sum(axis=1, keepdims=True)
     return out
-
-
-def _score(x: FloatArray) -> list[float]:
-    return np.round(np.clip(x, 0.0, MAX_SCORE), 3).tolist()  # type: ignore[no-any-return]
 
 
 class _TopicPlan:
@@ -126,7 +128,7 @@ class _Context:
 
 @dataclass(frozen=True, slots=True)
 class _Decisions:
-    """Every per-post decision and the evidence behind it, as arrays; ``_assemble`` turns them into results."""
+    """Every per-post decision and the evidence behind it, as arrays."""
 
     feats: F.TokenFeatures
     enc: Encoded
@@ -197,6 +199,7 @@ class Engine:
         self.table = F.FeatureTable(extra_phrases=default_keywords)
         self.texts = ReasonTexts(self.table)
         self.scorer = base.scorer
+        self.vocabulary = Vocabulary(self.table.index, self.scorer)
         self.model_index = {task: i for i, task in enumerate(base.models)}
         self.model_cols = {
             task: slice(int(self.scorer.col0[i]), int(self.scorer.col0[i + 1])) for task, i in self.model_index.items()
@@ -221,13 +224,17 @@ class Engine:
             plan = self._plans[key] = _TopicPlan(topics, self.table, self.topic_classes)
         return plan
 
+    def _handle_set(self, brand_handles: tuple[str, ...]) -> frozenset[str]:
+        handles = self._handles.get(brand_handles)
+        if handles is None:
+            handles = frozenset(h.lower().lstrip("@") for h in brand_handles)
+            if len(self._handles) < 1024:
+                self._handles[brand_handles] = handles
+        return handles
+
     def _brand_reason(self, post: PostSignals) -> str | None:
         """Posts by the brand itself and plain retweets of the brand are not customer contacts."""
-        handles = self._handles.get(post.brand_handles)
-        if handles is None:
-            handles = frozenset(h.lower().lstrip("@") for h in post.brand_handles)
-            if len(self._handles) < 1024:
-                self._handles[post.brand_handles] = handles
+        handles = self._handle_set(post.brand_handles)
         author = post.author_handle.lower().lstrip("@")
         if author and author in handles:
             return f"rule: our own post (@{author})"
@@ -246,13 +253,14 @@ class Engine:
         return out
 
     def _decide(
-        self, joined: str, starts: npt.NDArray[np.int64], batch: TokenBatch, plan: _TopicPlan, ctx: _Context
+        self, joined: str, starts: npt.NDArray[np.int64], coded: CodedBatch, plan: _TopicPlan, ctx: _Context
     ) -> _Decisions:
+        batch = coded.batch
         n = batch.n_posts
-        feats = self.table.featurize(batch)
+        feats = self.table.featurize(batch, coded.rule_rows)
         s = feats.sums
         kw_counts = plan.table.featurize(feats)[0]
-        enc = self.scorer.encode(batch)
+        enc = self.scorer.encode(batch, coded.model_tokens, coded.model_ids)
         shouted = shouted_words(joined, starts)
 
         # --- model ------------------------------------------------------------------------------------------------
@@ -367,7 +375,7 @@ class Engine:
         parts[spam] = 0.0
         urgency = np.round(1.0 - np.prod(1.0 - parts, axis=1), 2)
         urgency_conf = np.minimum(0.5 + 0.1 * (parts[:, 1:] > 0).sum(axis=1), 0.9)
-        priority = np.where(~needs_reply, 1, np.where(urgency >= URGENT, 4, np.where(urgency >= HIGH, 3, 2)))
+        priority = priority_of(needs_reply, urgency)
         return _Decisions(
             feats=feats,
             enc=enc,
@@ -432,276 +440,166 @@ class Engine:
         if not n:
             return np.zeros((0, len(STACK_FEATURES)))
         joined, starts = join_posts(texts)
-        if batch is None:
-            batch = tokenize_joined(joined)
-        out = self._stack_matrix(self._decide(joined, starts, batch, self._default_plan, _Context.empty(n)))
+        coded = self.vocabulary.code_joined(joined) if batch is None else self.vocabulary.code(batch.lower)
+        out = self._stack_matrix(self._decide(joined, starts, coded, self._default_plan, _Context.empty(n)))
         assert out.shape[1] == len(STACK_FEATURES)
         return out
 
     def classify(
         self, posts: Sequence[PostSignals], topics: Taxonomy | None = None, model: ModelBundle | None = None
     ) -> list[TriageResult]:
+        return self.classify_batch(posts, topics, model).results()
+
+    def classify_batch(
+        self, posts: Sequence[PostSignals], topics: Taxonomy | None = None, model: ModelBundle | None = None
+    ) -> TriageBatch:
         n = len(posts)
         if n == 0:
-            return []
+            return _empty_batch()
         plan = self._plan(topics)
         texts: list[str] = list(map(_TEXT, posts))
-        lengths = list(map(len, texts))
         joined, starts = join_posts(texts)
-        batch = tokenize_joined(joined)
-        brand_reason: dict[int, str] = {}
-        for i, post in enumerate(posts):
-            if post.brand_handles:
-                reason = self._brand_reason(post)
-                if reason:
-                    brand_reason[i] = reason
+        coded = self.vocabulary.code_joined(joined)
         ctx = _Context(
             followers=np.fromiter(map(_FOLLOWERS, posts), dtype=np.float64, count=n),
             prior=np.fromiter(map(_PRIOR, posts), dtype=np.float64, count=n),
             direct=np.fromiter(map(_DIRECT, posts), dtype=bool, count=n),
             in_thread=np.fromiter(map(_IN_THREAD, posts), dtype=bool, count=n),
             verified=np.fromiter(map(_VERIFIED, posts), dtype=bool, count=n),
-            brand_reason=brand_reason,
+            brand_reason=self._brand_reasons(posts, joined, starts),
         )
-        d = self._decide(joined, starts, batch, plan, ctx)
-        feats = d.feats
-        pii = detect_pii_joined(joined, starts, lengths)
-        languages = decide_language(feats.sums[:, F.LANG0 : F.N_COLS])
+        d = self._decide(joined, starts, coded, plan, ctx)
+        keys = np.array(plan.keys, dtype=object)
+        columns = TriageBatch(
+            complaint=d.complaint,
+            complaint_score=label_score(np.where(d.complaint, d.p_complaint, 1 - d.p_complaint)),
+            needs_reply=d.needs_reply,
+            needs_reply_score=label_score(np.where(d.needs_reply, d.p_reply, 1 - d.p_reply)),
+            sentiment=_SENTIMENT_NAMES[d.sentiment],
+            sentiment_score=label_score(d.sent_conf),
+            topic=keys[d.topic_idx],
+            topic_score=label_score(d.topic_conf),
+            urgency=d.urgency,
+            urgency_score=label_score(d.urgency_conf),
+            priority=d.priority,
+            spam=d.spam,
+            spam_score=label_score(np.where(d.spam, d.p_spam, 1 - d.p_spam)),
+            pii=detect_pii_joined(joined, starts, list(map(len, texts))),
+            language=decide_language(d.feats.sums[:, F.LANG0 : F.N_COLS]),
+            explain=partial(self._explain, d, plan, ctx),
+        )
+        if model is not None and model.models:
+            columns = _override(columns, model, texts, coded.batch, self._stack_matrix(d), d.needs_reply)
+        return columns
 
-        # --- model reasons ----------------------------------------------------------------------------------------
-        enc = d.enc
-        ones = np.ones(n)
-        zeros = np.zeros(n, dtype=np.int64)
-        idx = self.model_index
+    def _brand_reasons(
+        self, posts: Sequence[PostSignals], joined: str, starts: npt.NDArray[np.int64]
+    ) -> dict[int, str]:
+        """Per post by the brand itself or retweeting it: why it is no customer contact.
+
+        The exact test (:meth:`_brand_reason`) runs only on posts that a cheap batch test cannot rule out.
+        """
+        n = len(posts)
+        handles = list(map(_HANDLES, posts))
+        with_handles = np.fromiter(map(bool, handles), dtype=bool, count=n)
+        if not with_handles.any():
+            return {}
+        known = {h for batch_handles in set(handles) for h in self._handle_set(batch_handles)}
+        authors = SEP.join(map(_AUTHOR, posts)).lower().split(SEP)
+        if len(authors) != n:  # a handle with a NUL in it
+            authors = [post.author_handle.lower() for post in posts]
+        candidate = np.fromiter(map(known.__contains__, map(str.lstrip, authors, repeat("@"))), dtype=bool, count=n)
+        retweets = [m.start() + 1 for m in _RETWEET_RE.finditer(joined)]
+        if retweets:
+            candidate[np.searchsorted(starts, retweets, side="right") - 1] = True
+        out: dict[int, str] = {}
+        for i in np.flatnonzero(candidate & with_handles).tolist():
+            reason = self._brand_reason(posts[i])
+            if reason:
+                out[i] = reason
+        return out
+
+    def _explain(self, d: _Decisions, plan: _TopicPlan, ctx: _Context, columns: TriageBatch) -> list[TriageResult]:
+        """The results with reasons of a batch decided by the default classifier."""
+        n = len(columns)
+        enc, feats = d.enc, d.feats
         cols = self.model_cols
         sent_model = np.array([self.sentiment_classes.index(c) for c in SENTIMENTS])[d.sentiment]
         topic_model = plan.model_map[d.topic_idx]
-        model_why = (
-            top_terms(enc, cols["complaint"].start + zeros, np.where(d.complaint, 1.0, -1.0), idx["complaint"],
-                      prefix="model:", min_weight=MODEL_REASON_MIN),
-            top_terms(enc, cols["needs_reply"].start + zeros, np.where(d.needs_reply, 1.0, -1.0), idx["needs_reply"],
-                      prefix="model:", min_weight=MODEL_REASON_MIN),
-            top_terms(enc, cols["sentiment"].start + sent_model, ones, idx["sentiment"], prefix="model:",
-                      min_weight=MODEL_REASON_MIN),
-            top_terms(enc, np.where(topic_model >= 0, cols["topic"].start + topic_model, -1), ones, idx["topic"],
-                      prefix="model:", min_weight=MODEL_REASON_MIN),
+        tasks = ("complaint", "needs_reply", "sentiment", "topic")
+        why_complaint, why_reply, why_sentiment, why_topic = top_terms_per_task(
+            enc,
+            np.stack(
+                [
+                    np.full(n, cols["complaint"].start),
+                    np.full(n, cols["needs_reply"].start),
+                    cols["sentiment"].start + sent_model,
+                    np.where(topic_model >= 0, cols["topic"].start + topic_model, -1),
+                ]
+            ),
+            np.stack([np.where(d.complaint, 1.0, -1.0), np.where(d.needs_reply, 1.0, -1.0), np.ones(n), np.ones(n)]),
+            [self.model_index[task] for task in tasks],
+            prefix="model:",
+            min_weight=MODEL_REASON_MIN,
         )
         table = plan.table
-        kw_uni, kw_bi = table.featurize(feats)[1:]
-        results = self._assemble(
-            n=n,
-            sig=d.sig,
-            complaint=d.complaint,
-            p_complaint=d.p_complaint,
-            sentiment=d.sentiment,
-            sent_conf=d.sent_conf,
-            needs_reply=d.needs_reply,
-            p_reply=d.p_reply,
-            praise_only=d.praise_only,
+        kw_uni, kw_bi = table.rows(feats)
+        evidence = Evidence(
+            word_hits=self.texts.word_hits(feats),
+            topic_hits=keyword_hits(table.index.names, table.matrix, kw_uni, kw_bi, feats.batch.post_of, d.topic_idx),
+            why_complaint=why_complaint,
+            why_reply=why_reply,
+            why_sentiment=why_sentiment,
+            why_topic=why_topic,
+            brand_reason=ctx.brand_reason,
+            question=d.sig.question,
             direct=ctx.direct,
             in_thread=ctx.in_thread,
-            spam=d.spam,
-            p_spam=d.p_spam,
-            brand_reason=brand_reason,
-            plan=plan,
-            topic_idx=d.topic_idx,
-            topic_conf=d.topic_conf,
+            praise_only=d.praise_only,
             praise_bonus=d.praise_bonus,
-            topic_hits=keyword_hits(table.index.names, table.matrix, kw_uni, kw_bi, feats.batch.post_of, d.topic_idx),
-            urgency=d.urgency,
-            urgency_conf=d.urgency_conf,
+            bang=d.sig.bang,
+            shout=d.sig.shout,
+            links_only=d.sig.links_only,
+            outage=d.sig.outage > 0,
+            churn=d.sig.churn > 0,
             parts=d.parts,
-            followers_n=ctx.followers,
+            followers=ctx.followers,
             prior=ctx.prior,
-            priority=d.priority,
-            word_hits=self.texts.word_hits(feats),
-            model_why=model_why,
-            pii=pii,
-            languages=languages,
         )
-        if model is not None and model.models:
-            results = _override(results, model, texts, batch, self._stack_matrix(d), d.needs_reply)
-        return results
+        return assemble(columns, evidence)
 
-    def _assemble(
-        self,
-        *,
-        n: int,
-        sig: _Signals,
-        complaint: BoolArray,
-        p_complaint: FloatArray,
-        sentiment: npt.NDArray[np.int64],
-        sent_conf: FloatArray,
-        needs_reply: BoolArray,
-        p_reply: FloatArray,
-        praise_only: BoolArray,
-        direct: BoolArray,
-        in_thread: BoolArray,
-        spam: BoolArray,
-        p_spam: FloatArray,
-        brand_reason: dict[int, str],
-        plan: _TopicPlan,
-        topic_idx: npt.NDArray[np.int64],
-        topic_conf: FloatArray,
-        praise_bonus: BoolArray,
-        topic_hits: dict[int, list[str]],
-        urgency: FloatArray,
-        urgency_conf: FloatArray,
-        parts: FloatArray,
-        followers_n: FloatArray,
-        prior: FloatArray,
-        priority: npt.NDArray[np.int64],
-        word_hits: dict[int, dict[int, list[str]]],
-        model_why: tuple[list[Any], list[Any], list[Any], list[Any]],
-        pii: list[Any],
-        languages: list[str],
-    ) -> list[TriageResult]:
-        """Build the results: the only per-post Python loop, so it works on plain lists and reuses labels."""
-        keys = plan.keys
-        label_cache: dict[tuple[Any, float], Label] = {}
 
-        def label(value: Any, score: float, why: list[str], model: str | None) -> Label:
-            if model is not None:
-                return Label(value, score, (*why, model))
-            if why:
-                return Label(value, score, tuple(why))
-            key = (value, score)
-            found = label_cache.get(key)
-            if found is None:
-                found = label_cache[key] = Label(value, score, ())
-            return found
+_SENTIMENT_NAMES = np.array(SENTIMENTS, dtype=object)
+_BINARY_TASKS = ("complaint", "needs_reply", "spam")
 
-        complaint_l, needs_l, spam_l = complaint.tolist(), needs_reply.tolist(), spam.tolist()
-        c_score = _score(np.where(complaint, p_complaint, 1 - p_complaint))
-        r_score = _score(np.where(needs_reply, p_reply, 1 - p_reply))
-        s_score = _score(np.where(spam, p_spam, 1 - p_spam))
-        sent_l, sent_score = sentiment.tolist(), _score(sent_conf)
-        topic_l, topic_score = topic_idx.tolist(), _score(topic_conf)
-        urgency_l, urgency_score = urgency.tolist(), _score(urgency_conf)
-        priority_l = priority.tolist()
-        question_l, direct_l, thread_l = sig.question.tolist(), direct.tolist(), in_thread.tolist()
-        praise_l, praise_bonus_l = praise_only.tolist(), praise_bonus.tolist()
-        bang_l, shout_l, links_l = sig.bang.tolist(), sig.shout.tolist(), sig.links_only.tolist()
-        parts_any = cast(list[bool], (parts[:, 1:] > 0).any(axis=1).tolist())
-        parts_l = parts.tolist()
-        followers_l, prior_l = followers_n.tolist(), prior.tolist()
-        outage_l, churn_l = (sig.outage > 0).tolist(), (sig.churn > 0).tolist()
-        why_complaint, why_reply, why_sent, why_topic = model_why
-        empty: list[str] = []
-        results: list[TriageResult] = []
-        for i in range(n):
-            hits = word_hits.get(i, NO_HITS)
-            is_complaint, is_spam, sent = complaint_l[i], spam_l[i], sent_l[i]
 
-            why = hits.get(F.COMPLAINT, empty)
-            if is_complaint and not why:
-                why = hits.get(NEG, empty)
-            elif not is_complaint and sent == 2:
-                why = hits.get(POS, empty)
-            complaint_label = label(is_complaint, c_score[i], why[:MAX_WORD_REASONS], why_complaint[i])
-
-            why = hits.get(NEG if sent == 0 else POS, empty)[:MAX_WORD_REASONS] if sent != 1 else []
-            if sent != 1:
-                if bang_l[i]:
-                    why.append("rule: '!!!'")
-                if shout_l[i]:
-                    why.append("rule: ALL CAPS")
-            sentiment_label = label(SENTIMENTS[sent], sent_score[i], why, why_sent[i])
-
-            if needs_l[i]:
-                why = ["rule: complaint"] if is_complaint else []
-                if question_l[i]:
-                    why.append("rule: question")
-                why.extend(hits.get(F.REQUEST, empty)[:MAX_WORD_REASONS])
-                if direct_l[i]:
-                    why.append("rule: direct message")
-                if thread_l[i]:
-                    why.append("rule: reply in a thread")
-            elif is_spam:
-                why = ["rule: spam"]
-            elif praise_l[i]:
-                why = ["rule: praise only"]
-            else:
-                why = ["rule: no complaint, question or request"]
-            needs_label = label(needs_l[i], r_score[i], why, why_reply[i])
-
-            key = keys[topic_l[i]]
-            why = topic_hits.get(i, empty)
-            if key == "praise" and praise_bonus_l[i]:
-                why = [*why, "rule: positive, no complaint"]
-            elif key == "question" and question_l[i]:
-                why = [*why, "rule: question"]
-            elif key == "outage" and outage_l[i]:
-                why = [*why, f"rule: outage ({quote(hits.get(F.OUTAGE, empty))})"]
-            elif key == "cancellation" and churn_l[i]:
-                why = [*why, f"rule: churn threat ({quote(hits.get(F.CHURN, empty))})"]
-            topic_label = label(key, topic_score[i], why, why_topic[i])
-
-            why = []
-            if parts_any[i]:
-                u = parts_l[i]
-                if u[1]:
-                    why.append(f"rule: outage ({quote(hits.get(F.OUTAGE, empty))})")
-                if u[2]:
-                    why.append(f"rule: churn threat ({quote(hits.get(F.CHURN, empty))})")
-                if u[3]:
-                    why.append(f"rule: safety, fraud or vulnerable customer ({quote(hits.get(F.SAFETY, empty))})")
-                if u[4]:
-                    why.append(f"rule: {followers(followers_l[i])} followers")
-                if u[5]:
-                    why.append("rule: verified author")
-                if u[6]:
-                    why.append(f"rule: {int(prior_l[i])} earlier contacts")
-                if u[7]:
-                    why.append("rule: strong negative")
-            urgency_label = label(urgency_l[i], urgency_score[i], why, None)
-
-            if is_spam:
-                reason = brand_reason.get(i)
-                if reason:
-                    why = [reason]
-                else:
-                    why = hits.get(F.SPAM, empty)[:MAX_WORD_REASONS]
-                    if links_l[i]:
-                        why.append("rule: links only")
-            else:
-                why = empty
-            spam_label = label(is_spam, s_score[i], why, None)
-
-            results.append(
-                TriageResult(
-                    complaint=complaint_label,
-                    needs_reply=needs_label,
-                    sentiment=sentiment_label,
-                    topic=topic_label,
-                    urgency=urgency_label,
-                    priority=priority_l[i],
-                    spam=spam_label,
-                    pii=pii[i],
-                    language=languages[i],
-                )
-            )
-        return results
+def _empty_batch() -> TriageBatch:
+    no, none = np.zeros(0, dtype=bool), np.zeros(0)
+    names = np.zeros(0, dtype=object)
+    return TriageBatch(
+        no, none, no, none, names, none, names, none, none, none, np.zeros(0, dtype=np.int64), no, none, [], names,
+        explain=lambda _batch: [],
+    )
 
 
 def _override(
-    results: list[TriageResult],
+    columns: TriageBatch,
     bundle: ModelBundle,
     texts: Sequence[str],
     batch: TokenBatch,
     stack: FloatArray,
     default_reply: BoolArray,
-) -> list[TriageResult]:
-    """Replace the decisions of the tasks a brand bundle has by its models' (reasons: "brand model: +'word'").
+) -> TriageBatch:
+    """The columns with the decisions of the tasks a brand bundle has replaced by its models'.
 
-    The default reasons are kept after the brand model's when both agree on the value. Priority follows an
-    overridden needs_reply (1 when no reply is needed).
+    Priority follows an overridden needs_reply (1 when no reply is needed); see results.override for the reasons.
     """
     from caredesk.triage.training import DENSE_SCALE, Dense, _embed
 
     enc = bundle.scorer.encode(batch)
     embedding: FloatArray | None = None
-    new: dict[str, list[Label]] = {}
+    changes: dict[str, Any] = {}
+    decisions: list[BrandDecision] = []
     for m, (task, trained) in enumerate(bundle.models.items()):
         if trained.uses_semantic and embedding is None:
             embedding = _embed(texts)
@@ -710,27 +608,26 @@ def _override(
         z = trained.logits_from(enc.logits[:, start:stop], dense)
         proba = trained.proba_from_logits(z)
         pred, column, sign = trained.decision_columns(z)
-        why = top_terms(enc, start + column, sign, m, prefix="brand model:", top=BRAND_REASON_WORDS)
-        labels: list[Label] = []
-        for i, (p, r) in enumerate(zip(pred.tolist(), why, strict=True)):
-            value: Any = trained.classes[p]
-            if task in ("complaint", "needs_reply", "spam"):
-                value = value == "true"
-            old = getattr(results[i], task)
-            reasons: tuple[str, ...] = (r,) if r else ("brand model",)
-            if old.value == value:
-                reasons = reasons + tuple(x for x in old.reasons if not x.startswith("model:"))
-            labels.append(Label(value, round(min(float(proba[i, p]), MAX_SCORE), 3), reasons))
-        new[task] = labels
-    out: list[TriageResult] = []
-    for i, result in enumerate(results):
-        changes: dict[str, Any] = {task: labels[i] for task, labels in new.items()}
-        if "needs_reply" in new and new["needs_reply"][i].value != bool(default_reply[i]):
-            urgency = float(result.urgency.value)
-            needs = bool(new["needs_reply"][i].value)
-            changes["priority"] = 1 if not needs else 4 if urgency >= URGENT else 3 if urgency >= HIGH else 2
-        out.append(replace(result, **changes))
-    return out
+        names = np.array(trained.classes, dtype=object)[pred]
+        values = names == "true" if task in _BINARY_TASKS else names
+        # Python's round, as for every brand score so far (numpy rounds halves differently).
+        scores = [round(min(p, MAX_SCORE), 3) for p in proba[np.arange(len(pred)), pred].tolist()]
+        changes[task] = values
+        changes[f"{task}_score"] = np.array(scores)
+        why = partial(top_terms, enc, start + column, sign, m, prefix="brand model:", top=BRAND_REASON_WORDS)
+        decisions.append(BrandDecision(task, values.tolist(), scores, why))
+    if "needs_reply" in changes:
+        needs = changes["needs_reply"]
+        changed = needs != default_reply
+        changes["priority"] = np.where(changed, priority_of(needs, columns.urgency), columns.priority)
+    priority = changes.get("priority", columns.priority).tolist()
+    return replace(columns, **changes, explain=partial(_brand_results, columns, decisions, priority))
+
+
+def _brand_results(
+    default: TriageBatch, decisions: list[BrandDecision], priority: list[int], _batch: TriageBatch
+) -> list[TriageResult]:
+    return override(default.results(), decisions, priority)
 
 
 @cache
@@ -753,6 +650,14 @@ def classify(
     brand's trained bundle: its tasks override the default decisions (a brand topic need not be in ``topics``).
     """
     return default_engine().classify(posts, topics, model)
+
+
+def classify_batch(
+    posts: Sequence[PostSignals], topics: Taxonomy | None = None, model: ModelBundle | None = None
+) -> TriageBatch:
+    """Triage a batch of posts as columns (decisions and scores); see :class:`TriageBatch`. The same decisions as
+    :func:`classify`, whose reasons and result objects it builds only when a result is asked for."""
+    return default_engine().classify_batch(posts, topics, model)
 
 
 def classify_one(

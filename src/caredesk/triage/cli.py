@@ -198,7 +198,8 @@ def _check_task(task: str) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from caredesk.triage import classify
+    # Only decisions and scores are written, so the columnar batch is enough: no reasons or result objects.
+    from caredesk.triage import classify_batch
     from caredesk.triage.types import PostSignals
 
     table = read_table(Path(args.input), args.format, [args.text_column])
@@ -207,21 +208,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
     with _progress(len(table.rows), "triage", args.quiet) as bar:
         for start in range(0, len(table.rows), BATCH):
             chunk = table.rows[start : start + BATCH]
-            posts = [PostSignals(text=str(row[args.text_column])) for row in chunk]
-            for row, r in zip(chunk, classify(posts, model=bundle), strict=True):
+            b = classify_batch([PostSignals(text=str(row[args.text_column])) for row in chunk], model=bundle)
+            for row, complaint, c_score, needs_reply, r_score, sentiment, topic, urgency, pii, spam, language in zip(
+                chunk, b.complaint.tolist(), b.complaint_score.tolist(), b.needs_reply.tolist(),
+                b.needs_reply_score.tolist(), b.sentiment.tolist(), b.topic.tolist(), b.urgency.tolist(), b.pii,
+                b.spam.tolist(), b.language.tolist(), strict=True,
+            ):
                 out_rows.append(
                     {
                         **row,
-                        "complaint": bool(r.complaint.value),
-                        "complaint_score": _prob(r.complaint.value, r.complaint.score),
-                        "needs_reply": bool(r.needs_reply.value),
-                        "needs_reply_score": _prob(r.needs_reply.value, r.needs_reply.score),
-                        "sentiment": r.sentiment.value,
-                        "topic": r.topic.value,
-                        "urgency": r.urgency.value,
-                        "pii": sorted({m.kind for m in r.pii}),
-                        "spam": bool(r.spam.value),
-                        "language": r.language,
+                        "complaint": complaint,
+                        "complaint_score": _prob(complaint, c_score),
+                        "needs_reply": needs_reply,
+                        "needs_reply_score": _prob(needs_reply, r_score),
+                        "sentiment": sentiment,
+                        "topic": topic,
+                        "urgency": urgency,
+                        "pii": sorted({m.kind for m in pii}),
+                        "spam": spam,
+                        "language": language,
                     }
                 )
             bar.update(len(chunk))

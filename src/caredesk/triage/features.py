@@ -121,11 +121,17 @@ class FeatureTable:
             for r in np.flatnonzero(self.has_rule)
         }
         self.names = index.names + index.names
+        self._bigrams = BigramRows(index)
 
-    def featurize(self, batch: TokenBatch) -> TokenFeatures:
+    def featurize(self, batch: TokenBatch, word_rows: npt.NDArray[np.int64] | None = None) -> TokenFeatures:
+        """Per-post sums. ``word_rows``: each token's word row in ``index``, for a caller that has looked the tokens
+        up already (see caredesk.triage.codes)."""
         index = self.index
         n_tokens = len(batch.lower)
-        uni, bi = index.lookup(batch.lower)
+        if word_rows is None:
+            uni, bi = index.lookup(batch.lower)
+        else:
+            uni, bi = word_rows, self._bigrams.lookup(word_rows)
         is_sep = np.zeros(n_tokens, dtype=bool)
         is_sep[batch.sep_pos] = True
 
@@ -192,6 +198,40 @@ class FeatureTable:
         return weight
 
 
+class BigramRows:
+    """The bigram rows of a phrase index, found from word rows rather than from the tokens' text.
+
+    The same search as :meth:`PhraseIndex.lookup`, rebuilt from the index's public names: a bigram's name is its two
+    words joined by a space, and no token contains a space.
+    """
+
+    def __init__(self, index: PhraseIndex) -> None:
+        self.zero = index.zero
+        self.base = index.n_rows + 1  # above every row, the zero row included, so keys never collide
+        pairs: dict[int, int] = {}
+        for row in range(index.n_words, index.zero):
+            first, second = index.names[row].split(" ")
+            pairs[index.words[first] * self.base + index.words[second]] = row
+        keys = sorted(pairs)
+        self.keys = np.array(keys, dtype=np.int64)
+        self.rows = np.array([pairs[k] for k in keys], dtype=np.int64)
+        # Only tokens that are the first word of some bigram phrase (about one in five) are searched for.
+        self.first_word = np.zeros(index.n_rows, dtype=bool)
+        self.first_word[self.keys // self.base] = True
+
+    def lookup(self, word_rows: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """Per token: the row of the bigram it starts, or the zero row."""
+        n = len(word_rows)
+        bi = np.full(n, self.zero, dtype=np.int64)
+        if n > 1 and len(self.keys):
+            at = np.flatnonzero(self.first_word[word_rows[:-1]])
+            keys = word_rows[at] * self.base + word_rows[at + 1]
+            pos = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+            hit = self.keys[pos] == keys
+            bi[at[hit]] = self.rows[pos[hit]]
+        return bi
+
+
 class TopicTable:
     """Keyword rows of one taxonomy: column ``k`` counts keywords of the ``k``-th key.
 
@@ -215,16 +255,23 @@ class TopicTable:
             for kw in kws:
                 self.matrix[row_of[kw], k] = 1.0
 
+    def rows(self, feats: TokenFeatures) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Per token: its word row and the row of the bigram it starts, in this table's index."""
+        if self.shared:
+            return feats.word_rows, feats.bigram_rows
+        return self.index.lookup(feats.batch.lower)
+
     def featurize(
         self, feats: TokenFeatures
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """Per-post keyword counts per key, and per-token word and bigram rows (for reasons)."""
         batch = feats.batch
-        if self.shared:
-            uni, bi = feats.word_rows, feats.bigram_rows
-        else:
-            uni, bi = self.index.lookup(batch.lower)
+        uni, bi = self.rows(feats)
         if not batch.n_posts:
             return np.zeros((0, len(self.keys))), uni, bi
-        counts = np.add.reduceat(self.matrix[uni] + self.matrix[bi], batch.sep_pos, axis=0)
+        per_token = self.matrix[uni]
+        # Few tokens start a known bigram (adding the zero row to the others changes nothing).
+        has_bigram = np.flatnonzero(bi != self.index.zero)
+        per_token[has_bigram] += self.matrix[bi[has_bigram]]
+        counts = np.add.reduceat(per_token, batch.sep_pos, axis=0)
         return counts.astype(np.float64), uni, bi

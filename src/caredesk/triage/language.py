@@ -55,15 +55,18 @@ def word_weights() -> dict[str, npt.NDArray[np.float64]]:
     return weights
 
 
-def decide(scores: npt.NDArray[np.float64]) -> list[str]:
+_NAMES = np.array((*LANGUAGES, UNDETERMINED), dtype=object)
+
+
+def decide(scores: npt.NDArray[np.float64]) -> npt.NDArray[np.object_]:
     """Language per row of an (n posts, len(LANGUAGES)) score matrix."""
     if not len(scores):
-        return []
+        return np.zeros(0, dtype=object)
     order = np.argsort(-scores, axis=1, kind="stable")
     rows = np.arange(len(scores))
     best = scores[rows, order[:, 0]]
     second = scores[rows, order[:, 1]]
     known = (best >= MIN_SCORE) & (best - second >= MIN_MARGIN)
-    names = np.array(LANGUAGES + (UNDETERMINED,))
     picked = np.where(known, order[:, 0], len(LANGUAGES))
-    return names[picked].tolist()  # type: ignore[no-any-return]
+    out: npt.NDArray[np.object_] = _NAMES[picked]
+    return out
