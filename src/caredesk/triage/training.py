@@ -307,14 +307,64 @@ def _model_from(data: Any, task: str) -> TrainedModel:
     return TrainedModel(task, classes, text, data[p + "w_dense"].astype(np.float32), data[p + "bias"], meta)
 
 
-class ModelBundle:
-    """Models for several tasks, saved together. Safe to share between threads once loaded."""
+@dataclass(frozen=True)
+class Mix:
+    """A learned combination of a few named scores into one task's decision (multinomial logistic regression).
 
-    def __init__(self, models: dict[str, TrainedModel] | None = None) -> None:
+    The shipped model uses one for sentiment: the lexicon valence, the sentiment model's logits and the complaint
+    evidence are weighed by ``weights`` (one row per input, one column per class) instead of by hand-set constants.
+    ``inputs`` name columns of the default classifier's stack features (``classifier.STACK_FEATURES``).
+    """
+
+    task: str
+    inputs: tuple[str, ...]
+    classes: tuple[str, ...]
+    weights: FloatArray  # (len(inputs), len(classes))
+    bias: FloatArray  # (len(classes),)
+    meta: dict[str, Any]
+
+    def logits(self, x: FloatArray) -> FloatArray:
+        out: FloatArray = x @ self.weights + self.bias
+        return out
+
+
+def _mix_arrays(mix: Mix) -> dict[str, npt.NDArray[Any]]:
+    p = f"mix__{mix.task}__"
+    meta = {**mix.meta, "inputs": list(mix.inputs), "classes": list(mix.classes)}
+    return {
+        p + "meta": np.array(json.dumps(meta, sort_keys=True)),
+        p + "weights": mix.weights.astype(np.float64),
+        p + "bias": mix.bias.astype(np.float64),
+    }
+
+
+def _mix_from(data: Any, task: str) -> Mix:
+    p = f"mix__{task}__"
+    meta = json.loads(str(data[p + "meta"]))
+    inputs = tuple(str(x) for x in meta.pop("inputs"))
+    classes = tuple(str(c) for c in meta.pop("classes"))
+    weights = data[p + "weights"].astype(np.float64)
+    bias = data[p + "bias"].astype(np.float64)
+    if weights.shape != (len(inputs), len(classes)) or bias.shape != (len(classes),):
+        raise ValueError(f"mix {task!r}: weights {weights.shape} do not match {len(inputs)} inputs x {classes}")
+    return Mix(task, inputs, classes, weights, bias, meta)
+
+
+class ModelBundle:
+    """Models for several tasks, saved together. Safe to share between threads once loaded.
+
+    ``mixes`` are optional learned combinations (see :class:`Mix`); only the shipped default bundle has them.
+    """
+
+    def __init__(self, models: dict[str, TrainedModel] | None = None, mixes: dict[str, Mix] | None = None) -> None:
         self.models: dict[str, TrainedModel] = dict(models or {})
         for task, model in self.models.items():
             if task != model.task:
                 raise ValueError(f"model for {model.task!r} filed under {task!r}")
+        self.mixes: dict[str, Mix] = dict(mixes or {})
+        for task, mix in self.mixes.items():
+            if task != mix.task:
+                raise ValueError(f"mix for {mix.task!r} filed under {task!r}")
         self._scorer: Scorer | None = None
 
     @property
@@ -326,10 +376,16 @@ class ModelBundle:
 
     def _write(self, fh: Any) -> None:
         arrays: dict[str, npt.NDArray[Any]] = {
-            "bundle": np.array(json.dumps({"format": FORMAT, "version": FORMAT_VERSION, "tasks": list(self.models)}))
+            "bundle": np.array(
+                json.dumps(
+                    {"format": FORMAT, "version": FORMAT_VERSION, "tasks": list(self.models), "mixes": list(self.mixes)}
+                )
+            )
         }
         for model in self.models.values():
             arrays.update(_model_arrays(model))
+        for mix in self.mixes.values():
+            arrays.update(_mix_arrays(mix))
         np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
 
     def save(self, path: str | Path) -> None:
@@ -349,7 +405,10 @@ class ModelBundle:
             header = json.loads(str(data["bundle"]))
             if header.get("format") != FORMAT or int(header.get("version", 0)) > FORMAT_VERSION:
                 raise ValueError(f"unsupported model file format {header.get('format')!r} v{header.get('version')}")
-            return cls({task: _model_from(data, task) for task in header["tasks"]})
+            return cls(
+                {task: _model_from(data, task) for task in header["tasks"]},
+                {task: _mix_from(data, task) for task in header.get("mixes", [])},
+            )
 
     @classmethod
     def load(cls, path: str | Path) -> ModelBundle:
@@ -751,6 +810,7 @@ def binary_value(label: str) -> bool:
 __all__ = [
     "TASKS",
     "Evaluation",
+    "Mix",
     "ModelBundle",
     "TrainedModel",
     "TrainingError",
