@@ -11,9 +11,9 @@ import pytest
 
 from caredesk.triage.build import (
     BANKING77,
+    MIX_INPUTS,
     MODEL_FILE,
     SHIPPED_TASKS,
-    MIX_INPUTS,
     WRITTEN_FILE,
     build,
     has_public_data,
