@@ -11,6 +11,7 @@ import pytest
 
 from caredesk.triage.build import (
     BANKING77,
+    MIX_INPUTS,
     MODEL_FILE,
     SHIPPED_TASKS,
     WRITTEN_FILE,
@@ -18,7 +19,9 @@ from caredesk.triage.build import (
     has_public_data,
     load_examples,
     load_jsonl,
+    load_written,
     same_bundle,
+    written_files,
 )
 from caredesk.triage.topics import DEFAULT_TOPICS
 from caredesk.triage.training import ModelBundle
@@ -27,8 +30,10 @@ SENTIMENTS = {"negative", "neutral", "positive"}
 
 
 def test_written_examples_are_well_formed() -> None:
-    written = load_jsonl(WRITTEN_FILE, "written")
-    assert len(written) >= 700
+    assert written_files()[0] == WRITTEN_FILE
+    assert len(load_jsonl(WRITTEN_FILE, "written")) >= 700
+    written = load_written()
+    assert len(written) >= 3000
     assert len({e.text.lower() for e in written}) == len(written)
     for e in written:
         assert set(e.labels) == {"complaint", "needs_reply", "sentiment", "topic", "spam"}, e.text
@@ -39,7 +44,11 @@ def test_written_examples_are_well_formed() -> None:
             assert e.labels["needs_reply"] == "true", e.text
         if e.labels["spam"] == "true" and e.labels["complaint"] == "false":
             assert e.labels["needs_reply"] == "false", e.text
-    raw = resources.files("caredesk.triage").joinpath(WRITTEN_FILE).read_text(encoding="utf-8").splitlines()
+    raw = [
+        line
+        for name in written_files()
+        for line in resources.files("caredesk.triage").joinpath(name).read_text(encoding="utf-8").splitlines()
+    ]
     industries = {json.loads(line)["industry"] for line in raw}
     assert len(industries - {"mixed", "spam"}) >= 10
 
@@ -92,5 +101,32 @@ def test_weights_file_has_no_pickled_objects(tmp_path: Path) -> None:
     for model in bundle.models.values():
         assert model.meta["features"]["stack"] is False
         assert model.meta["features"]["semantic"] is False
+    mix = bundle.mixes["sentiment"]
+    assert mix.inputs == MIX_INPUTS
+    assert mix.weights.shape == (len(MIX_INPUTS), 3)
     bundle.save(tmp_path / "copy.npz")
     assert same_bundle(bundle, ModelBundle.load(tmp_path / "copy.npz"), atol=0.0)
+
+
+def test_sentiment_mix_decides_clear_cases_the_obvious_way() -> None:
+    """The learned weights are collinear (complaint evidence already contains the valence), so they are checked by
+    what they decide on clear-cut inputs rather than one by one."""
+    mix = ModelBundle.load(Path(str(resources.files("caredesk.triage") / MODEL_FILE))).mixes["sentiment"]
+    cases = {
+        "negative": dict(valence=-0.8, model_negative=1.0, model_neutral=-0.5, model_positive=-0.5,
+                         complaint_logit=1.5, complaint_cues=1.0),
+        "positive": dict(valence=0.8, model_negative=-0.5, model_neutral=-0.5, model_positive=1.0,
+                         complaint_logit=-1.0, complaint_cues=0.0),
+        "neutral": dict(valence=0.0, model_negative=-0.5, model_neutral=1.0, model_positive=-0.5,
+                        complaint_logit=-0.5, complaint_cues=0.0),
+    }
+    for expected, inputs in cases.items():
+        x = np.array([[inputs[name] for name in mix.inputs]])
+        assert mix.classes[int(np.argmax(mix.logits(x)))] == expected
+
+
+def test_a_bundle_without_a_mix_still_loads_and_round_trips(tmp_path: Path) -> None:
+    shipped = ModelBundle.load(Path(str(resources.files("caredesk.triage") / MODEL_FILE)))
+    bare = ModelBundle(shipped.models)
+    bare.save(tmp_path / "bare.npz")
+    assert ModelBundle.load(tmp_path / "bare.npz").mixes == {}

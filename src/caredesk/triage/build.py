@@ -30,10 +30,12 @@ from typing import Any
 import numpy as np
 
 from caredesk.triage.pii import mask_pii
-from caredesk.triage.training import Dense, ModelBundle, TrainedModel, _fit_model
+from caredesk.triage.training import Dense, Mix, ModelBundle, TrainedModel, _fit_model, _folds
 
 SEED_FILE = "seed_examples.jsonl"
 WRITTEN_FILE = "data/written_examples.jsonl"
+# Later batches of written examples sit beside the first as data/written_*.jsonl; all are read, in name order.
+WRITTEN_GLOB = "written_*.jsonl"
 MODEL_FILE = "model_default.npz"
 SHIPPED_TASKS = ("complaint", "needs_reply", "sentiment", "topic")
 # (C, class weighting) per task, from ``--search`` (3-fold CV on the training files; macro-F1). Fixed here so that a
@@ -44,6 +46,10 @@ HYPER: dict[str, tuple[float, str | None]] = {
     "sentiment": (2.0, "balanced"),
     "topic": (2.0, "balanced"),
 }
+# The sentiment mix (see fit_sentiment_mix): which scores it weighs, its L2 strength and its out-of-fold folds.
+MIX_INPUTS = ("valence", "model_negative", "model_neutral", "model_positive", "complaint_logit", "complaint_cues")
+MIX_C = 0.1
+MIX_FOLDS = 5
 _HANDLE = re.compile(r"(?<![\w@])@\w+")
 BANKING_PER_INTENT = 30  # enough to teach the vocabulary of money questions without drowning the social posts
 
@@ -160,6 +166,16 @@ def load_jsonl(name: str, source: str) -> list[Example]:
     return out
 
 
+def written_files() -> list[str]:
+    """The package's written-example files, relative to the package, in name order (the first batch first)."""
+    folder = package_path(WRITTEN_FILE).parent
+    return [f"{folder.name}/{p.name}" for p in sorted(folder.glob(WRITTEN_GLOB))]
+
+
+def load_written() -> list[Example]:
+    return [ex for name in written_files() for ex in load_jsonl(name, "written")]
+
+
 def default_data_dir() -> Path:
     """Where the public training sets live: ``$CAREDESK_DATA``, else ``../shared/data`` beside the repository."""
     env = os.environ.get("CAREDESK_DATA")
@@ -184,7 +200,7 @@ def load_examples(data: Path | None = None) -> list[Example]:
     ]
     seen: set[str] = set()
     out: list[Example] = []
-    for ex in [*load_jsonl(SEED_FILE, "seed"), *load_jsonl(WRITTEN_FILE, "written"), *weak]:
+    for ex in [*load_jsonl(SEED_FILE, "seed"), *load_written(), *weak]:
         key = ex.text.strip().lower()
         if key not in seen:
             seen.add(key)
@@ -250,24 +266,65 @@ def task_data(examples: Sequence[Example], task: str) -> tuple[list[str], list[s
     return texts, labels, sources
 
 
+def _fit_shipped(texts: Sequence[str], labels: Sequence[str], task: str, hyper: tuple[float, str | None] | None
+                 ) -> TrainedModel:
+    return _fit_model(texts, labels, task, dense=Dense(None, None), stack=False, semantic=False, hyper=hyper,
+                      source="caredesk default model")
+
+
+def fit_sentiment_mix(
+    texts: Sequence[str], labels: Sequence[str], models: dict[str, TrainedModel], hyper: tuple[float, str | None]
+) -> Mix:
+    """Learn how much the lexicon, the sentiment model and the complaint evidence each count for sentiment.
+
+    The inputs of each written example come from a sentiment model that did not see it (MIX_FOLDS-fold, the other
+    tasks' full models), so the mix learns how far to trust the model on new text, not on its own training set.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    from caredesk.triage.classifier import STACK_FEATURES, Engine
+
+    cols = [STACK_FEATURES.index(name) for name in MIX_INPUTS]
+    fold = _folds(labels, MIX_FOLDS, 0)
+    x = np.zeros((len(texts), len(cols)))
+    for f in range(MIX_FOLDS):
+        train, test = np.flatnonzero(fold != f).tolist(), np.flatnonzero(fold == f).tolist()
+        held_out = _fit_shipped([texts[i] for i in train], [labels[i] for i in train], "sentiment", hyper)
+        engine = Engine(ModelBundle({**models, "sentiment": held_out}))
+        x[test] = engine.stack_features([texts[i] for i in test])[:, cols]
+    classes = tuple(sorted(set(labels)))
+    y = np.array([classes.index(v) for v in labels])
+    # Unweighted: the written examples' own class balance is the prior; strong L2 keeps the few weights smooth.
+    clf = LogisticRegression(C=MIX_C, max_iter=5000).fit(x, y)
+    return Mix(
+        task="sentiment",
+        inputs=MIX_INPUTS,
+        classes=classes,
+        weights=np.asarray(clf.coef_, dtype=np.float64).T,
+        bias=np.asarray(clf.intercept_, dtype=np.float64),
+        meta={"C": MIX_C, "folds": MIX_FOLDS, "n_examples": len(texts)},
+    )
+
+
 def build(hyper: dict[str, tuple[float, str | None]] | None = None, data: Path | None = None) -> ModelBundle:
     import sklearn
 
+    hyper = hyper or HYPER
     examples = load_examples(data)
     sha = digest(examples)
     models: dict[str, TrainedModel] = {}
     for task in SHIPPED_TASKS:
         texts, labels, sources = task_data(examples, task)
-        model = _fit_model(
-            texts, labels, task, dense=Dense(None, None), stack=False, semantic=False,
-            hyper=(hyper or HYPER).get(task), source="caredesk default model",
-        )
+        model = _fit_shipped(texts, labels, task, hyper.get(task))
         model.meta.update(
             {"name": "caredesk-triage-default", "data_sha256": sha, "sources": sources, "sklearn": sklearn.__version__}
         )
         model.meta.pop("trained_at", None)  # keeps the file byte-stable across rebuilds
         models[task] = model
-    return ModelBundle(models)
+    texts, labels, _ = task_data(examples, "sentiment")
+    mix = fit_sentiment_mix(texts, labels, models, hyper["sentiment"])
+    mix.meta["data_sha256"] = sha
+    return ModelBundle(models, {"sentiment": mix})
 
 
 def same_bundle(a: ModelBundle, b: ModelBundle, atol: float = 2e-2) -> bool:
@@ -283,6 +340,14 @@ def same_bundle(a: ModelBundle, b: ModelBundle, atol: float = 2e-2) -> bool:
         pairs = ((m.text.w_word, o.text.w_word), (m.text.w_gram, o.text.w_gram), (m.text.w_bigram, o.text.w_bigram),
                  (m.bias, o.bias))
         if not all(np.allclose(x, y, atol=atol) for x, y in pairs):
+            return False
+    if list(a.mixes) != list(b.mixes):
+        return False
+    for task, mix in a.mixes.items():
+        other = b.mixes[task]
+        if mix.inputs != other.inputs or mix.classes != other.classes:
+            return False
+        if not (np.allclose(mix.weights, other.weights, atol=atol) and np.allclose(mix.bias, other.bias, atol=atol)):
             return False
     return True
 

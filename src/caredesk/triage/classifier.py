@@ -46,10 +46,10 @@ from caredesk.triage.vectorize import Encoded, top_terms, top_terms_per_task
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
-SENTIMENT_MARGIN = 0.12
 QUESTION_MIN = 0.6
 SPAM_MIN = 0.5
 SENTIMENTS = ("negative", "neutral", "positive")
+NO_EVIDENCE_SENTIMENT = (0.25, 0.5, 0.25)
 MODEL_FILE = "model_default.npz"
 MODEL_TASKS = ("complaint", "needs_reply", "sentiment", "topic")
 MODEL_REASON_MIN = 0.08  # smallest normalised per-word model contribution worth naming
@@ -159,6 +159,19 @@ class _Decisions:
     priority: npt.NDArray[np.int64]
 
 
+# Scores a learned sentiment mix (training.Mix) may combine; each is also a column of Engine.stack_features.
+MIX_INPUTS = (
+    "valence",
+    "model_negative",
+    "model_neutral",
+    "model_positive",
+    "complaint_logit",
+    "complaint_cues",
+    "bang",
+    "shout",
+    "question",
+)
+
 # Names of the columns of Engine.stack_features, in order: what a brand model learns on top of the default one.
 STACK_FEATURES: tuple[str, ...] = (
     "complaint_logit",
@@ -209,6 +222,13 @@ class Engine:
         if tuple(sorted(self.sentiment_classes)) != SENTIMENTS:
             raise ValueError(f"sentiment classes {self.sentiment_classes} are not {SENTIMENTS}")
         self.topic_classes = base.models["topic"].classes
+        self.sentiment_mix = base.mixes.get("sentiment")
+        if self.sentiment_mix is not None:
+            mix = self.sentiment_mix
+            unknown = set(mix.inputs) - set(MIX_INPUTS)
+            if unknown or tuple(sorted(mix.classes)) != SENTIMENTS:
+                raise ValueError(f"sentiment mix inputs {sorted(unknown)} or classes {mix.classes} not understood")
+            self._mix_order = np.array([mix.classes.index(c) for c in SENTIMENTS])
         self._default_plan = _TopicPlan(DEFAULT_TOPICS, self.table, self.topic_classes)
         self._plans: dict[Any, _TopicPlan] = {}
         self._handles: dict[tuple[str, ...], frozenset[str]] = {}
@@ -302,12 +322,28 @@ class Engine:
         p_complaint = _sigmoid(complaint_logit)
         complaint = p_complaint >= 0.5
 
-        # --- sentiment: lexicon and model margins; a complaint leans negative -----------------------------------------
-        neg_i, neu_i, pos_i = (self.sentiment_classes.index(c) for c in SENTIMENTS)
-        sent_score = 0.5 * sig.lex + 0.5 * (p_sent[:, pos_i] - p_sent[:, neg_i]) - 0.15 * complaint
-        sentiment = np.where(sent_score <= -SENTIMENT_MARGIN, 0, np.where(sent_score >= SENTIMENT_MARGIN, 2, 1))
-        strength = np.minimum(np.abs(sent_score) / 0.5, 1.0)
-        sent_conf = np.where(sentiment == 1, 0.95 - 0.45 * np.abs(sent_score) / SENTIMENT_MARGIN, 0.5 + 0.45 * strength)
+        # --- sentiment: lexicon valence, the model's logits and the complaint evidence, weighed by the learned mix ----
+        if self.sentiment_mix is None:
+            # Only while build.py fits the mix itself: the sentiment model alone.
+            p_mix = p_sent[:, [self.sentiment_classes.index(c) for c in SENTIMENTS]]
+        else:
+            inputs = {
+                "valence": sig.lex,
+                **{f"model_{c}": np.clip(m_sent[:, i], -8, 8) / 4 for i, c in enumerate(self.sentiment_classes)},
+                "complaint_logit": np.clip(complaint_logit, -8, 8) / 4,
+                "complaint_cues": sig.complaint_cue,
+                "bang": bang.astype(np.float64),
+                "shout": shout.astype(np.float64),
+                "question": sig.question.astype(np.float64),
+            }
+            x = np.column_stack([inputs[name] for name in self.sentiment_mix.inputs])
+            p_mix = _softmax(self.sentiment_mix.logits(x))[:, self._mix_order]
+            # Without any evidence (empty, punctuation only) the mix's intercepts would just repeat the class balance
+            # of the training examples; such a post says nothing, so it is neutral, with low confidence.
+            p_mix[(words <= 0) & (sig.lex == 0)] = NO_EVIDENCE_SENTIMENT
+        sentiment = np.argmax(p_mix, axis=1)
+        sent_score = p_mix[:, 2] - p_mix[:, 0]
+        sent_conf = p_mix[np.arange(n), sentiment]
 
         # --- spam ---------------------------------------------------------------------------------------------------
         spam_evidence = (

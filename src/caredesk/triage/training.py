@@ -57,8 +57,10 @@ _FALSE = frozenset({"false", "0", "no", "n", "f"})
 _SENTIMENT_ALIASES = {"neg": "negative", "neu": "neutral", "pos": "positive"}
 
 # Hyper-parameters tried by the internal cross-validation of train_model (inverse L2 strength x class weighting).
+# Only balanced class weights: the search scores macro-F1, where unweighted fits lose the small classes, and NB-LR
+# fits one model per class, so every setting tried costs K fits.
 C_GRID = (0.5, 2.0, 8.0)
-CLASS_WEIGHTS: tuple[str | None, ...] = (None, "balanced")
+CLASS_WEIGHTS: tuple[str | None, ...] = ("balanced",)
 DEFAULT_C = 2.0
 INNER_FOLDS = 3
 INNER_CV_MAX = 3000  # above this many examples the search uses one split instead of all folds
@@ -68,6 +70,10 @@ MIN_PER_CLASS_FOR_SEARCH = 10  # fewer examples of some class and the search is 
 # embedding is a unit vector already.
 DENSE_SCALE = 0.4
 SEMANTIC_SCALE = 1.0
+# Trained (brand) models use NB-LR on their text features (see _fit_linear); the shipped model, which they stack on,
+# keeps plain logistic regression so that its scores stay comparable across classes for the rules and the mix.
+BRAND_NB = True
+NB_ALPHA = 1.0
 SEARCH_MARGIN = 0.005  # another setting must beat the default by this much macro-F1 to be chosen
 
 
@@ -307,14 +313,64 @@ def _model_from(data: Any, task: str) -> TrainedModel:
     return TrainedModel(task, classes, text, data[p + "w_dense"].astype(np.float32), data[p + "bias"], meta)
 
 
-class ModelBundle:
-    """Models for several tasks, saved together. Safe to share between threads once loaded."""
+@dataclass(frozen=True)
+class Mix:
+    """A learned combination of a few named scores into one task's decision (multinomial logistic regression).
 
-    def __init__(self, models: dict[str, TrainedModel] | None = None) -> None:
+    The shipped model uses one for sentiment: the lexicon valence, the sentiment model's logits and the complaint
+    evidence are weighed by ``weights`` (one row per input, one column per class) instead of by hand-set constants.
+    ``inputs`` name columns of the default classifier's stack features (``classifier.STACK_FEATURES``).
+    """
+
+    task: str
+    inputs: tuple[str, ...]
+    classes: tuple[str, ...]
+    weights: FloatArray  # (len(inputs), len(classes))
+    bias: FloatArray  # (len(classes),)
+    meta: dict[str, Any]
+
+    def logits(self, x: FloatArray) -> FloatArray:
+        out: FloatArray = x @ self.weights + self.bias
+        return out
+
+
+def _mix_arrays(mix: Mix) -> dict[str, npt.NDArray[Any]]:
+    p = f"mix__{mix.task}__"
+    meta = {**mix.meta, "inputs": list(mix.inputs), "classes": list(mix.classes)}
+    return {
+        p + "meta": np.array(json.dumps(meta, sort_keys=True)),
+        p + "weights": mix.weights.astype(np.float64),
+        p + "bias": mix.bias.astype(np.float64),
+    }
+
+
+def _mix_from(data: Any, task: str) -> Mix:
+    p = f"mix__{task}__"
+    meta = json.loads(str(data[p + "meta"]))
+    inputs = tuple(str(x) for x in meta.pop("inputs"))
+    classes = tuple(str(c) for c in meta.pop("classes"))
+    weights = data[p + "weights"].astype(np.float64)
+    bias = data[p + "bias"].astype(np.float64)
+    if weights.shape != (len(inputs), len(classes)) or bias.shape != (len(classes),):
+        raise ValueError(f"mix {task!r}: weights {weights.shape} do not match {len(inputs)} inputs x {classes}")
+    return Mix(task, inputs, classes, weights, bias, meta)
+
+
+class ModelBundle:
+    """Models for several tasks, saved together. Safe to share between threads once loaded.
+
+    ``mixes`` are optional learned combinations (see :class:`Mix`); only the shipped default bundle has them.
+    """
+
+    def __init__(self, models: dict[str, TrainedModel] | None = None, mixes: dict[str, Mix] | None = None) -> None:
         self.models: dict[str, TrainedModel] = dict(models or {})
         for task, model in self.models.items():
             if task != model.task:
                 raise ValueError(f"model for {model.task!r} filed under {task!r}")
+        self.mixes: dict[str, Mix] = dict(mixes or {})
+        for task, mix in self.mixes.items():
+            if task != mix.task:
+                raise ValueError(f"mix for {mix.task!r} filed under {task!r}")
         self._scorer: Scorer | None = None
 
     @property
@@ -326,10 +382,16 @@ class ModelBundle:
 
     def _write(self, fh: Any) -> None:
         arrays: dict[str, npt.NDArray[Any]] = {
-            "bundle": np.array(json.dumps({"format": FORMAT, "version": FORMAT_VERSION, "tasks": list(self.models)}))
+            "bundle": np.array(
+                json.dumps(
+                    {"format": FORMAT, "version": FORMAT_VERSION, "tasks": list(self.models), "mixes": list(self.mixes)}
+                )
+            )
         }
         for model in self.models.values():
             arrays.update(_model_arrays(model))
+        for mix in self.mixes.values():
+            arrays.update(_mix_arrays(mix))
         np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
 
     def save(self, path: str | Path) -> None:
@@ -349,7 +411,10 @@ class ModelBundle:
             header = json.loads(str(data["bundle"]))
             if header.get("format") != FORMAT or int(header.get("version", 0)) > FORMAT_VERSION:
                 raise ValueError(f"unsupported model file format {header.get('format')!r} v{header.get('version')}")
-            return cls({task: _model_from(data, task) for task in header["tasks"]})
+            return cls(
+                {task: _model_from(data, task) for task in header["tasks"]},
+                {task: _mix_from(data, task) for task in header.get("mixes", [])},
+            )
 
     @classmethod
     def load(cls, path: str | Path) -> ModelBundle:
@@ -448,6 +513,56 @@ def _fit(x: Any, y: IntArray, c: float, class_weight: str | None) -> Any:
     return clf
 
 
+@dataclass(frozen=True, slots=True)
+class _Linear:
+    """Fitted weights: (columns, K) with K = 1 for a yes/no task, and the intercepts."""
+
+    coef: FloatArray
+    bias: FloatArray
+
+    def predict(self, x: Any) -> IntArray:
+        z = np.asarray(x @ self.coef) + self.bias
+        out: IntArray = (z[:, 0] > 0).astype(np.int64) if z.shape[1] == 1 else z.argmax(axis=1).astype(np.int64)
+        return out
+
+
+def _nb_ratio(presence: Any, positive: npt.NDArray[np.bool_]) -> FloatArray:
+    """Log-count ratio of each text feature between the posts of a class and the rest (add-one smoothed)."""
+    p = NB_ALPHA + np.asarray(presence[positive].sum(axis=0)).ravel()
+    q = NB_ALPHA + np.asarray(presence[~positive].sum(axis=0)).ravel()
+    out: FloatArray = np.log((p / p.sum()) / (q / q.sum()))
+    return out
+
+
+def _fit_linear(x: Any, y: IntArray, k: int, c: float, class_weight: str | None, nb_columns: int) -> _Linear:
+    """Logistic regression; with ``nb_columns`` > 0, NB-LR on those leading (text) columns.
+
+    NB-LR (Wang & Manning 2012, "Baselines and Bigrams"): each text feature is scaled by how much more often it
+    occurs in one class than in the rest before the regression, one yes/no model per class, which is reliably
+    better than plain logistic regression on short opinionated texts. The scaling folds into the weights, so the
+    saved model is an ordinary linear model and prediction does not change.
+    """
+    from scipy import sparse
+
+    if not nb_columns:
+        clf = _fit(x, y, c, class_weight)
+        return _Linear(np.asarray(clf.coef_, dtype=np.float64).T, np.asarray(clf.intercept_, dtype=np.float64))
+    text, dense = x[:, :nb_columns], x[:, nb_columns:]
+    presence = text.copy()
+    presence.data[:] = 1.0
+    coefs, biases = [], []
+    for cls in [1] if k == 2 else range(k):
+        positive = y == cls
+        r = _nb_ratio(presence, positive)
+        scaled = sparse.hstack([text @ sparse.diags(r), dense], format="csr")
+        clf = _fit(scaled, positive.astype(np.int64), c, class_weight)
+        w = np.asarray(clf.coef_, dtype=np.float64).ravel()
+        w[:nb_columns] *= r
+        coefs.append(w)
+        biases.append(float(clf.intercept_[0]))
+    return _Linear(np.column_stack(coefs), np.array(biases))
+
+
 def _macro_f1(y: IntArray, pred: IntArray, k: int) -> float:
     scores = []
     for c in range(k):
@@ -466,7 +581,7 @@ def _search_size(y: IntArray, k: int) -> int:
 
 
 def _choose(
-    x: Any, y: IntArray, k: int, seed: int, step: Callable[[], None] = lambda: None
+    x: Any, y: IntArray, k: int, seed: int, step: Callable[[], None] = lambda: None, nb_columns: int = 0
 ) -> tuple[float, str | None, dict[str, float]]:
     """C and class weighting by a small stratified cross-validation on the training set (macro-F1)."""
     if not _search_size(y, k):
@@ -484,7 +599,7 @@ def _choose(
         pred = np.zeros(len(y), dtype=np.int64)
         for f in range(rounds):
             train, test = fold != f, fold == f
-            pred[test] = _fit(x[train], y[train], c, cw).predict(x[test])
+            pred[test] = _fit_linear(x[train], y[train], k, c, cw, nb_columns).predict(x[test])
             scored |= test
         score = _macro_f1(y[scored], pred[scored], k)
         step()
@@ -506,6 +621,7 @@ def _fit_model(
     source: str = "",
     hyper: tuple[float, str | None] | None = None,
     progress: bool = False,
+    nb: bool = False,
 ) -> TrainedModel:
     from scipy import sparse
 
@@ -517,11 +633,13 @@ def _fit_model(
     x = sparse.hstack([design.matrix, sparse.csr_matrix(d)], format="csr") if d.shape[1] else design.matrix
     fits = 1 + (_search_size(y, len(classes)) if hyper is None else 0)
     step = _progress(fits, f"training {task}", progress, unit="fit")
-    c, cw, search = _choose(x, y, len(classes), seed, step) if hyper is None else (hyper[0], hyper[1], {})
-    clf = _fit(x, y, c, cw)
+    nb_columns = design.matrix.shape[1] if nb else 0
+    c, cw, search = (
+        _choose(x, y, len(classes), seed, step, nb_columns) if hyper is None else (hyper[0], hyper[1], {})
+    )
+    fitted = _fit_linear(x, y, len(classes), c, cw, nb_columns)
     step()
-    coef = np.asarray(clf.coef_, dtype=np.float64).T  # (columns, K)
-    bias = np.asarray(clf.intercept_, dtype=np.float64)
+    coef, bias = fitted.coef, fitted.bias  # (columns, K), (K,)
     if coef.shape[1] != k:
         raise TrainingError(f"expected {k} weight columns, got {coef.shape[1]}")
     v, n_bi = len(design.vocab), len(design.bigram_idf)
@@ -549,6 +667,7 @@ def _fit_model(
             "gram_weight": GRAM_WEIGHT,
             "stack": stack,
             "semantic": semantic,
+            "nb_scaling": nb,
             "vocabulary": v,
             "bigrams": n_bi,
         },
@@ -603,7 +722,8 @@ def train_model(
         semantic=_embed(texts_, progress=progress) if use_sem else None,
     )
     return _fit_model(
-        texts_, labels_, task, dense=dense, stack=stack, semantic=use_sem, source=source, progress=progress
+        texts_, labels_, task, dense=dense, stack=stack, semantic=use_sem, source=source, progress=progress,
+        nb=BRAND_NB,
     )
 
 
@@ -730,6 +850,7 @@ def cross_validate(
             stack=True,
             semantic=use_sem,
             seed=seed,
+            nb=BRAND_NB,
         )
         test_dense = Dense(stack[test_idx], None if emb is None else emb[test_idx])
         for i, p in zip(test_idx.tolist(), model.predict([texts_[i] for i in test_idx.tolist()], dense=test_dense),
@@ -751,6 +872,7 @@ def binary_value(label: str) -> bool:
 __all__ = [
     "TASKS",
     "Evaluation",
+    "Mix",
     "ModelBundle",
     "TrainedModel",
     "TrainingError",
