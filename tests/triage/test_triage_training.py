@@ -214,6 +214,23 @@ def test_brand_bundle_overrides_the_default_decision() -> None:
     assert branded.topic == default.topic
 
 
+def test_brand_models_see_the_stack_they_were_trained_on() -> None:
+    """A stacked brand model gets the default classifier's text-only scores over the default taxonomy, whatever
+    taxonomy the brand passes and whatever the post's context (a direct message raises the default needs-reply)."""
+    texts, labels = gadget_data()
+    bundle = ModelBundle({"topic": train_model(texts, labels, "topic", semantic=False)})
+    assert bundle.models["topic"].uses_stack
+    taxonomy = {"gadget": ("Gadgets", ("zorblax",)), "other": ("Other", ())}
+    posts = [PostSignals("my zorblax beeps"), PostSignals("the quintz menu again", is_direct=True, is_reply=True)]
+    plain = classify(posts, model=bundle)
+    branded = classify(posts, topics=taxonomy, model=bundle)
+    # Same decision and score; the reasons may add the brand taxonomy's keyword hits after the brand model's.
+    assert [(r.topic.value, r.topic.score) for r in branded] == [(r.topic.value, r.topic.score) for r in plain]
+    assert [r.topic.value for r in plain] == ["gadget", "service"]
+    alone = classify([PostSignals(posts[1].text)], model=bundle)[0]
+    assert plain[1].topic.score == alone.topic.score
+
+
 def test_brand_topic_model_may_add_topics() -> None:
     texts, labels = gadget_data()
     bundle = ModelBundle({"topic": train_model(texts, labels, "topic", semantic=False)})

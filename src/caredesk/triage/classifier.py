@@ -525,7 +525,11 @@ class Engine:
             explain=partial(self._explain, d, plan, ctx),
         )
         if model is not None and model.models:
-            columns = _override(columns, model, texts, coded.batch, self._stack_matrix(d), d.needs_reply)
+            # Brand models were trained on stack features of the text alone over the default taxonomy; this batch's
+            # decisions are reused only when they were made the same way.
+            text_only = plan is self._default_plan and not (ctx.direct.any() or ctx.in_thread.any())
+            stack = self._stack_matrix(d) if text_only else self.stack_features(texts, coded.batch)
+            columns = _override(columns, model, texts, coded.batch, stack, d.needs_reply)
         return columns
 
     def _brand_reasons(
