@@ -584,21 +584,25 @@ def markdown_quality(results: Sequence[Result]) -> str:
 
 def markdown_speed(speed: dict[str, Any]) -> str:
     lines = ["| method (one core) | posts/s batched | single p50 ms | single p99 ms |", "|---|---|---|---|"]
-    rows: list[tuple[str, dict[str, Any]]] = [
-        ("caredesk shipped (classify, all labels)", speed.get("caredesk", {})),
-        ("caredesk shipped, no PII in posts, gc.freeze()", speed.get("caredesk --no-pii --freeze", {})),
-    ]
+    # (row name, figures, which throughput key): triage_speed.py prints the columnar and the full-result figure.
+    rows: list[tuple[str, dict[str, Any], str]] = []
+    for name, key in (("caredesk shipped", "caredesk"), ("caredesk shipped, no PII in posts, gc.freeze()",
+                                                          "caredesk --no-pii --freeze")):
+        fig = speed.get(key, {})
+        rows.append((f"{name}: classify_batch (decisions and scores as columns)", fig, "columnar_posts_per_s_batched"))
+        rows.append((f"{name}: classify (full results with reasons)", fig, "full_posts_per_s_batched"))
     baselines = speed.get("baselines", {})
     rows += [
-        (name, baselines.get(name, {})) for name in ("VADER", "TF-IDF + LR", "semantic embed") if name in baselines
+        (name, baselines.get(name, {}), "posts_per_s_batched")
+        for name in ("VADER", "TF-IDF + LR", "semantic embed")
+        if name in baselines
     ]
-    for name, fig in rows:
-        if "posts_per_s_batched" not in fig:
+    for name, fig, key in rows:
+        if key not in fig:
             lines.append(f"| {name} | — | — | — |")
             continue
         lines.append(
-            f"| {name} | {fig['posts_per_s_batched']:,.0f} | {_fmt(fig.get('single_p50_ms'), 2)} "
-            f"| {_fmt(fig.get('single_p99_ms'), 2)} |"
+            f"| {name} | {fig[key]:,.0f} | {_fmt(fig.get('single_p50_ms'), 2)} | {_fmt(fig.get('single_p99_ms'), 2)} |"
         )
     return "\n".join(lines)
 
@@ -632,6 +636,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-semantic", action="store_true", help="skip the semantic variants even if installed")
     parser.add_argument("--no-speed", action="store_true")
+    parser.add_argument("--speed-only", action="store_true", help="only the speed runs (no quality, no CV)")
     parser.add_argument(
         "--jobs", type=int, default=min(2, os.cpu_count() or 1), help="cross-validations run at once (default: 2)"
     )
@@ -667,19 +672,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     vader = Vader()
     embedding: dict[str, Any] = {}
-    with EmbeddingCache(semantic) if semantic else contextlib.nullcontext() as cache:
+    results: list[Result] = []
+    with EmbeddingCache(semantic) if semantic and not args.speed_only else contextlib.nullcontext() as cache:
         if cache is not None and semantic is not None:
             # One embedding pass over every distinct text, timed on its own; the CV runs then reuse it.
             distinct = list(dict.fromkeys([t.text for t in tweets] + [p.text for p in inbound]))
             cache(distinct)
             embedding = {"texts": len(distinct), "seconds": cache.seconds, "model": semantic.model_info()}
             print(f"[semantic embedding of {len(distinct)} texts: {cache.seconds:.1f} s]", flush=True)
-        rows = (
-            sentiment_rows(tweets, vader, setup) + topic_rows(tweets, setup) + needs_reply_rows(inbound, vader, setup)
-        )
-        t0 = time.perf_counter()
-        results = run_rows(rows, args.jobs)
-        print(f"[cross-validation, {args.jobs} at a time: {time.perf_counter() - t0:.1f} s]", flush=True)
+        if not args.speed_only:
+            rows = (
+                sentiment_rows(tweets, vader, setup)
+                + topic_rows(tweets, setup)
+                + needs_reply_rows(inbound, vader, setup)
+            )
+            t0 = time.perf_counter()
+            results = run_rows(rows, args.jobs)
+            print(f"[cross-validation, {args.jobs} at a time: {time.perf_counter() - t0:.1f} s]", flush=True)
 
     speed: dict[str, Any] = {}
     if not args.no_speed:
@@ -689,8 +698,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         speed["caredesk --no-pii --freeze"] = run_triage_speed(n_posts, singles, "--no-pii", "--freeze")
         speed["baselines"] = run_baseline_speed(root, n_posts, singles, semantic is not None)
 
-    print(f"\n## Quality (needs-reply base rate {base_rate:.3f})\n")
-    print(markdown_quality(results))
+    if results:
+        print(f"\n## Quality (needs-reply base rate {base_rate:.3f})\n")
+        print(markdown_quality(results))
     if speed:
         print("\n## Speed (one core)\n")
         print(markdown_speed(speed))
