@@ -76,7 +76,8 @@ def _sentiment_bundle() -> ModelBundle:
 
 def test_ingest_uses_the_brands_active_model(installation: ConnectorInstallation) -> None:
     default = _ingest_one(installation, PROBE, "before")
-    assert default.triage["sentiment"]["value"] == "negative"  # the shipped model's reading
+    shipped_reading = default.triage["sentiment"]["value"]
+    assert shipped_reading != "positive"  # "wicked" is slang the shipped model does not read as praise
 
     store_brand_model(installation.brand.slug, _sentiment_bundle(), {"n_examples": 16})
     post = _ingest_one(installation, PROBE, "after")
@@ -86,11 +87,11 @@ def test_ingest_uses_the_brands_active_model(installation: ConnectorInstallation
 
     # Another brand still gets the shipped model.
     other = make_installation(make_brand("Elsewhere"))
-    assert _ingest_one(other, PROBE, "other").triage["sentiment"]["value"] == "negative"
+    assert _ingest_one(other, PROBE, "other").triage["sentiment"]["value"] == shipped_reading
 
     # Deactivated: back to the shipped model on the next batch.
     BrandTriageModel.objects.update(active=False)
-    assert _ingest_one(installation, PROBE, "again").triage["sentiment"]["value"] == "negative"
+    assert _ingest_one(installation, PROBE, "again").triage["sentiment"]["value"] == shipped_reading
 
 
 def test_corrections_train_the_brand_model_through_the_cli(
