@@ -230,3 +230,17 @@ def test_clause_after_but_weighs_more() -> None:
 def test_fraud_without_the_word_fraud_is_urgent_evidence() -> None:
     r = triage("Someone used my card for purchases I didn't make")
     assert any("fraud" in why for why in r.urgency.reasons)
+
+
+@pytest.mark.parametrize(
+    "text, topic",
+    [
+        ("my card was declined twice today, what is going on??", "billing"),
+        ("why is my wifi down again?????", "outage"),
+        ("how do I reset my password???", "account"),
+    ],
+)
+def test_a_subject_beats_repeated_question_marks(text: str, topic: str) -> None:
+    """The form of a post (a question) counts once, however many marks it has; the subject decides the queue."""
+    result = classify_one(PostSignals(text))
+    assert result.topic.value == topic, result.topic

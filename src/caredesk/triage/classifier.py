@@ -88,6 +88,8 @@ class _TopicPlan:
         self.keys = self.table.keys
         # Keyword weight: form-of-post topics count half, so "thanks, but my bill is wrong" is billing.
         self.keyword_weight = np.array([0.5 if k in GENERIC_TOPICS else 1.0 for k in self.keys])
+        # ... and count at most once: "??" or "what is ...?" is one question, however many marks it has.
+        self.keyword_cap = np.array([1.0 if k in GENERIC_TOPICS else np.inf for k in self.keys])
         self.model_map = np.array([model_classes.index(k) if k in model_classes else -1 for k in self.keys])
         self.col = {k: i for i, k in enumerate(self.keys)}
         self.other = self.col[FALLBACK_TOPIC]
@@ -375,7 +377,7 @@ class Engine:
         needs_reply = p_reply >= 0.5
 
         # --- topic: keywords, model probability, and form-of-post bonuses ---------------------------------------------
-        topic_scores = kw_counts * plan.keyword_weight
+        topic_scores = np.minimum(kw_counts, plan.keyword_cap) * plan.keyword_weight
         has_model = plan.model_map >= 0
         topic_scores[:, has_model] += 1.5 * p_topic[:, plan.model_map[has_model]]
         praise_bonus = positive & ~complaint

@@ -44,7 +44,7 @@ DEFAULT_TOPICS: Taxonomy = MappingProxyType(
                 "invoice invoices payment payments pay paid refund refunds refunded fee fees late_fee price "
                 "pricing price_increase direct_debit debit credit_card transaction transactions statement "
                 "autopay balance deposit overdraft interest money_back my_money cost costs expensive tariff "
-                "discount promo_code coupon voucher receipt"
+                "discount promo_code coupon voucher receipt declined card_declined"
             ),
         ),
         "technical": (
