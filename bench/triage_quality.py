@@ -132,9 +132,11 @@ def fold_ids(labels: Sequence[Any], task: str, folds: int, seed: int) -> np.ndar
     """Fold number per example: the very assignment ``training.cross_validate`` makes for these labels and seed, so
     every CV figure here is measured on the same splits; StratifiedKFold (shuffled, same seed) without it."""
     module = training_module()
-    if module is not None and hasattr(module, "_folds"):
+    if module is not None:
+        from caredesk.triage.fitting import stratified_folds
+
         norm = [module.normalize_label(y, task) for y in labels]
-        return np.asarray(module._folds(norm, folds, seed))
+        return np.asarray(stratified_folds(norm, folds, seed))
     out = np.zeros(len(labels), dtype=np.int64)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     for f, (_train, test) in enumerate(splitter.split(np.zeros(len(labels)), np.asarray(labels))):
@@ -209,14 +211,9 @@ def training_module() -> Any | None:
 
 
 def semantic_module() -> Any | None:
-    try:
-        from caredesk.triage import semantic
-    except ImportError:
-        return None
-    try:
-        return semantic if semantic.available() else None
-    except Exception:  # noqa: BLE001 - an optional extra that fails to load is reported as unavailable
-        return None
+    """The sentence-embedding module when the semantic extra is installed and usable (the check training uses)."""
+    module = training_module()
+    return module.semantic_module() if module is not None else None
 
 
 class EmbeddingCache:

@@ -245,7 +245,7 @@ def test_nb_scaling_folds_into_plain_linear_weights(k: int) -> None:
     saved model predicts exactly what was fitted."""
     from scipy import sparse
 
-    from caredesk.triage.training import _fit, _fit_linear, _nb_ratio
+    from caredesk.triage.fitting import fit, fit_linear, nb_ratio
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, k, size=120)
@@ -253,15 +253,15 @@ def test_nb_scaling_folds_into_plain_linear_weights(k: int) -> None:
     text = text + sparse.csr_matrix((np.ones(120), (np.arange(120), y)), shape=(120, 40))  # class-bearing words
     dense = rng.normal(size=(120, 3))
     x = sparse.hstack([text, sparse.csr_matrix(dense)], format="csr")
-    fitted = _fit_linear(x, y, k, 2.0, "balanced", nb_columns=40)
+    fitted = fit_linear(x, y, k, 2.0, "balanced", nb_columns=40)
     assert fitted.coef.shape == (43, 1 if k == 2 else k)
     presence = text.copy()
     presence.data[:] = 1.0
     cls = 1 if k == 2 else 0
-    r = _nb_ratio(presence, y == cls)
+    r = nb_ratio(presence, y == cls)
     assert r[cls] > 0  # the word that marks the class is scaled up for it
     scaled = sparse.hstack([text @ sparse.diags(r), sparse.csr_matrix(dense)], format="csr")
-    direct = _fit(scaled, (y == cls).astype(np.int64), 2.0, "balanced").decision_function(scaled)
+    direct = fit(scaled, (y == cls).astype(np.int64), 2.0, "balanced").decision_function(scaled)
     folded = np.asarray(x @ fitted.coef[:, 0 if k == 2 else cls]) + fitted.bias[0 if k == 2 else cls]
     np.testing.assert_allclose(folded, direct, rtol=1e-6, atol=1e-6)
     assert (fitted.predict(x) == y).mean() > 0.9

@@ -29,8 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from caredesk.triage.classifier import MIX_INPUTS, STACK_FEATURES, Engine
+from caredesk.triage.fitting import stratified_folds
 from caredesk.triage.pii import mask_pii
-from caredesk.triage.training import Dense, Mix, ModelBundle, TrainedModel, _fit_model, _folds
+from caredesk.triage.training import Dense, Mix, ModelBundle, TrainedModel, _fit_model
 
 SEED_FILE = "seed_examples.jsonl"
 WRITTEN_FILE = "data/written_examples.jsonl"
@@ -46,8 +48,8 @@ HYPER: dict[str, tuple[float, str | None]] = {
     "sentiment": (2.0, "balanced"),
     "topic": (2.0, "balanced"),
 }
-# The sentiment mix (see fit_sentiment_mix): which scores it weighs, its L2 strength and its out-of-fold folds.
-MIX_INPUTS = ("valence", "model_negative", "model_neutral", "model_positive", "complaint_logit", "complaint_cues")
+# The sentiment mix (see fit_sentiment_mix; the scores it weighs are classifier.MIX_INPUTS): its L2 strength and
+# how many folds give its out-of-fold inputs.
 MIX_C = 0.1
 MIX_FOLDS = 5
 _HANDLE = re.compile(r"(?<![\w@])@\w+")
@@ -282,10 +284,8 @@ def fit_sentiment_mix(
     """
     from sklearn.linear_model import LogisticRegression
 
-    from caredesk.triage.classifier import STACK_FEATURES, Engine
-
     cols = [STACK_FEATURES.index(name) for name in MIX_INPUTS]
-    fold = _folds(labels, MIX_FOLDS, 0)
+    fold = stratified_folds(labels, MIX_FOLDS, 0)
     x = np.zeros((len(texts), len(cols)))
     for f in range(MIX_FOLDS):
         train, test = np.flatnonzero(fold != f).tolist(), np.flatnonzero(fold == f).tolist()
@@ -353,7 +353,8 @@ def same_bundle(a: ModelBundle, b: ModelBundle, atol: float = 2e-2) -> bool:
 
 
 def search() -> dict[str, Any]:
-    from caredesk.triage.training import _choose, _design
+    from caredesk.triage.fitting import choose
+    from caredesk.triage.training import _design
 
     examples = load_examples()
     out: dict[str, Any] = {}
@@ -361,7 +362,7 @@ def search() -> dict[str, Any]:
         texts, labels, _ = task_data(examples, task)
         classes = sorted(set(labels))
         y = np.array([classes.index(v) for v in labels])
-        c, cw, results = _choose(_design(texts).matrix, y, len(classes), 0)
+        c, cw, results = choose(_design(texts).matrix, y, len(classes), 0)
         out[task] = {"C": c, "class_weight": cw, "results": results}
     return out
 

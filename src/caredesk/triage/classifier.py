@@ -161,18 +161,9 @@ class _Decisions:
     priority: npt.NDArray[np.int64]
 
 
-# Scores a learned sentiment mix (training.Mix) may combine; each is also a column of Engine.stack_features.
-MIX_INPUTS = (
-    "valence",
-    "model_negative",
-    "model_neutral",
-    "model_positive",
-    "complaint_logit",
-    "complaint_cues",
-    "bang",
-    "shout",
-    "question",
-)
+# The scores the learned sentiment mix (training.Mix, fitted by build.py) combines; each is also a column of
+# Engine.stack_features, which is where build.py takes them from.
+MIX_INPUTS = ("valence", "model_negative", "model_neutral", "model_positive", "complaint_logit", "complaint_cues")
 
 # Names of the columns of Engine.stack_features, in order: what a brand model learns on top of the default one.
 STACK_FEATURES: tuple[str, ...] = (
@@ -334,9 +325,6 @@ class Engine:
                 **{f"model_{c}": np.clip(m_sent[:, i], -8, 8) / 4 for i, c in enumerate(self.sentiment_classes)},
                 "complaint_logit": np.clip(complaint_logit, -8, 8) / 4,
                 "complaint_cues": sig.complaint_cue,
-                "bang": bang.astype(np.float64),
-                "shout": shout.astype(np.float64),
-                "question": sig.question.astype(np.float64),
             }
             x = np.column_stack([inputs[name] for name in self.sentiment_mix.inputs])
             p_mix = _softmax(self.sentiment_mix.logits(x))[:, self._mix_order]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import json
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from caredesk.triage.fitting import choose, fit_linear, search_size, stratified_folds
 from caredesk.triage.text import SEP, TokenBatch, tokenize
 from caredesk.triage.vectorize import (
     GRAM_BUCKETS,
@@ -56,25 +56,14 @@ _TRUE = frozenset({"true", "1", "yes", "y", "t"})
 _FALSE = frozenset({"false", "0", "no", "n", "f"})
 _SENTIMENT_ALIASES = {"neg": "negative", "neu": "neutral", "pos": "positive"}
 
-# Hyper-parameters tried by the internal cross-validation of train_model (inverse L2 strength x class weighting).
-# Only balanced class weights: the search scores macro-F1, where unweighted fits lose the small classes, and NB-LR
-# fits one model per class, so every setting tried costs K fits.
-C_GRID = (0.5, 2.0, 8.0)
-CLASS_WEIGHTS: tuple[str | None, ...] = ("balanced",)
-DEFAULT_C = 2.0
-INNER_FOLDS = 3
-INNER_CV_MAX = 3000  # above this many examples the search uses one split instead of all folds
-MIN_PER_CLASS_FOR_SEARCH = 10  # fewer examples of some class and the search is noise: use the defaults
 # Block scales. The text block has norm 1 per post; the ~28 stacked scores are each of order 1, so unscaled they would
 # outweigh the words under the same L2 penalty and a brand model would mostly re-learn the default one. The
 # embedding is a unit vector already.
 DENSE_SCALE = 0.4
 SEMANTIC_SCALE = 1.0
-# Trained (brand) models use NB-LR on their text features (see _fit_linear); the shipped model, which they stack on,
-# keeps plain logistic regression so that its scores stay comparable across classes for the rules and the mix.
+# Trained (brand) models use NB-LR on their text features (see fitting.fit_linear); the shipped model, which they
+# stack on, keeps plain logistic regression so that its scores stay comparable across classes for the rules and the mix.
 BRAND_NB = True
-NB_ALPHA = 1.0
-SEARCH_MARGIN = 0.005  # another setting must beat the default by this much macro-F1 to be chosen
 
 
 class TrainingError(ValueError):
@@ -486,129 +475,6 @@ def _design(texts: Sequence[str]) -> _Design:
     return _Design(sparse.csr_matrix(x), tuple(words[1:]), idf[1:], bigrams, bigram_idf)
 
 
-def _folds(labels: Sequence[str], folds: int, seed: int) -> IntArray:
-    """Stratified fold number per example: each class is shuffled and dealt round-robin."""
-    rng = np.random.default_rng(seed)
-    y = np.asarray(labels)
-    out = np.zeros(len(y), dtype=np.int64)
-    offset = 0
-    for cls in sorted(set(labels)):
-        idx = np.flatnonzero(y == cls)
-        idx = idx[rng.permutation(len(idx))]
-        out[idx] = (np.arange(len(idx)) + offset) % folds
-        offset += len(idx)
-    return out
-
-
-def _fit(x: Any, y: IntArray, c: float, class_weight: str | None) -> Any:
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-
-    # saga: several times faster than lbfgs on these wide sparse matrices, and deterministic for a fixed seed.
-    clf = LogisticRegression(C=c, class_weight=class_weight, solver="saga", max_iter=200, tol=1e-3, random_state=0)
-    with warnings.catch_warnings():
-        # Stopping at max_iter leaves the weights near the optimum: fine for ranking posts, not worth a warning.
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf.fit(x, y)
-    return clf
-
-
-@dataclass(frozen=True, slots=True)
-class _Linear:
-    """Fitted weights: (columns, K) with K = 1 for a yes/no task, and the intercepts."""
-
-    coef: FloatArray
-    bias: FloatArray
-
-    def predict(self, x: Any) -> IntArray:
-        z = np.asarray(x @ self.coef) + self.bias
-        out: IntArray = (z[:, 0] > 0).astype(np.int64) if z.shape[1] == 1 else z.argmax(axis=1).astype(np.int64)
-        return out
-
-
-def _nb_ratio(presence: Any, positive: npt.NDArray[np.bool_]) -> FloatArray:
-    """Log-count ratio of each text feature between the posts of a class and the rest (add-one smoothed)."""
-    p = NB_ALPHA + np.asarray(presence[positive].sum(axis=0)).ravel()
-    q = NB_ALPHA + np.asarray(presence[~positive].sum(axis=0)).ravel()
-    out: FloatArray = np.log((p / p.sum()) / (q / q.sum()))
-    return out
-
-
-def _fit_linear(x: Any, y: IntArray, k: int, c: float, class_weight: str | None, nb_columns: int) -> _Linear:
-    """Logistic regression; with ``nb_columns`` > 0, NB-LR on those leading (text) columns.
-
-    NB-LR (Wang & Manning 2012, "Baselines and Bigrams"): each text feature is scaled by how much more often it
-    occurs in one class than in the rest before the regression, one yes/no model per class, which is reliably
-    better than plain logistic regression on short opinionated texts. The scaling folds into the weights, so the
-    saved model is an ordinary linear model and prediction does not change.
-    """
-    from scipy import sparse
-
-    if not nb_columns:
-        clf = _fit(x, y, c, class_weight)
-        return _Linear(np.asarray(clf.coef_, dtype=np.float64).T, np.asarray(clf.intercept_, dtype=np.float64))
-    text, dense = x[:, :nb_columns], x[:, nb_columns:]
-    presence = text.copy()
-    presence.data[:] = 1.0
-    coefs, biases = [], []
-    for cls in [1] if k == 2 else range(k):
-        positive = y == cls
-        r = _nb_ratio(presence, positive)
-        scaled = sparse.hstack([text @ sparse.diags(r), dense], format="csr")
-        clf = _fit(scaled, positive.astype(np.int64), c, class_weight)
-        w = np.asarray(clf.coef_, dtype=np.float64).ravel()
-        w[:nb_columns] *= r
-        coefs.append(w)
-        biases.append(float(clf.intercept_[0]))
-    return _Linear(np.column_stack(coefs), np.array(biases))
-
-
-def _macro_f1(y: IntArray, pred: IntArray, k: int) -> float:
-    scores = []
-    for c in range(k):
-        tp = float(np.sum((pred == c) & (y == c)))
-        fp = float(np.sum((pred == c) & (y != c)))
-        fn = float(np.sum((pred != c) & (y == c)))
-        scores.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
-    return float(np.mean(scores))
-
-
-def _search_size(y: IntArray, k: int) -> int:
-    """How many settings :func:`_choose` will try (0: none, the set is too small)."""
-    if np.bincount(y, minlength=k).min() < MIN_PER_CLASS_FOR_SEARCH:
-        return 0
-    return len(C_GRID) * len(CLASS_WEIGHTS)
-
-
-def _choose(
-    x: Any, y: IntArray, k: int, seed: int, step: Callable[[], None] = lambda: None, nb_columns: int = 0
-) -> tuple[float, str | None, dict[str, float]]:
-    """C and class weighting by a small stratified cross-validation on the training set (macro-F1)."""
-    if not _search_size(y, k):
-        return DEFAULT_C, "balanced", {}
-    fold = _folds([str(v) for v in y.tolist()], INNER_FOLDS, seed)
-    # Large sets: one split (a third held out) is already a stable estimate, and three times cheaper.
-    rounds = INNER_FOLDS if len(y) <= INNER_CV_MAX else 1
-    results: dict[str, float] = {}
-    best = (-1.0, DEFAULT_C, "balanced")
-    # The default first, so that ties (common on small, easy sets) keep it.
-    grid: list[tuple[float, str | None]] = [(DEFAULT_C, "balanced")]
-    grid += [(c, cw) for cw in CLASS_WEIGHTS for c in C_GRID if (c, cw) != (DEFAULT_C, "balanced")]
-    for c, cw in grid:
-        scored = np.zeros(len(y), dtype=bool)
-        pred = np.zeros(len(y), dtype=np.int64)
-        for f in range(rounds):
-            train, test = fold != f, fold == f
-            pred[test] = _fit_linear(x[train], y[train], k, c, cw, nb_columns).predict(x[test])
-            scored |= test
-        score = _macro_f1(y[scored], pred[scored], k)
-        step()
-        results[f"C={c:g},{cw or 'none'}"] = round(score, 4)
-        if score > best[0] + (SEARCH_MARGIN if best[0] >= 0 else 0.0):
-            best = (score, c, cw or "")
-    return best[1], (best[2] or None), results
-
-
 def _fit_model(
     texts: Sequence[str],
     labels: Sequence[str],
@@ -631,13 +497,13 @@ def _fit_model(
     design = _design(texts)
     d = dense.matrix(len(texts))
     x = sparse.hstack([design.matrix, sparse.csr_matrix(d)], format="csr") if d.shape[1] else design.matrix
-    fits = 1 + (_search_size(y, len(classes)) if hyper is None else 0)
+    fits = 1 + (search_size(y, len(classes)) if hyper is None else 0)
     step = _progress(fits, f"training {task}", progress, unit="fit")
     nb_columns = design.matrix.shape[1] if nb else 0
     c, cw, search = (
-        _choose(x, y, len(classes), seed, step, nb_columns) if hyper is None else (hyper[0], hyper[1], {})
+        choose(x, y, len(classes), seed, step, nb_columns) if hyper is None else (hyper[0], hyper[1], {})
     )
-    fitted = _fit_linear(x, y, len(classes), c, cw, nb_columns)
+    fitted = fit_linear(x, y, len(classes), c, cw, nb_columns)
     step()
     coef, bias = fitted.coef, fitted.bias  # (columns, K), (K,)
     if coef.shape[1] != k:
@@ -832,7 +698,7 @@ def cross_validate(
     use_sem = _use_semantic(semantic)
     stack = _stack(texts_)
     emb = _embed(texts_, progress=progress) if use_sem else None
-    fold_of = _folds(labels_, folds, seed)
+    fold_of = stratified_folds(labels_, folds, seed)
     pred: list[str] = [""] * len(texts_)
     step = _progress(folds, f"cross-validating {task}", progress)
     for f in range(folds):
