@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,12 +11,11 @@ from django.db import transaction
 
 from caredesk.cases.models import Post
 from caredesk.connectors.models import ConnectorInstallation
-from caredesk.triage import brand_models
 from caredesk.triage.actions import do_correct_label, lock_post
 from caredesk.triage.brand_models import corrections_dataset, store_brand_model
 from caredesk.triage.models import BrandTriageModel
 from caredesk.triage.training import ModelBundle, train_model
-from factories import T0, ingest, make_brand, make_installation, make_post, make_user
+from factories import T0, ingest, make_brand, make_installation, make_post
 
 pytestmark = pytest.mark.django_db
 
@@ -43,18 +41,6 @@ COMPLAINTS = [
     "zorblax login broken again, hate this",
 ]
 PROBE = "the zorblax season finale is wicked"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> Iterator[None]:
-    brand_models.clear_bundle_cache()
-    yield
-    brand_models.clear_bundle_cache()
-
-
-@pytest.fixture
-def agent(db: None) -> User:
-    return make_user("ana")
 
 
 @pytest.fixture

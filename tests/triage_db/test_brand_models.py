@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -14,7 +13,6 @@ from django.test.utils import CaptureQueriesContext
 from caredesk.accounts.models import Brand
 from caredesk.cases.models import Post
 from caredesk.connectors.models import ConnectorInstallation
-from caredesk.triage import brand_models
 from caredesk.triage.actions import do_correct_label, do_store_brand_model, lock_post
 from caredesk.triage.brand_models import (
     BrandModelError,
@@ -24,21 +22,9 @@ from caredesk.triage.brand_models import (
 )
 from caredesk.triage.models import BrandTriageModel, Task
 from caredesk.triage.training import TASKS, ModelBundle
-from factories import T0, ingest, make_brand, make_installation, make_post, make_user
+from factories import T0, ingest, make_brand, make_installation, make_post
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> Iterator[None]:
-    brand_models.clear_bundle_cache()
-    yield
-    brand_models.clear_bundle_cache()
-
-
-@pytest.fixture
-def agent(db: None) -> User:
-    return make_user("ana")
 
 
 @pytest.fixture

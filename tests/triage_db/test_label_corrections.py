@@ -19,11 +19,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def agent(db: None) -> User:
-    return make_user("ana")
-
-
-@pytest.fixture
 def installation(db: None) -> ConnectorInstallation:
     return make_installation()
 
