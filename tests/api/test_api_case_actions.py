@@ -330,4 +330,8 @@ def test_nul_characters_are_422_not_a_database_error(api: Client, make_case: Mak
     note = api.post(f"/api/cases/{case.pk}/notes", {"text": "\x00"}, content_type="application/json")
     assert note.status_code == 422
     assert api.get("/api/cases?q=%00").status_code == 422
+    half = api.post(f"/api/cases/{case.pk}/replies", '{"text": "hi \\ud83d"}', content_type="application/json")
+    assert half.status_code == 422
+    assert "surrogate" in half.json()["detail"]
+    assert api.get("/api/cases?q=%ED%A0%BD").status_code == 200  # Django decodes bad UTF-8 with U+FFFD
     assert not Reply.objects.exists() and not Note.objects.exists()

@@ -154,6 +154,8 @@ def test_values_that_would_not_fit_or_could_not_be_stored_are_rejected() -> None
         f'{{"id": "5", {base}, "author_followers": -3}}',
         f'{{"id": "6", {base}, "author": "someone"}}',
         f'{{"id": "7", {base}, "direct": true, "url": "https://x.example/7"}}',
+        '{"id": "8", "text": "half an emoji \\ud83d", "author_id": "a", "created_at": "2024-01-01T00:00:00Z"}',
+        f'{{"id": "9", {base}, "extra": {{"note": "\\udfff"}}}}',
     ]
     result = parse(io.StringIO("\n".join(lines)), "jsonl")
     assert [p.external_id for p in result.posts] == ["7"]
@@ -164,6 +166,8 @@ def test_values_that_would_not_fit_or_could_not_be_stored_are_rejected() -> None
         4: "record contains a NUL character",
         5: "'author_followers' must be a whole number from 0 to 2147483647, not -3",
         6: "'author' must be an object",
+        8: "record contains a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff escape)",
+        9: "record contains a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff escape)",
     }
 
 

@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
+from caredesk.connectors.base import ConnectorError
 from caredesk.connectors.builtin.replay import BRAND_ACCOUNTS, BRAND_HANDLES, DEMO_BRANDS, load_script
+from caredesk.connectors.builtin.replay.script import parse_script
 
 KEYS = {"id", "brand", "offset_s", "author", "text", "in_reply_to", "conversation", "direct", "lang"}
 AUTHOR_KEYS = {"id", "handle", "name", "followers", "verified"}
@@ -103,3 +105,17 @@ def test_the_script_covers_what_the_demo_needs_to_show(records: list[dict[str, A
     assert re.search(r"(?i)cancel(ling)? my|switching to|never flying", joined)
     # Links point at the reserved .example domain, never at a site someone could register and fill.
     assert not re.search(r"\b[\w-]+\.(?:com|net|org|io|ly|co)\b", joined)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [("nul \\u0000 here", "contains a NUL character"), ("half an emoji \\ud83d", "contains a lone UTF-16 surrogate")],
+)
+def test_a_script_line_postgresql_could_not_store_is_refused(
+    records: list[dict[str, Any]], text: str, reason: str
+) -> None:
+    good = json.dumps(records[0])
+    bad = good.replace(json.dumps(records[0]["text"]), json.dumps("x")[:-1] + text + '"')
+    assert json.loads(bad)["text"] != records[0]["text"]
+    with pytest.raises(ConnectorError, match=f"line 2: 'text' {reason}"):
+        parse_script([good, bad.replace(records[0]["id"], "other-id")])

@@ -86,6 +86,19 @@ def test_predict_jsonl_to_jsonl_keeps_fields_and_reports_bad_lines(
     assert f"{src}:3: skipped: no 'body'" in err
 
 
+def test_a_lone_surrogate_in_json_input_is_written_back(tmp_path: Path) -> None:
+    # json.loads turns a "\\ud83d" escape into a lone surrogate, which has no UTF-8 form.
+    src = tmp_path / "posts.jsonl"
+    src.write_text('{"text": "bad \\ud83d service, call 07700 900123"}\n{"text": "fine"}\n', encoding="utf-8")
+    jsonl, csv_out = tmp_path / "out.jsonl", tmp_path / "out.csv"
+    assert main(["triage", "predict", str(src), "-o", str(jsonl), "--quiet"]) == 0
+    rows = [json.loads(line) for line in jsonl.read_text(encoding="utf-8").splitlines()]
+    assert [r["text"] for r in rows] == ["bad \ud83d service, call 07700 900123", "fine"]
+    assert rows[0]["pii"] == ["phone"]
+    assert main(["triage", "predict", str(src), "-o", str(csv_out), "--quiet"]) == 0
+    assert [r["text"] for r in read_csv(csv_out)] == ["bad \ufffd service, call 07700 900123", "fine"]
+
+
 def test_malformed_csv_rows_are_reported_and_the_rest_kept(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src = tmp_path / "in.csv"
     src.write_text("text,label\nfirst post,true\ntoo,many,fields\nshort\nlast post,false\n", encoding="utf-8")

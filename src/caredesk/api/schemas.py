@@ -19,14 +19,21 @@ def _as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-def _no_nul(value: str) -> str:
+def _storable(value: str) -> str:
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")  # PostgreSQL text cannot hold them
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            # A "\ud83d" escape without its pair decodes to a lone surrogate, which has no UTF-8 form.
+            raise ValueError("must not contain lone UTF-16 surrogates (an unpaired \\ud800-\\udfff escape)") from None
     return value
 
 
-# Every string the API accepts: one PostgreSQL can store or compare, so a stray NUL is a 422, not a 500.
-Text = Annotated[str, AfterValidator(_no_nul)]
+# Every string the API accepts: one PostgreSQL can store or compare, so a stray NUL or a half emoji is a 422,
+# not a 500.
+Text = Annotated[str, AfterValidator(_storable)]
 
 # Every datetime the API returns is ISO 8601 in UTC ("2026-11-23T12:00:00Z").
 UTCDateTime = Annotated[datetime, AfterValidator(_as_utc)]

@@ -37,6 +37,19 @@ class MalformedPayload(ConnectorError):
     """One record could not be turned into a post. The rest of the batch is still usable."""
 
 
+def unstorable(value: str) -> str | None:
+    """What in ``value`` PostgreSQL could not store, for a rejection reason; None when it can be stored."""
+    if "\x00" in value:
+        return "a NUL character"
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            # A JSON "\ud83d" escape without its pair decodes to a lone surrogate, which has no UTF-8 form.
+            return "a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff escape)"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class NormalizedAuthor:
     external_id: str

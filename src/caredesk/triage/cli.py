@@ -154,10 +154,19 @@ def write_table(path: Path, fmt: str | None, columns: Sequence[str], rows: Seque
                 writer = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
                 writer.writeheader()
                 for row in rows:
-                    writer.writerow({k: _csv_value(v) for k, v in row.items()})
+                    values = {k: _csv_value(v) for k, v in row.items()}
+                    try:
+                        writer.writerow(values)
+                    except UnicodeEncodeError:
+                        writer.writerow({k: _valid_text(v) for k, v in values.items()})
             else:
                 for row in rows:
-                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    try:
+                        fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    except UnicodeEncodeError:
+                        # A lone surrogate (from a "\ud83d" escape in the input) has no UTF-8 form; ASCII escapes
+                        # write it back exactly as it was read.
+                        fh.write(json.dumps(row) + "\n")
     except OSError as exc:
         raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
 
@@ -170,6 +179,13 @@ def _csv_value(value: Any) -> Any:
     if isinstance(value, dict | list):
         return json.dumps(value, ensure_ascii=False)
     return value
+
+
+def _valid_text(value: Any) -> Any:
+    """A string with each lone surrogate (no UTF-8 form, so no place in a CSV file) replaced by U+FFFD."""
+    if not isinstance(value, str):
+        return value
+    return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def _progress(total: int, desc: str, quiet: bool) -> Any:

@@ -197,7 +197,7 @@ def detect_pii_joined(joined: str, starts: npt.NDArray[np.int64], lengths: Seque
             if group.spans:
                 _resolve(group.located(), out)
         return out
-    points = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
+    points = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     last = len(points) - 1
     digits_at = np.flatnonzero((points - 48) < 10)  # unsigned: wraps below "0"
     emails_at = np.flatnonzero(points == 64)

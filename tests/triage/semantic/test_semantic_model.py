@@ -115,6 +115,11 @@ def test_a_single_string_is_refused(encoder: Encoder) -> None:
         encoder.embed("my internet is down")
 
 
+def test_a_lone_surrogate_embeds_as_the_replacement_character(encoder: Encoder) -> None:
+    got = encoder.embed(["bad \ud83d service", "ok"])
+    assert np.array_equal(got, encoder.embed(["bad \ufffd service", "ok"]))
+
+
 def test_embeddings_are_deterministic(encoder: Encoder) -> None:
     first = encoder.embed(SENTENCES[:6])
     assert np.array_equal(first, encoder.embed(SENTENCES[:6]))

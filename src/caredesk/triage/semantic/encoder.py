@@ -84,7 +84,7 @@ class Encoder:
         result = np.zeros((len(texts), self.dimensions), dtype=np.float32)
         if not texts:
             return result
-        encodings = self._tokenizer.encode_batch(texts)
+        encodings = self._tokenizer.encode_batch([_encodable(text) for text in texts])
         ids = [np.asarray(e.ids, dtype=np.int64) for e in encodings]
         # Longest first, so that each batch pads little and the largest allocation comes first.
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
@@ -104,6 +104,18 @@ class Encoder:
 
     def info(self) -> dict[str, str]:
         return _info(self.runtime.name, self.runtime.version, self.model_dir, self.runtime.precision)
+
+
+def _encodable(text: str) -> str:
+    """The text with each lone surrogate (a "\\ud83d" escape in JSON input decodes to one) replaced by U+FFFD:
+    the tokenizer takes only text that has a UTF-8 form."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
 
 
 def _mean_pool_normalise(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -33,6 +33,7 @@ from caredesk.connectors.base import (
     NormalizedAuthor,
     NormalizedPost,
     RejectedRecord,
+    unstorable,
 )
 
 Format = Literal["jsonl", "csv"]
@@ -145,9 +146,11 @@ def parse(source: Source, format: Format | None = None, *, text_column: str = "t
 
 def post_from_record(record: Mapping[str, Any], *, text_column: str = "text") -> NormalizedPost:
     """Turn one decoded record into a post. Raises :class:`MalformedPayload` with the reason it cannot."""
-    if _has_nul(record):
-        # PostgreSQL stores NUL neither in text columns nor in jsonb: such a record could never be saved.
-        raise MalformedPayload("record contains a NUL character")
+    unstorable = _unstorable(record)
+    if unstorable:
+        # PostgreSQL stores NUL neither in text columns nor in jsonb, and a lone surrogate (from a "\\ud83d" escape
+        # without its pair) has no UTF-8 form: such a record could never be saved.
+        raise MalformedPayload(f"record contains {unstorable}")
     external_id = _string(record, "id", required=True)
     # Text is kept exactly as written: leading spaces and line breaks can matter to the reader.
     text = _string(record, text_column, required=True, strip=False)
@@ -279,14 +282,21 @@ def _created_at(value: Any) -> datetime:
     return parsed.astimezone(UTC)
 
 
-def _has_nul(value: Any) -> bool:
+def _unstorable(value: Any) -> str | None:
+    """What in a decoded value PostgreSQL could not store, or None."""
     if isinstance(value, str):
-        return "\x00" in value
+        return unstorable(value)
     if isinstance(value, Mapping):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
+        items: list[Any] = [*value.keys(), *value.values()]
+    elif isinstance(value, list):
+        items = value
+    else:
+        return None
+    for item in items:
+        found = _unstorable(item)
+        if found:
+            return found
+    return None
 
 
 def _decoded_lines(stream: Iterable[str | bytes]) -> Iterator[tuple[int, str, bool]]:

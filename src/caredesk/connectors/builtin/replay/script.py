@@ -21,7 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from caredesk.connectors.base import ConnectorError, NormalizedAuthor
+from caredesk.connectors.base import ConnectorError, NormalizedAuthor, unstorable
 
 BUNDLED_SCRIPT = "demo_posts.jsonl"
 
@@ -114,8 +114,9 @@ def _script_post(record: Any, line: int, seen: Mapping[str, ScriptPost]) -> Scri
             return ""
         if not isinstance(value, str):
             raise fail(f"{key!r} must be a string")
-        if "\x00" in value:
-            raise fail(f"{key!r} contains a NUL character")
+        problem = unstorable(value)
+        if problem:
+            raise fail(f"{key!r} contains {problem}")
         return value
 
     external_id = string("id")
@@ -189,3 +190,4 @@ def _script_post(record: Any, line: int, seen: Mapping[str, ScriptPost]) -> Scri
         language=string("lang", required=False),
         line=line,
     )
+
