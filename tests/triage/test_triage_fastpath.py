@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from caredesk.triage import DEFAULT_TOPICS, TriageBatch, classify, classify_batch, classify_one
+from caredesk.triage.arrays import SPARSE_FROM, sum_rows
 from caredesk.triage.pii import detect_pii, detect_pii_joined
 from caredesk.triage.text import _TOKEN_RE, join_posts, lower_tokens
 from caredesk.triage.training import ModelBundle
@@ -167,3 +168,20 @@ def test_few_words_hash_like_many() -> None:
         assert np.array_equal(few[0] + i, many[0][rows])
         assert np.array_equal(few[1], many[1][rows])
         assert np.array_equal(few[2], many[2][rows])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_sum_rows_is_the_plain_sum_in_both_strategies(dtype: type, weighted: bool) -> None:
+    rng = np.random.default_rng(5)
+    table = rng.normal(size=(40, 3)).astype(dtype)
+    for n_pairs in (0, 7, SPARSE_FROM - 1, SPARSE_FROM, 3 * SPARSE_FROM):  # both sides of the strategy switch
+        owners = np.sort(rng.integers(0, 30, size=n_pairs))  # owners 30..34 and some below never occur
+        rows = rng.integers(0, 40, size=n_pairs)
+        weights = rng.normal(size=n_pairs).astype(dtype) if weighted else None
+        want = np.zeros((35, 3))
+        for k, (owner, row) in enumerate(zip(owners.tolist(), rows.tolist(), strict=True)):
+            want[owner] += table[row] * (1.0 if weights is None else weights[k])
+        got = sum_rows(owners, rows, 35, table, weights)
+        assert got.dtype == dtype and got.shape == (35, 3)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

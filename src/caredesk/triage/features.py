@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from caredesk.triage import lexicon
+from caredesk.triage.arrays import sum_rows
 from caredesk.triage.language import LANGUAGES, word_weights
 from caredesk.triage.phrases import PhraseIndex
 from caredesk.triage.text import TokenBatch
@@ -98,6 +99,7 @@ class FeatureTable:
             negated[index.row(word), COMPLAINT] += 1.0
         # Rows [0, n_rows) are plain, [n_rows, 2 n_rows) negated; the zero row stays zero in both halves.
         self.matrix = np.vstack([plain, negated])
+        self._valence = np.ascontiguousarray(self.matrix[:, VAL])
 
         def flags(words: Iterable[str]) -> npt.NDArray[np.bool_]:
             out = np.zeros(n_rows, dtype=bool)
@@ -152,17 +154,20 @@ class FeatureTable:
         negated_by[is_sep] = 0
 
         rows = uni + self.n_rows * (negated_by > 0)
-        tokens = self.matrix[rows]
+        n_posts = batch.n_posts
+        sums32 = sum_rows(batch.post_of, rows, n_posts, self.matrix)
+        # Valence is weighted per token (by an intensifier before it and by "but"), so its column is summed apart.
+        valence = self._valence[rows]
         if n_tokens > 1:
-            tokens[1:, VAL] *= self.intensity[uni[:-1]]
-        tokens[:, VAL] *= self._contrast_weight(uni, batch)
-        # Few tokens start a known bigram; gathering only those halves the memory traffic.
+            valence[1:] *= self.intensity[uni[:-1]]
+        valence *= self._contrast_weight(uni, batch)
+        if n_posts:
+            sums32[:, VAL] = np.add.reduceat(valence, batch.sep_pos)
+        # Few tokens start a known bigram.
         has_bigram = np.flatnonzero(bi != index.zero)
-        tokens[has_bigram] += self.matrix[bi[has_bigram]]
-        if batch.n_posts:
-            sums = np.add.reduceat(tokens, batch.sep_pos, axis=0).astype(np.float64)
-        else:
-            sums = np.zeros((0, self.n_cols))
+        if len(has_bigram):
+            sums32 += sum_rows(batch.post_of[has_bigram], bi[has_bigram], n_posts, self.matrix)
+        sums = np.asarray(sums32, dtype=np.float64)
         seg_len = np.diff(np.append(batch.sep_pos, n_tokens))
         words = seg_len - 1 - sums[:, NONWORD]
 
@@ -269,9 +274,10 @@ class TopicTable:
         uni, bi = self.rows(feats)
         if not batch.n_posts:
             return np.zeros((0, len(self.keys))), uni, bi
-        per_token = self.matrix[uni]
-        # Few tokens start a known bigram (adding the zero row to the others changes nothing).
+        n_posts = batch.n_posts
+        counts = sum_rows(batch.post_of, uni, n_posts, self.matrix)
+        # Few tokens start a known bigram.
         has_bigram = np.flatnonzero(bi != self.index.zero)
-        per_token[has_bigram] += self.matrix[bi[has_bigram]]
-        counts = np.add.reduceat(per_token, batch.sep_pos, axis=0)
-        return counts.astype(np.float64), uni, bi
+        if len(has_bigram):
+            counts += sum_rows(batch.post_of[has_bigram], bi[has_bigram], n_posts, self.matrix)
+        return np.asarray(counts, dtype=np.float64), uni, bi

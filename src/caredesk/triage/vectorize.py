@@ -21,11 +21,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import repeat
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from caredesk.triage.arrays import distinct, first_of_runs, sum_rows
 from caredesk.triage.language import word_weights
 from caredesk.triage.lexicon import NEGATORS, PLACEHOLDERS, SCOPE_BREAKERS
 from caredesk.triage.text import SEP, TokenBatch
@@ -102,25 +102,6 @@ def display(name: str) -> str:
     if " " in name:
         return name.replace(NEGATED, "")
     return "not " + name[1:] if name.startswith(NEGATED) else name
-
-
-def first_of_runs(values: IntArray) -> npt.NDArray[np.bool_]:
-    """True where an element differs from the one before it, and at the first (np.r_ costs more than the work
-    on a single post)."""
-    out = np.empty(len(values), dtype=bool)
-    if len(values):
-        out[0] = True
-        np.not_equal(values[1:], values[:-1], out=out[1:])
-    return out
-
-
-def distinct(keys: IntArray) -> IntArray:
-    """Sorted distinct values (np.unique without its hashing path, which is slower on these sizes)."""
-    if not len(keys):
-        return keys
-    k = np.sort(keys)
-    out: IntArray = k[first_of_runs(k)]
-    return out
 
 
 def gram_triplets(words: Sequence[str]) -> tuple[IntArray, IntArray, FloatArray]:
@@ -317,22 +298,10 @@ class Scorer:
 
     def _gram_part(self, words: Sequence[str]) -> tuple[F32Array, FloatArray]:
         """Score rows and squared norms of the n-gram parts of ``words``, for every model."""
-        scores = np.zeros((len(words), self.n_columns), dtype=np.float32)
-        sq = np.zeros((len(words), len(self.parts)))
         word_idx, bucket, weight = gram_triplets(words)
-        if not len(word_idx):
-            return scores, sq
-        from scipy import sparse
-
-        # Triplets are sorted by word, so they are a CSR matrix (words × buckets) as they stand; its product with
-        # the weights sums each word's weighted n-gram rows in one pass.
-        indptr = np.zeros(len(words) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(word_idx, minlength=len(words)), out=indptr[1:])
-        grams = sparse.csr_matrix(
-            (weight.astype(np.float32), bucket, indptr), shape=(len(words), GRAM_BUCKETS)
-        )
-        scores[:] = grams @ self._w_gram
-        sq[indptr[1:] > indptr[:-1]] = GRAM_WEIGHT**2
+        scores: F32Array = sum_rows(word_idx, bucket, len(words), self._w_gram, weight.astype(np.float32))
+        sq = np.zeros((len(words), len(self.parts)))
+        sq[word_idx[first_of_runs(word_idx)]] = GRAM_WEIGHT**2
         return scores, sq
 
     def encode(self, batch: TokenBatch, tokens: list[str] | None = None, known: IntArray | None = None) -> Encoded:
@@ -367,15 +336,12 @@ class Scorer:
             text = np.zeros((0, self.n_columns), dtype=np.float32)
             inv_norm = np.zeros((0, len(self.parts)))
             return self._encoded(text, empty, empty, type_scores, inv_norm, empty, empty, n_types, new_words)
-        # Distinct (post, type) pairs, sorted by post; every post opens with its separator (type 0), so each post
-        # has an entry. Each post's sum of its types' rows is then one sparse-times-dense product, which does the
-        # gather and the sum in one pass in C (several times faster than gathering rows and np.add.reduceat).
+        # Distinct (post, type) pairs, sorted by post; every post opens with its separator (type 0).
         keys = distinct(batch.post_of * n_types + ids)
         posts = keys // n_types
         types = keys - posts * n_types
-        per_post = _sum_rows(posts, types, n_posts, n_types)
-        text = np.asarray(per_post @ type_scores, dtype=np.float32)
-        sq = np.asarray(per_post @ type_sq)
+        text = sum_rows(posts, types, n_posts, type_scores)
+        sq = sum_rows(posts, types, n_posts, type_sq)
         if n_tok > 1 and len(self.bigram_keys):
             a, b = ids[:-1], ids[1:]
             n = self.n_types
@@ -391,9 +357,8 @@ class Scorer:
                 found = distinct(pair_post[hit] * n_bigrams + pos[hit])
                 bigram_posts = found // n_bigrams
                 bigram_rows = found - bigram_posts * n_bigrams
-                per_post_b = _sum_rows(bigram_posts, bigram_rows, n_posts, n_bigrams)
-                text += per_post_b @ self.bigram_weights
-                sq += per_post_b @ self.bigram_sq
+                text += sum_rows(bigram_posts, bigram_rows, n_posts, self.bigram_weights)
+                sq += sum_rows(bigram_posts, bigram_rows, n_posts, self.bigram_sq)
         inv_norm = np.where(sq > 0, 1.0 / np.sqrt(np.maximum(sq, 1e-12)), 0.0)
         widths = np.diff(self.col0)
         text *= np.repeat(inv_norm, widths, axis=1).astype(np.float32)
@@ -426,17 +391,6 @@ class Scorer:
             vocab_named=self.named,
             vocab_pieces=self.pieces,
         )
-
-
-def _sum_rows(owners: IntArray, rows: IntArray, n_owners: int, n_rows: int) -> Any:
-    """The 0/1 sparse matrix (n_owners, n_rows) with a one at each (owner, row) pair; pairs sorted by owner. Its
-    product with a table is the per-owner sum of the rows named."""
-    from scipy import sparse
-
-    indptr = np.zeros(n_owners + 1, dtype=np.int64)
-    np.cumsum(np.bincount(owners, minlength=n_owners), out=indptr[1:])
-    ones = np.ones(len(rows), dtype=np.float32)
-    return sparse.csr_matrix((ones, rows, indptr), shape=(n_owners, n_rows))
 
 
 def top_terms(
