@@ -1,6 +1,6 @@
 """Rough throughput and latency figures for triage (rules + the shipped model) on one core.
 
-    taskset -c 0 python bench/triage_speed.py [--posts 50000] [--batch 5000] [--no-pii] [--freeze]
+    taskset -c 0 python bench/triage_speed.py [--posts 50000] [--batch 5000] [--no-pii] [--freeze] [--airline DATA]
 
 Figures printed:
 
@@ -13,9 +13,10 @@ Figures printed:
 * ``single_p50_ms`` / ``single_p99_ms``: ``classify_one`` latency, one post at a time, full result.
 
 Throughput is the best of three rounds (other load only ever slows a run down). Posts are the written examples
-(seed and written files) with varied followers, handles and PII, repeated to the requested count; figures vary with
-post length and machine, so compare runs on the same machine only. ``--freeze`` calls ``gc.freeze()`` after
-warm-up, as a long-running worker may (the library never does).
+(seed and written files) with varied followers, handles and PII, repeated to the requested count, or with
+``--airline`` the 14,640 airline tweets of the evaluation data (longer, and fixed: the written examples grow with
+the training data); figures vary with post length and machine, so compare runs on the same machine only.
+``--freeze`` calls ``gc.freeze()`` after warm-up, as a long-running worker may (the library never does).
 """
 
 from __future__ import annotations
@@ -42,13 +43,27 @@ _EXTRA = (
 
 
 def sample_posts(count: int, with_extras: bool = True) -> list[PostSignals]:
+    """The written examples (seed and written files), with PII/URL/emoji suffixes unless ``with_extras`` is false."""
     texts = [e.text for e in load_examples() if e.source in ("seed", "written")]
+    return posts_from(texts, count, _EXTRA if with_extras else ("",))
+
+
+def airline_posts(count: int, data: str | None) -> list[PostSignals]:
+    """Real tweets to airlines (about 104 characters, with handles, links and typos), as written: a workload that
+    does not change when the training examples do. Evaluation-only data, read from ``data`` at run time."""
+    from _evaldata import data_dir, load_airline  # bench/ is on the path when this runs as a script or a module
+
+    tweets, _stats = load_airline(data_dir(data))
+    return posts_from([t.text for t in tweets], count, ("",))
+
+
+def posts_from(texts: Sequence[str], count: int, extras: Sequence[str]) -> list[PostSignals]:
+    """``count`` posts cycling through ``texts`` and ``extras``, with varied followers, contacts and channels."""
     posts = []
     for i in range(count):
-        text = texts[i % len(texts)] + (_EXTRA[i % len(_EXTRA)] if with_extras else "")
         posts.append(
             PostSignals(
-                text=text,
+                text=texts[i % len(texts)] + extras[i % len(extras)],
                 author_followers=(i * 7919) % 200_000,
                 prior_contacts=i % 3,
                 is_direct=i % 10 == 0,
@@ -95,8 +110,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--singles", type=int, default=2_000)
     parser.add_argument("--no-pii", action="store_true", help="leave out the phone/account/URL suffixes")
     parser.add_argument("--freeze", action="store_true", help="gc.freeze() after warm-up, as a worker may")
+    parser.add_argument(
+        "--airline",
+        metavar="DATA",
+        help="time real airline tweets from DATA/airline-sentiment instead of the written examples "
+        "('-': $CAREDESK_DATA or ../shared/data)",
+    )
     args = parser.parse_args(argv)
-    posts = sample_posts(args.posts, with_extras=not args.no_pii)
+    if args.airline:
+        posts = airline_posts(args.posts, None if args.airline == "-" else args.airline)
+    else:
+        posts = sample_posts(args.posts, with_extras=not args.no_pii)
     # Warm up: loads the model and builds the tables.
     classify(posts[: args.batch])
     classify_batch(posts[: args.batch])
