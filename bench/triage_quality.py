@@ -1,6 +1,7 @@
 """Triage quality on public evaluation sets, side by side with VADER and TF-IDF + logistic regression, plus speed.
 
     python bench/triage_quality.py [--quick] [--data DIR] [--json OUT] [--no-semantic] [--no-speed] [--jobs N]
+                                   [--fine-tune] [--methods M1,M2] [--speed-only]
 
 One run measures, on the same data and the same splits:
 
@@ -254,17 +255,20 @@ def caredesk_cv(
     seed: int,
     *,
     semantic: bool,
+    fine_tune: bool = False,
     classes: Sequence[str] | None = None,
 ) -> Result:
     """``training.cross_validate`` on these texts; ``classes`` orders the per-class figures as in the other rows."""
-    method = "caredesk train" + (" + semantic" if semantic else "")
+    method = FINE_TUNE if fine_tune else "caredesk train" + (" + semantic" if semantic else "")
     training_label = f"{folds}-fold CV"
     module = training_module()
     if module is None:
         return skipped(task_name, method, training_label, "caredesk.triage.training.cross_validate not available")
     try:
         ev, seconds = timed(
-            lambda: module.cross_validate(list(texts), list(labels), task, folds=folds, seed=seed, semantic=semantic)
+            lambda: module.cross_validate(
+                list(texts), list(labels), task, folds=folds, seed=seed, semantic=semantic, fine_tune=fine_tune
+            )
         )
     except Exception as exc:  # noqa: BLE001 - a failing contender is reported in the table, the run goes on
         return skipped(task_name, method, training_label, f"failed: {type(exc).__name__}: {exc}")
@@ -290,6 +294,8 @@ class Setup:
     folds: int
     seed: int
     semantic: bool  # also run the caredesk training with sentence embeddings
+    fine_tune: bool = False  # also fine-tune the encoder (sentiment only: it takes half an hour on two cores)
+    methods: tuple[str, ...] = ()  # run only these CV methods (all when empty)
 
 
 @dataclass(frozen=True)
@@ -297,7 +303,7 @@ class CVJob:
     """One cross-validated contender on one task; run in a worker process when --jobs > 1."""
 
     task_name: str
-    method: str  # TF-IDF + LR | caredesk train | caredesk train + semantic
+    method: str  # TF-IDF + LR | caredesk train | caredesk train + semantic | ... + fine-tune
     task: str  # the training task name: sentiment, topic, needs_reply
     texts: tuple[str, ...]
     labels: tuple[str, ...]
@@ -308,7 +314,8 @@ class CVJob:
     @property
     def cost(self) -> float:
         """Rough relative run time, to start the longest jobs first."""
-        per_text = {"TF-IDF + LR": 1.0, "caredesk train": 3.0, "caredesk train + semantic": 8.0}[self.method]
+        per_text = {"TF-IDF + LR": 1.0, "caredesk train": 3.0, "caredesk train + semantic": 8.0,
+                    FINE_TUNE: 60.0}[self.method]
         return per_text * len(self.texts) * (1.0 + 0.3 * len(self.classes))
 
     def run(self) -> Result:
@@ -324,7 +331,8 @@ class CVJob:
             self.task,
             self.folds,
             self.seed,
-            semantic=self.method.endswith("semantic"),
+            semantic="semantic" in self.method,
+            fine_tune=self.method == FINE_TUNE,
             classes=self.classes,
         )
 
@@ -332,10 +340,17 @@ class CVJob:
 Row = Result | CVJob
 
 
+FINE_TUNE = "caredesk train + semantic + fine-tune"
+
+
 def cv_jobs(
     task_name: str, task: str, texts: Sequence[str], labels: Sequence[str], classes: Sequence[str], setup: Setup
 ) -> list[Row]:
     methods = ["TF-IDF + LR", "caredesk train"] + (["caredesk train + semantic"] if setup.semantic else [])
+    if setup.fine_tune and task == "sentiment":
+        methods.append(FINE_TUNE)
+    if setup.methods:
+        methods = [m for m in methods if m in setup.methods]
     return [
         CVJob(task_name, m, task, tuple(texts), tuple(labels), tuple(classes), setup.folds, setup.seed) for m in methods
     ]
@@ -646,6 +661,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-semantic", action="store_true", help="skip the semantic variants even if installed")
+    parser.add_argument(
+        "--fine-tune", action="store_true", help=f"also run '{FINE_TUNE}' on airline sentiment (needs PyTorch)"
+    )
+    parser.add_argument(
+        "--methods", help="comma-separated cross-validated methods to run (default: all), e.g. 'caredesk train'"
+    )
     parser.add_argument("--no-speed", action="store_true")
     parser.add_argument("--speed-only", action="store_true", help="only the speed runs (no quality, no CV)")
     parser.add_argument(
@@ -679,7 +700,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"data: {root}")
     print(f"airline: {airline_stats}; twcs: {twcs_stats}, needs-reply base rate {base_rate:.3f}")
     print(f"caredesk training API: {'yes' if training_module() else 'no'}; semantic: {'yes' if semantic else 'no'}")
-    setup = Setup(folds=folds, seed=args.seed, semantic=semantic is not None)
+    setup = Setup(
+        folds=folds,
+        seed=args.seed,
+        semantic=semantic is not None,
+        fine_tune=args.fine_tune and semantic is not None,
+        methods=tuple(m.strip() for m in (args.methods or "").split(",") if m.strip()),
+    )
 
     vader = Vader()
     embedding: dict[str, Any] = {}

@@ -635,7 +635,7 @@ def _override(
             embedding = _embed(texts)
         start, stop = int(bundle.scorer.col0[m]), int(bundle.scorer.col0[m + 1])
         dense = Dense(stack * DENSE_SCALE if trained.uses_stack else None, embedding if trained.uses_semantic else None)
-        z = trained.logits_from(enc.logits[:, start:stop], dense)
+        z = trained.logits_from(enc.logits[:, start:stop], dense, texts)
         proba = trained.proba_from_logits(z)
         pred, column, sign = trained.decision_columns(z)
         names = np.array(trained.classes, dtype=object)[pred]

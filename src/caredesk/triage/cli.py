@@ -310,10 +310,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     semantic = _semantic_flag(args)
     try:
         if args.cv:
-            report = cross_validate(texts, labels, args.task, folds=args.cv, semantic=semantic, progress=not args.quiet)
+            report = cross_validate(texts, labels, args.task, folds=args.cv, semantic=semantic, progress=not args.quiet,
+                                    fine_tune=args.fine_tune)
             print(f"{args.cv}-fold cross-validation ({len(texts)} examples):\n{report.format()}\n")
         model = train_model(texts, labels, args.task, semantic=semantic, progress=not args.quiet,
-                            source=", ".join(sources))
+                            source=", ".join(sources), fine_tune=args.fine_tune)
     except TrainingError as exc:
         raise InputError(str(exc)) from None
     output = Path(args.output)
@@ -368,7 +369,7 @@ def _train_brand(args: argparse.Namespace, texts: list[str], labels: list[str], 
         _check_classes(labels, f"brand {args.brand}")
         try:
             model = train_model(texts, labels, args.task, semantic=_semantic_flag(args), progress=not args.quiet,
-                                source=", ".join(sources))
+                                source=", ".join(sources), fine_tune=args.fine_tune)
         except TrainingError as exc:
             raise InputError(str(exc)) from None
         bundle = ModelBundle({args.task: model})
@@ -397,7 +398,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         _check_classes(labels, args.input)
         try:
             report = cross_validate(texts, labels, args.task, folds=args.cv, semantic=_semantic_flag(args),
-                                    progress=not args.quiet)
+                                    progress=not args.quiet, fine_tune=args.fine_tune)
         except TrainingError as exc:
             raise InputError(str(exc)) from None
         print(f"{args.cv}-fold cross-validation of caredesk triage train, task {args.task}, {len(texts)} examples")
@@ -451,6 +452,12 @@ def _run(func: Any) -> Any:
     return run
 
 
+FINE_TUNE_HELP = (
+    "also fine-tune the semantic encoder on the examples: better models, slower training (PyTorch needed to "
+    "train, not to predict) and prediction at the semantic model's speed"
+)
+
+
 def add_triage_commands(sub: Any) -> None:
     """Register ``caredesk triage ...`` on the main parser's subparsers."""
     triage = sub.add_parser("triage", help="triage posts from a file; train and evaluate triage models")
@@ -484,6 +491,7 @@ def add_triage_commands(sub: Any) -> None:
     sem = p.add_mutually_exclusive_group()
     sem.add_argument("--semantic", action="store_true", help="require sentence embeddings (caredesk[semantic])")
     sem.add_argument("--no-semantic", action="store_true", help="never use sentence embeddings")
+    p.add_argument("--fine-tune", action="store_true", help=FINE_TUNE_HELP)
     p.set_defaults(func=_run(cmd_train))
 
     p = commands.add_parser("eval", help="precision, recall, F1 and confusion matrix on a labelled file")
@@ -495,4 +503,5 @@ def add_triage_commands(sub: Any) -> None:
     sem = p.add_mutually_exclusive_group()
     sem.add_argument("--semantic", action="store_true", help="with --cv: require sentence embeddings")
     sem.add_argument("--no-semantic", action="store_true", help="with --cv: never use sentence embeddings")
+    p.add_argument("--fine-tune", action="store_true", help="with --cv: " + FINE_TUNE_HELP)
     p.set_defaults(func=_run(cmd_eval))

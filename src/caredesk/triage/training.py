@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from caredesk.triage import finetune
+from caredesk.triage.finetune import Tuned
 from caredesk.triage.fitting import choose, fit_linear, search_size, stratified_folds
 from caredesk.triage.text import SEP, TokenBatch, tokenize
 from caredesk.triage.vectorize import (
@@ -175,6 +177,7 @@ class TrainedModel:
         w_dense: F32Array,
         bias: FloatArray,
         meta: dict[str, Any],
+        tuned: Tuned | None = None,
     ) -> None:
         self.task = task
         self.classes = classes
@@ -182,6 +185,7 @@ class TrainedModel:
         self.w_dense = w_dense  # (n dense features, K)
         self.bias = bias  # (K,)
         self.meta = meta
+        self.tuned = tuned  # a fine-tuned encoder whose logits are averaged with the linear model's
         self._scorer: Scorer | None = None
 
     # Feature configuration, from the metadata so that a loaded model uses what it was trained with.
@@ -205,12 +209,18 @@ class TrainedModel:
             semantic=_embed(texts) if self.uses_semantic else None,
         )
 
-    def logits_from(self, text_logits: F32Array, dense: Dense) -> FloatArray:
-        """Full logits from the text part (already scored, e.g. by a bundle's shared scorer) and dense features."""
+    def logits_from(self, text_logits: F32Array, dense: Dense, texts: Sequence[str] = ()) -> FloatArray:
+        """Full logits from the text part (already scored, e.g. by a bundle's shared scorer) and dense features;
+        a fine-tuned model also needs the ``texts``."""
         z = text_logits.astype(np.float64) + self.bias
         d = dense.matrix(len(text_logits))
         if d.shape[1]:
             z += d @ self.w_dense.astype(np.float64)
+        if self.tuned is not None:
+            if len(texts) != len(z):
+                raise ValueError("a fine-tuned model needs the texts")
+            # The mean of the two models' logits: for classes, the geometric mean of their probabilities.
+            z = (z + self.tuned.logits(texts)) / 2
         return z
 
     def proba_from_logits(self, z: FloatArray) -> FloatArray:
@@ -222,7 +232,7 @@ class TrainedModel:
     def _encode(self, texts: Sequence[str], dense: Dense | None) -> tuple[Encoded, FloatArray]:
         batch = tokenize(texts)
         enc = self.scorer.encode(batch)
-        z = self.logits_from(enc.logits, dense if dense is not None else self.dense_features(texts, batch))
+        z = self.logits_from(enc.logits, dense if dense is not None else self.dense_features(texts, batch), texts)
         return enc, z
 
     def predict_proba(self, texts: Sequence[str], *, dense: Dense | None = None) -> FloatArray:
@@ -263,7 +273,8 @@ def _model_arrays(model: TrainedModel) -> dict[str, npt.NDArray[Any]]:
     rows = np.flatnonzero(np.any(t.w_gram != 0, axis=1)).astype(np.int32)
     p = f"{model.task}__"
     meta = {**model.meta, "task": model.task, "classes": list(model.classes)}
-    return {
+    tuned = model.tuned.arrays(p + "tuned__") if model.tuned is not None else {}
+    return tuned | {
         p + "meta": np.array(json.dumps(meta, sort_keys=True)),
         p + "vocab": np.array(t.vocab if t.vocab else ("",), dtype=str),
         p + "idf": t.idf.astype(np.float64),
@@ -299,7 +310,8 @@ def _model_from(data: Any, task: str) -> TrainedModel:
     )
     classes = tuple(str(c) for c in meta.pop("classes"))
     meta.pop("task", None)
-    return TrainedModel(task, classes, text, data[p + "w_dense"].astype(np.float32), data[p + "bias"], meta)
+    tuned = Tuned.from_arrays(data, p + "tuned__") if p + "tuned__meta" in data.files else None
+    return TrainedModel(task, classes, text, data[p + "w_dense"].astype(np.float32), data[p + "bias"], meta, tuned)
 
 
 @dataclass(frozen=True)
@@ -488,6 +500,7 @@ def _fit_model(
     hyper: tuple[float, str | None] | None = None,
     progress: bool = False,
     nb: bool = False,
+    fine_tune: bool = False,
 ) -> TrainedModel:
     from scipy import sparse
 
@@ -534,6 +547,7 @@ def _fit_model(
             "stack": stack,
             "semantic": semantic,
             "nb_scaling": nb,
+            "fine_tuned": fine_tune,
             "vocabulary": v,
             "bigrams": n_bi,
         },
@@ -546,7 +560,8 @@ def _fit_model(
         from caredesk.triage.classifier import default_engine
 
         meta["stacked_on"] = default_engine().base.models["sentiment"].meta.get("data_sha256", "")
-    return TrainedModel(task, classes, text, w_dense, bias, meta)
+    tuned = finetune.fine_tune(texts, y.tolist(), len(classes), seed=seed, progress=progress) if fine_tune else None
+    return TrainedModel(task, classes, text, w_dense, bias, meta, tuned)
 
 
 def _prepare(texts: Sequence[str], labels: Sequence[object], task: str) -> tuple[list[str], list[str]]:
@@ -575,13 +590,16 @@ def train_model(
     progress: bool = False,
     stack: bool = True,
     source: str = "",
+    fine_tune: bool = False,
 ) -> TrainedModel:
     """Fit one task's model. Labels are normalised (yes/1/true -> "true", ...); needs scikit-learn.
 
     ``stack`` adds the default classifier's scores as features (on for brand models; off for the shipped model,
     which is what they stack on). ``semantic``: None uses sentence embeddings when they are available.
+    ``fine_tune`` also fine-tunes the semantic encoder (see triage.finetune; needs PyTorch to train).
     """
     texts_, labels_ = _prepare(texts, labels, task)
+    _check_fine_tune(fine_tune)
     use_sem = _use_semantic(semantic)
     dense = Dense(
         stack=_stack(texts_) if stack else None,
@@ -589,8 +607,15 @@ def train_model(
     )
     return _fit_model(
         texts_, labels_, task, dense=dense, stack=stack, semantic=use_sem, source=source, progress=progress,
-        nb=BRAND_NB,
+        nb=BRAND_NB, fine_tune=fine_tune,
     )
+
+
+def _check_fine_tune(fine_tune: bool) -> None:
+    if fine_tune:
+        reason = finetune.unavailable_reason()
+        if reason is not None:
+            raise TrainingError(f"cannot fine-tune: {reason}")
 
 
 # --- evaluation -------------------------------------------------------------------------------------------------------
@@ -687,12 +712,14 @@ def cross_validate(
     seed: int = 0,
     semantic: bool | None = None,
     progress: bool = False,
+    fine_tune: bool = False,
 ) -> Evaluation:
     """Stratified k-fold cross-validation of :func:`train_model`; metrics over the pooled out-of-fold predictions.
 
     Deterministic for a given ``seed``. Each fold's model picks its own hyper-parameters on its training part only.
     """
     texts_, labels_ = _prepare(texts, labels, task)
+    _check_fine_tune(fine_tune)
     counts = {c: labels_.count(c) for c in set(labels_)}
     folds = max(2, min(folds, max(counts.values())))
     use_sem = _use_semantic(semantic)
@@ -717,6 +744,7 @@ def cross_validate(
             semantic=use_sem,
             seed=seed,
             nb=BRAND_NB,
+            fine_tune=fine_tune,
         )
         test_dense = Dense(stack[test_idx], None if emb is None else emb[test_idx])
         for i, p in zip(test_idx.tolist(), model.predict([texts_[i] for i in test_idx.tolist()], dense=test_dense),

@@ -8,7 +8,7 @@ one. Texts of up to 126 word pieces embed exactly as sentence-transformers embed
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -73,6 +73,19 @@ class Encoder:
 
     def embed(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """float32 (len(texts), 384), each row of unit length, in the order of ``texts``."""
+        return self._pooled(texts, batch_size, progress, normalise=True)
+
+    def token_ids(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Each text's word-piece ids, [CLS] and [SEP] included, truncated to MAX_TOKENS."""
+        encodings = self._tokenizer.encode_batch([_encodable(text) for text in texts])
+        return [np.asarray(e.ids, dtype=np.int64) for e in encodings]
+
+    def pooled(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """float32 (len(texts), 384): the mean of each text's token vectors, not normalised (what a fine-tuned
+        classification head reads)."""
+        return self._pooled(texts, batch_size, progress, normalise=False)
+
+    def _pooled(self, texts: Sequence[str], batch_size: int, progress: bool, normalise: bool) -> np.ndarray:
         if isinstance(texts, str):
             raise TypeError("embed() takes a sequence of strings, not one string")
         texts = list(texts)
@@ -84,8 +97,7 @@ class Encoder:
         result = np.zeros((len(texts), self.dimensions), dtype=np.float32)
         if not texts:
             return result
-        encodings = self._tokenizer.encode_batch([_encodable(text) for text in texts])
-        ids = [np.asarray(e.ids, dtype=np.int64) for e in encodings]
+        ids = self.token_ids(texts)
         # Longest first, so that each batch pads little and the largest allocation comes first.
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
         with tqdm(total=len(texts), disable=not progress, unit="text", desc="embedding") as bar:
@@ -98,7 +110,7 @@ class Encoder:
                     input_ids[row, : len(ids[i])] = ids[i]
                     mask[row, : len(ids[i])] = 1
                 hidden = self.runtime.forward(input_ids, mask)
-                result[chosen] = _mean_pool_normalise(hidden, mask)
+                result[chosen] = _mean_pool(hidden, mask, normalise)
                 bar.update(len(chosen))
         return result
 
@@ -118,9 +130,11 @@ def _encodable(text: str) -> str:
     return text
 
 
-def _mean_pool_normalise(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def _mean_pool(hidden: np.ndarray, mask: np.ndarray, normalise: bool) -> np.ndarray:
     weights = mask.astype(np.float32)[:, :, None]
     pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), np.float32(1e-9))
+    if not normalise:
+        return pooled.astype(np.float32)
     norms = np.linalg.norm(pooled, axis=1, keepdims=True)
     normalised: np.ndarray = (pooled / np.maximum(norms, np.float32(1e-12))).astype(np.float32)
     return normalised
@@ -151,7 +165,11 @@ def planned_info() -> dict[str, str]:
 
 
 def load(
-    model_dir: Path | str | None = None, runtime: str | None = None, threads: int = 1, int8: bool = False
+    model_dir: Path | str | None = None,
+    runtime: str | None = None,
+    threads: int = 1,
+    int8: bool = False,
+    overrides: Mapping[str, np.ndarray] | None = None,
 ) -> Encoder:
     """Load the encoder from ``model_dir`` (default: the installed weights package) on ``runtime``.
 
@@ -159,6 +177,7 @@ def load(
     ``threads``: compute threads. One by default: on the small shared machines caredesk targets, one thread gave
     the best throughput and latency for both runtimes; raise it for bulk embedding on idle cores.
     ``int8`` (onnxruntime only) runs the linear layers quantised: ~2.5× faster, cosine 0.97–0.996 to float32.
+    ``overrides`` replace some of the weights by name (a fine-tuned encoder's layers; see triage.finetune).
     Raises SemanticUnavailable, with an install hint, when the tokenizer or the weights are missing or unreadable.
     """
     directory = Path(model_dir) if model_dir is not None else default_model_dir()
@@ -172,6 +191,8 @@ def load(
     try:
         config = read_config(directory)
         weights = read_bert_weights(directory, config)
+        if overrides:
+            weights = _overridden(weights, overrides)
     except WeightsError as exc:
         raise SemanticUnavailable(f"semantic model unavailable: {exc}; {INSTALL_HINT}") from exc
     from tokenizers import Tokenizer
@@ -180,3 +201,14 @@ def load(
     tokenizer.no_padding()  # the file asks for fixed padding to 128; we pad each batch to its longest text
     tokenizer.enable_truncation(max_length=MAX_TOKENS)
     return Encoder(directory, make_runtime(chosen, weights, config, threads, int8), tokenizer, config.hidden_size)
+
+
+def _overridden(weights: dict[str, np.ndarray], overrides: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    out = dict(weights)
+    for name, value in overrides.items():
+        if name not in weights:
+            raise WeightsError(f"no tensor {name!r} in the base model to replace")
+        if value.shape != weights[name].shape:
+            raise WeightsError(f"{name}: shape {value.shape} does not match the base model's {weights[name].shape}")
+        out[name] = np.asarray(value, dtype=np.float32)
+    return out
