@@ -210,7 +210,8 @@ class Encoded:
     logits: F32Array  # (n posts, total columns), already divided by each model's norm
     posts: IntArray  # per distinct (post, word type) entry
     types: IntArray  # type ids: the vocabulary's, then this batch's unseen words
-    type_scores: F32Array  # (n types, total columns): the S row of each type
+    vocab_scores: F32Array  # (n vocabulary types, total columns): the S row of each known type
+    new_scores: F32Array  # (len(new_words), total columns): the S rows of this batch's unseen words
     inv_norm: FloatArray  # (n posts, n models)
     bigram_posts: IntArray
     bigram_rows: IntArray
@@ -224,7 +225,11 @@ class Encoded:
     @property
     def entry_scores(self) -> F32Array:
         """(n entries, total columns): the S row of each entry's type."""
-        out: F32Array = self.type_scores[self.types]
+        known = self.types < len(self.vocab_scores)
+        out: F32Array = self.vocab_scores[np.where(known, self.types, 0)]
+        if self.new_words:
+            unseen = np.flatnonzero(~known)
+            out[unseen] = self.new_scores[self.types[unseen] - len(self.vocab_scores)]
         return out
 
     @property
@@ -324,24 +329,30 @@ class Scorer:
             ids[oov_pos] = np.fromiter(map(local.__getitem__, oov_tokens), dtype=np.int64, count=len(oov_tokens))
             new_words = list(local)
         n_types = n_vocab + len(new_words)
-        type_scores, type_sq = self.scores, self.sq_norms
-        if new_words:
-            # The rows of unseen words are computed for this batch, after the vocabulary's.
-            new_scores, new_sq = self._gram_part(new_words)
-            type_scores = np.concatenate([type_scores, new_scores])
-            type_sq = np.concatenate([type_sq, new_sq])
+        # The rows of unseen words are computed for this batch; their type ids follow the vocabulary's.
+        new_scores, new_sq = self._gram_part(new_words)
         empty = np.zeros(0, dtype=np.int64)
         bigram_posts = bigram_rows = empty
         if not n_posts:
             text = np.zeros((0, self.n_columns), dtype=np.float32)
             inv_norm = np.zeros((0, len(self.parts)))
-            return self._encoded(text, empty, empty, type_scores, inv_norm, empty, empty, n_types, new_words)
+            return self._encoded(text, empty, empty, new_scores, inv_norm, empty, empty, n_types, new_words)
         # Distinct (post, type) pairs, sorted by post; every post opens with its separator (type 0).
         keys = distinct(batch.post_of * n_types + ids)
         posts = keys // n_types
         types = keys - posts * n_types
-        text = sum_rows(posts, types, n_posts, type_scores)
-        sq = sum_rows(posts, types, n_posts, type_sq)
+        if new_words:
+            # Known and unseen types summed from their own tables: joining the tables would copy the vocabulary's
+            # for every call, which one-post triage notices.
+            seen = types < n_vocab
+            known, unseen = np.flatnonzero(seen), np.flatnonzero(~seen)
+            owners_k, rows_k = posts[known], types[known]
+            owners_u, rows_u = posts[unseen], types[unseen] - n_vocab
+            text = sum_rows(owners_k, rows_k, n_posts, self.scores) + sum_rows(owners_u, rows_u, n_posts, new_scores)
+            sq = sum_rows(owners_k, rows_k, n_posts, self.sq_norms) + sum_rows(owners_u, rows_u, n_posts, new_sq)
+        else:
+            text = sum_rows(posts, types, n_posts, self.scores)
+            sq = sum_rows(posts, types, n_posts, self.sq_norms)
         if n_tok > 1 and len(self.bigram_keys):
             a, b = ids[:-1], ids[1:]
             n = self.n_types
@@ -362,14 +373,14 @@ class Scorer:
         inv_norm = np.where(sq > 0, 1.0 / np.sqrt(np.maximum(sq, 1e-12)), 0.0)
         widths = np.diff(self.col0)
         text *= np.repeat(inv_norm, widths, axis=1).astype(np.float32)
-        return self._encoded(text, posts, types, type_scores, inv_norm, bigram_posts, bigram_rows, n_types, new_words)
+        return self._encoded(text, posts, types, new_scores, inv_norm, bigram_posts, bigram_rows, n_types, new_words)
 
     def _encoded(
         self,
         text: F32Array,
         posts: IntArray,
         types: IntArray,
-        type_scores: F32Array,
+        new_scores: F32Array,
         inv_norm: FloatArray,
         bigram_posts: IntArray,
         bigram_rows: IntArray,
@@ -380,7 +391,8 @@ class Scorer:
             logits=text,
             posts=posts,
             types=types,
-            type_scores=type_scores,
+            vocab_scores=self.scores,
+            new_scores=new_scores,
             inv_norm=inv_norm,
             bigram_posts=bigram_posts,
             bigram_rows=bigram_rows,
