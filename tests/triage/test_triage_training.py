@@ -11,6 +11,7 @@ import pytest
 
 from caredesk.triage import classify, classify_one
 from caredesk.triage.training import (
+    NB_MAX_CLASSES,
     TASKS,
     Evaluation,
     ModelBundle,
@@ -267,8 +268,17 @@ def test_nb_scaling_folds_into_plain_linear_weights(k: int) -> None:
     assert (fitted.predict(x) == y).mean() > 0.9
 
 
-def test_trained_models_record_nb_scaling() -> None:
+def test_nb_scaling_for_few_classes_one_multinomial_model_for_many() -> None:
     texts, labels = gadget_data()
     model = train_model(texts, labels, "topic", semantic=False)
     assert model.meta["features"]["nb_scaling"] is True
     assert model.predict(["my zorblax beeps again"]) == ["gadget"]
+    # A taxonomy of more than NB_MAX_CLASSES topics: one yes/no model per class would cost its rare classes.
+    extra = [f"the {w} is {k}" for w in ("plinth", "vortle") for k in ("late", "lost", "cold", "gone", "odd", "bent")]
+    many = train_model(
+        texts + extra * 2, labels + ["plinth"] * 6 + ["vortle"] * 6 + ["plinth"] * 6 + ["vortle"] * 6, "topic",
+        semantic=False,
+    )
+    assert len(many.classes) > NB_MAX_CLASSES
+    assert many.meta["features"]["nb_scaling"] is False
+    assert many.predict([texts[0], texts[-1], "the vortle is late"]) == ["gadget", "service", "vortle"]
