@@ -92,12 +92,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     env = _setup(args)
     try:
-        from procrastinate.contrib.django import app
+        from caredesk.jobs.worker import run_worker
 
-        # The Django connector cannot LISTEN; the worker gets a psycopg connector on the same database, as
-        # procrastinate's own management command does.
-        with app.replace_connector(app.connector.get_worker_connector()) as worker_app:  # type: ignore[attr-defined]
-            worker_app.run_worker(concurrency=args.concurrency, install_signal_handlers=True)
+        run_worker(args.concurrency)
     finally:
         env.stop()
     return 0

@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "caredesk.outbox",
     "caredesk.inbox",
     "caredesk.api",
+    "caredesk.jobs",
 ]
 
 MIDDLEWARE = [
