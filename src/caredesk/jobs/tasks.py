@@ -3,8 +3,8 @@
 The connector poll alone is a job every two seconds, some 43,000 a day, each with a few event rows. What a job did
 is recorded in caredesk's own tables (posts, cursors, reply status), so the hourly job below removes succeeded jobs
 an hour after they finished. Failed, cancelled and aborted jobs are kept for a week for whoever investigates them.
-(procrastinate's worker option ``delete_jobs="successful"`` would delete them at once, but it made the browser
-tests' teardown deadlock now and then against their live worker; an hour of rows costs little.)
+(procrastinate's worker option ``delete_jobs="successful"`` would delete them at once; while it was on, the browser
+tests' teardown deadlocked now and then against their live worker, so it is not used; an hour of rows costs little.)
 """
 
 from __future__ import annotations
