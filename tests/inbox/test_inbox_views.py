@@ -14,7 +14,7 @@ from django.utils.html import escape
 from inbox_support import HX, MakeCase
 
 from caredesk.cases.models import Author, Case, Post
-from caredesk.inbox.presenters import mask_for_display, pii_warning, triage_chips
+from caredesk.inbox.presenters import get_topics, mask_for_display, pii_warning, topics_in_use, triage_chips
 from factories import ingest, make_brand, make_installation, make_post
 
 pytestmark = pytest.mark.django_db
@@ -311,3 +311,16 @@ def test_case_pane_query_count_does_not_grow_with_the_thread(
     assert count() == small
     with django_assert_max_num_queries(20):
         agent_client.get(f"/cases/{case.pk}/", headers=HX)
+
+
+def test_topics_in_use_are_listed_from_the_index(make_case: MakeCase) -> None:
+    assert topics_in_use() == []
+    make_case("charged twice", topic="billing")
+    make_case("no signal", topic="outage")
+    make_case("again charged", topic="billing")
+    make_case("hello", topic="")
+    make_case("lounge was shut", topic="zz-lounge")  # any key the API accepted
+    assert topics_in_use() == ["billing", "outage", "zz-lounge"]
+    offered = get_topics()
+    assert "zz-lounge" in offered and "cancellation" in offered and "" not in offered
+    assert offered == sorted(offered)
