@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from caredesk.triage.text import replace_lone_surrogates
 from caredesk.triage.training import TASKS, TrainingError, normalize_label
 
 PREDICT_COLUMNS = (
@@ -183,9 +184,7 @@ def _csv_value(value: Any) -> Any:
 
 def _valid_text(value: Any) -> Any:
     """A string with each lone surrogate (no UTF-8 form, so no place in a CSV file) replaced by U+FFFD."""
-    if not isinstance(value, str):
-        return value
-    return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return replace_lone_surrogates(value) if isinstance(value, str) else value
 
 
 def _progress(total: int, desc: str, quiet: bool) -> Any:

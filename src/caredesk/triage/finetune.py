@@ -139,7 +139,7 @@ def fine_tune(
     base = {name: torch.from_numpy(np.array(value)) for name, value in read_bert_weights(model_dir, config).items()}
     params = {name: value.clone().requires_grad_(True) for name, value in base.items() if name.startswith(TUNED)}
     head = torch.nn.Linear(config.hidden_size, n_classes)
-    ids = semantic_encoder.load(runtime="numpy").token_ids(list(texts))
+    ids = semantic_encoder.token_ids(semantic_encoder.load_tokenizer(model_dir), list(texts))
     y = torch.as_tensor(np.asarray(targets, dtype=np.int64))
 
     net = _Bert(base, params, config)

