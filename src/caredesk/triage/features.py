@@ -163,10 +163,7 @@ class FeatureTable:
         valence *= self._contrast_weight(uni, batch)
         if n_posts:
             sums32[:, VAL] = np.add.reduceat(valence, batch.sep_pos)
-        # Few tokens start a known bigram.
-        has_bigram = np.flatnonzero(bi != index.zero)
-        if len(has_bigram):
-            sums32 += sum_rows(batch.post_of[has_bigram], bi[has_bigram], n_posts, self.matrix)
+        _add_bigram_rows(sums32, batch, bi, index.zero, self.matrix)
         sums = np.asarray(sums32, dtype=np.float64)
         seg_len = np.diff(np.append(batch.sep_pos, n_tokens))
         words = seg_len - 1 - sums[:, NONWORD]
@@ -201,6 +198,16 @@ class FeatureTable:
         weight[before] *= CONTRAST_BEFORE
         weight[after] *= CONTRAST_AFTER
         return weight
+
+
+def _add_bigram_rows(
+    sums: npt.NDArray[np.float32], batch: TokenBatch, bigram_rows: npt.NDArray[np.int64], zero: int,
+    matrix: npt.NDArray[np.float32],
+) -> None:
+    """Add to each post's ``sums`` the ``matrix`` rows of the bigrams its tokens start (few tokens start one)."""
+    starts = np.flatnonzero(bigram_rows != zero)
+    if len(starts):
+        sums += sum_rows(batch.post_of[starts], bigram_rows[starts], batch.n_posts, matrix)
 
 
 class BigramRows:
@@ -274,10 +281,6 @@ class TopicTable:
         uni, bi = self.rows(feats)
         if not batch.n_posts:
             return np.zeros((0, len(self.keys))), uni, bi
-        n_posts = batch.n_posts
-        counts = sum_rows(batch.post_of, uni, n_posts, self.matrix)
-        # Few tokens start a known bigram.
-        has_bigram = np.flatnonzero(bi != self.index.zero)
-        if len(has_bigram):
-            counts += sum_rows(batch.post_of[has_bigram], bi[has_bigram], n_posts, self.matrix)
+        counts = sum_rows(batch.post_of, uni, batch.n_posts, self.matrix)
+        _add_bigram_rows(counts, batch, bi, self.index.zero, self.matrix)
         return np.asarray(counts, dtype=np.float64), uni, bi

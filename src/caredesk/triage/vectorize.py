@@ -217,10 +217,14 @@ class Encoded:
     bigram_rows: IntArray
     bigram_scores: F32Array  # (n known bigrams, total columns), idf included, not normalised
     bigram_named: npt.NDArray[np.bool_]
-    n_types: int  # vocabulary and unseen words
-    new_words: list[str]  # this batch's unseen words, type ids from n_types - len(new_words)
+    new_words: list[str]  # this batch's unseen words, type ids from len(vocab_scores) on
     vocab_named: npt.NDArray[np.bool_]  # per vocabulary type: may be named in a reason
     vocab_pieces: npt.NDArray[np.object_]  # " +'name'" per vocabulary type, then per bigram row
+
+    @property
+    def n_types(self) -> int:
+        """Vocabulary and unseen words."""
+        return len(self.vocab_scores) + len(self.new_words)
 
     @property
     def entry_scores(self) -> F32Array:
@@ -246,7 +250,7 @@ class Encoded:
         """" +'name'" per type id, then per bigram row (reason text)."""
         if not self.new_words:
             return self.vocab_pieces
-        n_vocab = self.n_types - len(self.new_words)
+        n_vocab = len(self.vocab_scores)
         extra = np.array([f" +'{display(w)}'" for w in self.new_words], dtype=object)
         return np.concatenate([self.vocab_pieces[:n_vocab], extra, self.vocab_pieces[n_vocab:]])
 
@@ -336,7 +340,7 @@ class Scorer:
         if not n_posts:
             text = np.zeros((0, self.n_columns), dtype=np.float32)
             inv_norm = np.zeros((0, len(self.parts)))
-            return self._encoded(text, empty, empty, new_scores, inv_norm, empty, empty, n_types, new_words)
+            return self._encoded(text, empty, empty, new_scores, inv_norm, empty, empty, new_words)
         # Distinct (post, type) pairs, sorted by post; every post opens with its separator (type 0).
         keys = distinct(batch.post_of * n_types + ids)
         posts = keys // n_types
@@ -373,7 +377,7 @@ class Scorer:
         inv_norm = np.where(sq > 0, 1.0 / np.sqrt(np.maximum(sq, 1e-12)), 0.0)
         widths = np.diff(self.col0)
         text *= np.repeat(inv_norm, widths, axis=1).astype(np.float32)
-        return self._encoded(text, posts, types, new_scores, inv_norm, bigram_posts, bigram_rows, n_types, new_words)
+        return self._encoded(text, posts, types, new_scores, inv_norm, bigram_posts, bigram_rows, new_words)
 
     def _encoded(
         self,
@@ -384,7 +388,6 @@ class Scorer:
         inv_norm: FloatArray,
         bigram_posts: IntArray,
         bigram_rows: IntArray,
-        n_types: int,
         new_words: list[str],
     ) -> Encoded:
         return Encoded(
@@ -398,7 +401,6 @@ class Scorer:
             bigram_rows=bigram_rows,
             bigram_scores=self.bigram_weights,
             bigram_named=self.bigram_named,
-            n_types=n_types,
             new_words=new_words,
             vocab_named=self.named,
             vocab_pieces=self.pieces,
