@@ -26,8 +26,21 @@ def make_brand(name: str = "Nimbus") -> Brand:
     return do_create_brand(name)
 
 
-def make_user(username: str | None = None, password: str = "agent-password-1", **kw: Any) -> User:
-    return do_create_user(username or f"agent{next(_seq)}", password, **kw)
+def make_user(
+    username: str | None = None,
+    password: str = "agent-password-1",
+    *,
+    role: str = "agent",
+    brands: list[Brand] | None = None,
+    **kw: Any,
+) -> User:
+    """A person with ``role`` in ``brands`` (default: the Nimbus brand every factory uses); ``brands=[]`` for
+    none. ``is_site_owner=True`` makes a site owner."""
+    if brands is None:
+        brands = [] if kw.get("is_site_owner") else [make_brand()]
+    return do_create_user(
+        username or f"agent{next(_seq)}", password, memberships=[(b, role) for b in brands], **kw
+    )
 
 
 def make_installation(brand: Brand | None = None, **config: Any) -> ConnectorInstallation:

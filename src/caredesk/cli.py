@@ -57,7 +57,7 @@ def cmd_createuser(args: argparse.Namespace) -> int:
                 return 2
         try:
             with transaction.atomic():
-                user = do_create_user(args.username, password, email=args.email, is_staff=args.staff)
+                user = do_create_user(args.username, password, email=args.email)
                 token = do_create_api_token(user) if args.token else None
         except AccountError as exc:
             print(f"error: {exc}", file=sys.stderr)

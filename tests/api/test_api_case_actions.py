@@ -8,6 +8,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from procrastinate.contrib.django.models import ProcrastinateJob
 
+from caredesk.accounts.models import Membership
 from caredesk.cases.models import Activity, Case, Note, Post
 from caredesk.connectors.models import ConnectorInstallation
 from caredesk.outbox.models import Reply
@@ -78,7 +79,7 @@ def test_reply_to_a_post_of_another_case_or_no_post_is_422(api: Client, make_cas
     response = api.post(f"/api/cases/{case.pk}/replies", {"text": "hi", "in_reply_to": foreign.pk},
                         content_type="application/json")
     assert response.status_code == 422
-    assert response.json()["detail"] == "that post belongs to another case"
+    assert response.json()["detail"] == f"post {foreign.pk} is not a post of this case"
     missing = api.post(f"/api/cases/{case.pk}/replies", {"text": "hi", "in_reply_to": 99999999},
                        content_type="application/json")
     assert missing.status_code == 422
@@ -185,6 +186,8 @@ def test_get_reply(api: Client, make_case: MakeCase) -> None:
 
 
 def test_assign_to_me_someone_and_nobody(api: Client, agent: User, make_case: MakeCase) -> None:
+    # Giving a case to someone else is a supervisor's right (see test_access for an agent's refusal).
+    Membership.objects.filter(user=agent).update(role="supervisor")
     case = make_case(status="new")
     bo = make_user("bo")
     url = f"/api/cases/{case.pk}/assign"
@@ -280,7 +283,7 @@ def test_patch_corrects_labels_and_status(api: Client, agent: User, make_case: M
     assert pending.json()["status"] == "pending"
     assert Case.objects.get(pk=case.pk).status == Case.Status.PENDING
     [status] = activities(case, Activity.Kind.CASE_STATUS)
-    assert status.data == {"status": "pending", "previous": "open"}
+    assert status.data == {"status": "pending", "previous": "open", "reason": "changed by an agent"}
 
     unchanged = api.patch(f"/api/cases/{case.pk}", {}, content_type="application/json")
     assert unchanged.status_code == 200

@@ -157,3 +157,44 @@ def test_rollback_announces_nothing(case, published):
         raise RuntimeError("boom")
     assert published == []
     assert Case.objects.get(pk=case.pk).status != "resolved"
+
+
+def _status_trail(case: Case) -> list[tuple[str, str, str]]:
+    return [
+        (a.data.get("previous", ""), a.data["status"], a.data.get("reason", ""))
+        for a in Activity.objects.filter(case=case, kind="case_status").order_by("id")
+    ]
+
+
+def test_every_status_change_is_on_the_timeline(case, published):
+    """new → open (assigned) → pending (replied) → open (customer answered) → resolved → open (wrote again):
+    each step is a case_status activity with its previous status and reason, and a stale client catches up."""
+    agent = make_user()
+    installation = case.posts.get().installation
+    _check(case, published, lambda: do_assign_case(case, agent, agent, T0))
+    reply = do_queue_reply(case, case.posts.get(), "Can I help?", agent, T0)
+    _check(case, published, lambda: send_reply_now(reply.pk))
+    _check(case, published, lambda: ingest(installation, make_post("yes please", external_id="b", in_reply_to="a")))
+    _check(case, published, lambda: do_resolve_case(Case.objects.get(pk=case.pk), agent, T0 + timedelta(hours=2)))
+    _check(case, published, lambda: ingest(installation, make_post("it broke again", external_id="c",
+                                                                      in_reply_to="b"), now=T0 + timedelta(hours=3)))
+    assert _status_trail(case) == [
+        ("new", "open", "assigned"),
+        ("open", "pending", "replied; waiting for the customer"),
+        ("pending", "open", "the customer answered"),
+        ("open", "resolved", "changed by an agent"),
+        ("resolved", "open", "customer wrote again"),
+    ]
+    # The case row agrees with the last activity.
+    assert Case.objects.get(pk=case.pk).status == "open"
+
+
+def test_a_transition_the_lifecycle_forbids_is_refused(case):
+    from caredesk.cases.actions import CaseActionError
+
+    do_change_status(case, "pending", None, T0)
+    with pytest.raises(CaseActionError, match="cannot become new"):
+        do_change_status(case, "new", None, T0)
+    with pytest.raises(CaseActionError, match="unknown status"):
+        do_change_status(case, "closed", None, T0)
+    assert [s for _, s, _ in _status_trail(case)] == ["pending"]

@@ -11,6 +11,7 @@ from django.test import Client
 from inbox_support import HX, MakeCase
 from procrastinate.contrib.django.models import ProcrastinateJob
 
+from caredesk.accounts.models import Membership
 from caredesk.cases.models import Activity, Case, Note
 from caredesk.outbox.models import Reply
 
@@ -129,6 +130,7 @@ def test_take_assigns_to_me(agent_client: Client, case: Case, agent: User) -> No
 
 def test_assign_to_another_agent_and_unassign(agent_client: Client, case: Case, agent: User,
                                               other_agent: User) -> None:
+    Membership.objects.filter(user=agent).update(role="supervisor")  # assigning to others is a supervisor's
     agent_client.post(f"/cases/{case.pk}/assign", {"assignee": str(other_agent.pk)}, headers=HX)
     case.refresh_from_db()
     assert case.assignee == other_agent

@@ -13,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils.html import escape
 from inbox_support import HX, MakeCase
 
+from caredesk.accounts.actions import do_set_membership
 from caredesk.cases.models import Author, Case, Post
 from caredesk.inbox.presenters import get_topics, mask_for_display, pii_warning, topics_in_use, triage_chips
 from factories import ingest, make_brand, make_installation, make_post
@@ -122,12 +123,14 @@ def test_queues_unassigned_mine_all_with_counts(agent_client: Client, make_case:
     assert re.search(r'id="count-all">3<', page)
 
 
-def test_filters_status_topic_priority_needs_reply_brand(agent_client: Client, make_case: MakeCase) -> None:
+def test_filters_status_topic_priority_needs_reply_brand(agent_client: Client, agent: User,
+                                                        make_case: MakeCase) -> None:
     billing = make_case("charged twice", topic="billing", priority=3, needs_reply=True)
     outage = make_case("no signal", topic="outage", priority=4, needs_reply=False)
     pending = make_case("waiting on me", topic="billing", status="pending", needs_reply=True, priority=1)
     resolved = make_case("thanks all good", topic="praise", status="resolved", needs_reply=False)
     other_brand = make_installation(make_brand("AeroLark"))
+    do_set_membership(agent, other_brand.brand, "agent")
     flight = make_case("flight delayed", installation_=other_brand, topic="travel")
 
     def ids(query: str) -> set[int]:

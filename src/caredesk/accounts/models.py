@@ -38,3 +38,33 @@ class APIToken(models.Model):
     @staticmethod
     def digest_of(token: str) -> str:
         return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Role(models.TextChoices):
+    """What a person may do for one brand, from most to least (see :mod:`caredesk.cases.access`)."""
+
+    ADMIN = "admin"  # brand settings, people, connectors; everything a supervisor may
+    SUPERVISOR = "supervisor"  # every case of the brand; reassigns, approves
+    AGENT = "agent"  # works the brand's cases
+    # A restricted role for community volunteers; until its rights are defined it opens no case at all.
+    VOLUNTEER = "volunteer"
+
+
+class Membership(models.Model):
+    """A person's role for one brand. No membership: the brand does not exist for them (site owners excepted)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    brand = models.ForeignKey(Brand, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=12, choices=Role.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "brand"], name="membership_unique_per_brand"),
+            models.CheckConstraint(
+                condition=models.Q(role__in=["admin", "supervisor", "agent", "volunteer"]), name="membership_role_known"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} — {self.role} of {self.brand}"

@@ -16,6 +16,7 @@ from django.db import connection
 from django.db.models import Model, Q
 
 from caredesk.cases.events import publish_activities
+from caredesk.cases.lifecycle import Reason, TransitionError, transition
 from caredesk.cases.models import Activity, Author, Case, Customer, Note, Post
 from caredesk.connectors.base import NormalizedPost
 from caredesk.triage.pii import mask_pii
@@ -74,7 +75,10 @@ def _subject(text: str, triage: TriageResult) -> str:
 
 def _upsert_authors(platform: str, posts: Sequence[NormalizedPost], brand_id: int) -> dict[str, Author]:
     wanted = {p.author.external_id: p.author for p in posts}
-    existing = {a.external_id: a for a in Author.objects.filter(platform=platform, external_id__in=wanted)}
+    existing = {
+        a.external_id: a
+        for a in Author.objects.filter(brand_id=brand_id, platform=platform, external_id__in=wanted)
+    }
     changed: list[Author] = []
     for ext_id, incoming in wanted.items():
         author = existing.get(ext_id)
@@ -94,6 +98,7 @@ def _upsert_authors(platform: str, posts: Sequence[NormalizedPost], brand_id: in
         created = Author.objects.bulk_create(
             [
                 Author(
+                    brand_id=brand_id,
                     platform=platform,
                     external_id=a.external_id,
                     handle=a.handle,
@@ -106,8 +111,6 @@ def _upsert_authors(platform: str, posts: Sequence[NormalizedPost], brand_id: in
             ]
         )
         existing.update({a.external_id: a for a in created})
-    # An author first seen through another brand has no customer of this brand yet; that is fine for threading,
-    # which falls back to a fresh Customer below.
     return existing
 
 
@@ -119,6 +122,13 @@ def _merge_labels(case: Case, triage: TriageResult) -> None:
     case.urgency = max(case.urgency, float(triage.urgency.value))
     case.priority = max(case.priority, triage.priority)
     case.needs_reply = case.needs_reply or bool(triage.needs_reply.value)
+
+
+def _transition(case: Case, status: str, now: datetime, reason: Reason, actor: User | None = None) -> Activity:
+    """A status change that ingest or the outbox makes on its own; always a real change, so always an activity."""
+    activity = transition(case, status, now, reason, actor)
+    assert activity is not None, "callers only ask for a change"
+    return activity
 
 
 def _case_labels(case: Case | None) -> dict[str, Any]:
@@ -201,7 +211,7 @@ def do_receive_posts(
     activities: list[Activity] = []
     new_cases: list[Case] = []
     updated: dict[int, Case] = {}
-    reopened: list[Case] = []
+    status_changes: list[Activity] = []
     for normalized, triage in fresh:
         author = authors[normalized.author.external_id]
         own = author.external_id in own_accounts or normalized.external_id in sent_reply_ids
@@ -219,9 +229,7 @@ def do_receive_posts(
                 if case.resolved_at is not None and now - case.resolved_at > REOPEN_WINDOW:
                     case = None
                 else:
-                    case.status = Case.Status.OPEN
-                    case.resolved_at = None
-                    reopened.append(case)
+                    status_changes.append(_transition(case, Case.Status.OPEN, now, Reason.CUSTOMER_WROTE_AGAIN))
             if case is None and author.customer_id:
                 case = open_case_of_customer.get(author.customer_id)
             if case is None:
@@ -250,7 +258,8 @@ def do_receive_posts(
             else:
                 _merge_labels(case, triage)
                 if case.status == Case.Status.PENDING:
-                    case.status = Case.Status.OPEN  # the customer answered: the ball is back with us
+                    # The customer answered: the ball is back with us.
+                    status_changes.append(_transition(case, Case.Status.OPEN, now, Reason.CUSTOMER_ANSWERED))
                 case.last_inbound_at = max(case.last_inbound_at, normalized.created_at)
                 case.updated_at = now
                 if case.pk:
@@ -291,11 +300,7 @@ def do_receive_posts(
             Activity(kind=Activity.Kind.CASE_CREATED, brand_id=brand_id, case=created, created_at=now,
                      data={"status": created.status, "priority": created.priority, "topic": created.topic})
         )
-    for again in reopened:
-        activities.append(
-            Activity(kind=Activity.Kind.CASE_STATUS, brand_id=brand_id, case=again, created_at=now,
-                     data={"status": again.status, "reason": "customer wrote again"})
-        )
+    activities.extend(status_changes)
     for stored in new_posts:
         activities.append(
             Activity(kind=Activity.Kind.POST_RECEIVED, brand_id=brand_id, case=stored.case, created_at=now,
@@ -327,31 +332,40 @@ def lock_case(case_id: int) -> Case:
         raise CaseActionError(f"case {case_id} does not exist") from None
 
 
+def _save_transition(activity: Activity | None) -> None:
+    if activity is not None:
+        activity.save()
+        publish_activities([activity.pk])
+
+
 def do_assign_case(case: Case, assignee: User | None, actor: User | None, now: datetime) -> Case:
+    """Precondition: the case row is locked and the assignment was checked (``access.check_assignment``)."""
     if case.assignee_id == (assignee.pk if assignee else None):
         return case
     case.assignee = assignee
+    opened = None
     if case.status == Case.Status.NEW and assignee is not None:
-        case.status = Case.Status.OPEN
+        opened = transition(case, Case.Status.OPEN, now, Reason.ASSIGNED, actor)
     case.updated_at = now
-    case.save(update_fields=["assignee", "status", "updated_at"])
+    case.save(update_fields=["assignee", "status", "resolved_at", "updated_at"])
     _record(case, Activity.Kind.CASE_ASSIGNED, actor, now,
             assignee_id=assignee.pk if assignee else None,
             assignee=assignee.get_username() if assignee else None, status=case.status)
+    _save_transition(opened)
     return case
 
 
-def do_change_status(case: Case, status: str, actor: User | None, now: datetime) -> Case:
-    if status not in Case.Status.values:
-        raise CaseActionError(f"unknown status {status!r}; use one of {', '.join(Case.Status.values)}")
-    if case.status == status:
+def do_change_status(
+    case: Case, status: str, actor: User | None, now: datetime, reason: Reason = Reason.AGENT
+) -> Case:
+    try:
+        change = transition(case, status, now, reason, actor)
+    except TransitionError as exc:
+        raise CaseActionError(str(exc)) from None
+    if change is None:
         return case
-    previous = case.status
-    case.status = status
-    case.resolved_at = now if status == Case.Status.RESOLVED else None
-    case.updated_at = now
     case.save(update_fields=["status", "resolved_at", "updated_at"])
-    _record(case, Activity.Kind.CASE_STATUS, actor, now, status=status, previous=previous)
+    _save_transition(change)
     return case
 
 
@@ -362,7 +376,7 @@ def do_resolve_case(case: Case, actor: User | None, now: datetime) -> Case:
 def do_reopen_case(case: Case, actor: User | None, now: datetime) -> Case:
     if case.is_open:
         raise CaseActionError("the case is already open")
-    return do_change_status(case, Case.Status.OPEN, actor, now)
+    return do_change_status(case, Case.Status.OPEN, actor, now, Reason.REOPENED)
 
 
 def do_add_note(case: Case, actor: User, text: str, now: datetime) -> Note:
@@ -425,8 +439,10 @@ def do_record_outbound_post(
     is_direct: bool,
     created_at: datetime,
     now: datetime,
+    actor: User | None = None,
 ) -> Post:
-    """Store a reply the desk sent as an outbound post, so a platform echo of it is recognised as ours."""
+    """Store a reply the desk sent as an outbound post, so a platform echo of it is recognised as ours.
+    ``actor``: the agent who wrote the reply."""
     post, _ = Post.objects.get_or_create(
         installation=installation,
         external_id=external_id,
@@ -446,16 +462,21 @@ def do_record_outbound_post(
     if case.first_response_at is None:
         case.first_response_at = now
         fields.append("first_response_at")
+    answered = None
     if case.status in (Case.Status.NEW, Case.Status.OPEN):
-        case.status = Case.Status.PENDING  # answered: now we wait for the customer
-        fields.append("status")
+        # Answered: now we wait for the customer.
+        answered = transition(case, Case.Status.PENDING, now, Reason.REPLIED, actor)
+        fields += ["status", "resolved_at"]
     case.updated_at = now
     case.save(update_fields=fields)
+    _save_transition(answered)
     return post
 
 
 def do_link_author(author: Author, customer: Customer, actor: User | None, now: datetime) -> Author:
-    """Attach a platform identity to a customer (one person across channels)."""
+    """Attach a platform identity to a customer (one person across channels) of the same brand."""
+    if author.brand_id != customer.brand_id:
+        raise CaseActionError("an identity can only be linked to a customer of its own brand")
     author.customer = customer
     author.save(update_fields=["customer"])
     for case in Case.objects.filter(customer=customer)[:1]:
@@ -463,8 +484,13 @@ def do_link_author(author: Author, customer: Customer, actor: User | None, now: 
     return author
 
 
-def do_ensure_author(platform: str, external_id: str, handle: str, name: str = "") -> Author:
-    author, _ = Author.objects.get_or_create(
-        platform=platform, external_id=external_id, defaults={"handle": handle, "name": name}
-    )
+def do_ensure_author(brand_id: int, platform: str, external_id: str, handle: str, name: str = "") -> Author:
+    """The brand's Author for a platform account (the brand's own account, when it sends a reply)."""
+    author = Author.objects.filter(brand_id=brand_id, platform=platform, external_id=external_id).first()
+    if author is None:
+        customer = Customer.objects.create(brand_id=brand_id, display_name=name or handle)
+        author = Author.objects.create(
+            brand_id=brand_id, platform=platform, external_id=external_id, handle=handle, name=name,
+            customer=customer,
+        )
     return author

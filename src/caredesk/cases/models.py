@@ -19,8 +19,13 @@ class Customer(models.Model):
 
 
 class Author(models.Model):
-    """An account on one platform (an X user, a Mastodon account...)."""
+    """An account on one platform (an X user, a Mastodon account...) as one brand knows it.
 
+    The same platform account writing to two brands is two Authors and two Customers: each brand has its own
+    history of that person, and nothing one brand's agents write about them reaches the other brand.
+    """
+
+    brand = models.ForeignKey("accounts.Brand", on_delete=models.CASCADE, related_name="authors")
     platform = models.CharField(max_length=40)
     external_id = models.CharField(max_length=200)
     handle = models.CharField(max_length=200)
@@ -34,7 +39,9 @@ class Author(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["platform", "external_id"], name="author_unique_per_platform")
+            models.UniqueConstraint(
+                fields=["brand", "platform", "external_id"], name="author_unique_per_brand_platform"
+            )
         ]
 
     def __str__(self) -> str:

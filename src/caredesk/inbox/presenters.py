@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING, Any
 from django.contrib.auth import get_user_model
 from django.core.paginator import Page, Paginator
 from django.db import connection
-from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Max, OuterRef, Q, QuerySet, Subquery
 
 from caredesk.accounts.models import Brand
+from caredesk.cases.access import CaseNotFound, access_case, brand_people, visible_brand_ids
 from caredesk.cases.models import Activity, Author, Case, Note, Post
+from caredesk.cases.queries import CaseQuery, filter_cases, queue_counts
 from caredesk.inbox.actions import get_presence
 from caredesk.inbox.forms import Queue, Sort, StatusFilter
 from caredesk.inbox.models import CannedReply, CasePresence
@@ -201,54 +203,44 @@ class CaseListResult:
     total: int
 
 
+def _case_query(filters: Mapping[str, Any]) -> CaseQuery:
+    """The inbox's filter form, as the shared case-list query."""
+    queue = filters["queue"]
+    status = filters["status"]
+    statuses: tuple[str, ...] = ()
+    if status == StatusFilter.ACTIVE:
+        statuses = tuple(Case.OPEN_STATUSES)
+    elif status != StatusFilter.ANY:
+        statuses = (status,)
+    return CaseQuery(
+        statuses=statuses,
+        topic=filters["topic"] or None,
+        priority=filters["priority"] or None,
+        assignee="none" if queue == Queue.UNASSIGNED else "me" if queue == Queue.MINE else None,
+        brand_id=filters["brand"] or None,
+        needs_reply=True if filters["needs_reply"] else None,
+        ordering="urgent" if filters["sort"] == Sort.URGENT else "newest",
+    )
+
+
 def case_list_queryset(filters: Mapping[str, Any], user: User) -> QuerySet[Case]:
     latest_inbound = Post.objects.filter(case=OuterRef("pk"), direction=Post.Direction.INBOUND).order_by(
         "-created_at", "-pk"
     )
-    qs = Case.objects.select_related("assignee", "brand").annotate(
-        handle=Subquery(latest_inbound.values("author__handle")[:1]),
-        platform=Subquery(latest_inbound.values("author__platform")[:1]),
+    return (
+        filter_cases(user, _case_query(filters))
+        .select_related("assignee", "brand")
+        .annotate(
+            handle=Subquery(latest_inbound.values("author__handle")[:1]),
+            platform=Subquery(latest_inbound.values("author__platform")[:1]),
+        )
     )
-    queue = filters["queue"]
-    if queue == Queue.UNASSIGNED:
-        qs = qs.filter(assignee__isnull=True)
-    elif queue == Queue.MINE:
-        qs = qs.filter(assignee=user)
-    status = filters["status"]
-    if status == StatusFilter.ACTIVE:
-        qs = qs.filter(status__in=Case.OPEN_STATUSES)
-    elif status != StatusFilter.ANY:
-        qs = qs.filter(status=status)
-    if filters["topic"]:
-        qs = qs.filter(topic=filters["topic"])
-    if filters["priority"]:
-        qs = qs.filter(priority=filters["priority"])
-    if filters["needs_reply"]:
-        qs = qs.filter(needs_reply=True)
-    if filters["brand"]:
-        qs = qs.filter(brand_id=filters["brand"])
-    if filters["sort"] == Sort.URGENT:
-        return qs.order_by("-priority", "-urgency", "-last_inbound_at", "-pk")
-    return qs.order_by("-last_inbound_at", "-pk")
-
-
-def get_queue_counts(user: User, brand_id: int | None) -> dict[str, int]:
-    """Active (not resolved) cases per queue, in one query."""
-    qs = Case.objects.filter(status__in=Case.OPEN_STATUSES)
-    if brand_id:
-        qs = qs.filter(brand_id=brand_id)
-    counts = qs.aggregate(
-        all=Count("pk"),
-        unassigned=Count("pk", filter=Q(assignee__isnull=True)),
-        mine=Count("pk", filter=Q(assignee=user)),
-    )
-    return {key: int(value or 0) for key, value in counts.items()}
 
 
 def get_case_list(filters: Mapping[str, Any], user: User) -> CaseListResult:
     paginator = Paginator(case_list_queryset(filters, user), PAGE_SIZE)
     page = paginator.get_page(filters.get("page") or 1)
-    return CaseListResult(page=page, counts=get_queue_counts(user, filters.get("brand")), total=paginator.count)
+    return CaseListResult(page=page, counts=queue_counts(user, filters.get("brand")), total=paginator.count)
 
 
 def get_last_activity_id() -> int:
@@ -256,8 +248,12 @@ def get_last_activity_id() -> int:
     return int(Activity.objects.aggregate(m=Max("id"))["m"] or 0)
 
 
-def get_filter_choices() -> dict[str, Any]:
-    return {"brands": list(Brand.objects.order_by("name").values_list("pk", "name")), "topics": get_topics()}
+def get_filter_choices(user: User) -> dict[str, Any]:
+    brands = Brand.objects.order_by("name")
+    visible = visible_brand_ids(user)
+    if visible is not None:
+        brands = brands.filter(pk__in=visible)
+    return {"brands": list(brands.values_list("pk", "name")), "topics": get_topics()}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -369,8 +365,12 @@ def describe_activity(activity: Activity) -> str:
 THREAD_EVENT_KINDS = {Activity.Kind.CASE_ASSIGNED, Activity.Kind.CASE_STATUS, Activity.Kind.CASE_LABELS}
 
 
-def get_case(case_id: int) -> Case | None:
-    return Case.objects.select_related("brand", "customer", "assignee").filter(pk=case_id).first()
+def get_case(user: User, case_id: int) -> Case | None:
+    """The case if ``user`` may see it (see :mod:`caredesk.cases.access`), else None."""
+    try:
+        return access_case(user, case_id)
+    except CaseNotFound:
+        return None
 
 
 def get_thread(case: Case, activities: Sequence[Activity]) -> tuple[list[ThreadItem], list[Post]]:
@@ -432,7 +432,7 @@ def get_case_view(case: Case, user: User, now: datetime) -> CaseView:
         earlier_cases=earlier,
         presence=get_presence(case, now, exclude=user),
         timeline=[TimelineEntry(a, describe_activity(a)) for a in activities],
-        agents=get_agents(),
+        agents=get_agents(case.brand_id),
         topics=sorted({*get_topics(), case.topic} - {""}),
         pii_kinds=sorted({kind for item in thread for kind in item.pii_kinds}),
     )
@@ -475,8 +475,9 @@ def get_agent(user_id: int) -> User | None:
     return get_user_model().objects.filter(pk=user_id, is_active=True).first()
 
 
-def get_agents() -> list[User]:
-    return list(get_user_model().objects.filter(is_active=True).order_by("username"))
+def get_agents(brand_id: int) -> list[User]:
+    """The people a case of this brand can be assigned to."""
+    return list(brand_people(frozenset({brand_id})))
 
 
 def latest_inbound_post(case: Case) -> Post | None:

@@ -33,6 +33,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from caredesk.cases.access import AccessDenied, CaseNotFound, Right, access_case, check_assignment
 from caredesk.cases.actions import (
     CaseActionError,
     do_add_note,
@@ -41,7 +42,6 @@ from caredesk.cases.actions import (
     do_reopen_case,
     do_resolve_case,
     do_set_case_labels,
-    lock_case,
 )
 from caredesk.cases.models import Case, Post
 from caredesk.inbox.actions import do_heartbeat, do_leave_case, get_presence
@@ -170,17 +170,26 @@ def _composer_context(case: Case, **extra: Any) -> dict[str, Any]:
     return {"case": case, "composer": get_composer(case), "idempotency_key": uuid.uuid4().hex, **extra}
 
 
-def _case_or_404(case_id: int) -> Case:
-    case = get_case(case_id)
+def _case_or_404(request: HttpRequest, case_id: int) -> Case:
+    """The case if this agent may see it; 404 otherwise, whether it is missing or another brand's."""
+    case = get_case(_agent(request), case_id)
     if case is None:
         raise Http404("no such case")
     return case
 
 
+def _locked_case(request: HttpRequest, case_id: int, right: Right = Right.WORK) -> Case:
+    """The case row-locked for this request's transaction, if the agent may change it (404 / AccessDenied)."""
+    try:
+        return access_case(_agent(request), case_id, right=right, for_update=True)
+    except CaseNotFound:
+        raise Http404("no such case") from None
+
+
 def _page(request: HttpRequest, case: Case | None, status: int = 200, **extra: Any) -> HttpResponse:
     context: dict[str, Any] = {
         **_list_context(request, case.pk if case else None),
-        "choices": get_filter_choices(),
+        "choices": get_filter_choices(_agent(request)),
         "last_event_id": get_last_activity_id(),
     }
     if case is not None:
@@ -217,7 +226,7 @@ def case_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 @agent_required
 def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
-    case = _case_or_404(case_id)
+    case = _case_or_404(request, case_id)
     if not is_htmx(request):
         return _page(request, case)
     context = {**_pane_context(request, case), **_composer_context(case), "as_partial": True}
@@ -229,7 +238,7 @@ def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
 @agent_required
 def case_live(request: HttpRequest, case_id: int) -> HttpResponse:
     """The parts of the pane that live events refresh: header, presence, thread, sidebar (not the composer)."""
-    case = _case_or_404(case_id)
+    case = _case_or_404(request, case_id)
     return render(request, "inbox/_case_live.html", _pane_context(request, case))
 
 
@@ -237,9 +246,9 @@ def case_live(request: HttpRequest, case_id: int) -> HttpResponse:
 # Writes (POST)
 
 
-def _after_write(request: HttpRequest, case_id: int, error: str = "") -> HttpResponse:
-    case = _case_or_404(case_id)
-    status = 422 if error else 200
+def _after_write(request: HttpRequest, case_id: int, error: str = "", status: int = 422) -> HttpResponse:
+    case = _case_or_404(request, case_id)
+    status = status if error else 200
     if not is_htmx(request):
         if error:
             return _page(request, case, status=status, error=error)
@@ -254,9 +263,11 @@ def _write(request: HttpRequest, case_id: int, change: Callable[[Case], object])
     """Lock the case, apply one change in the request's transaction, re-render the pane."""
     try:
         with transaction.atomic():
-            change(lock_case(case_id))
+            change(_locked_case(request, case_id))
     except CaseActionError as exc:
         return _after_write(request, case_id, error=str(exc))
+    except AccessDenied as exc:
+        return _after_write(request, case_id, error=str(exc), status=403)
     return _after_write(request, case_id)
 
 
@@ -281,7 +292,12 @@ def case_assign(request: HttpRequest, case_id: int) -> HttpResponse:
         if assignee is None:
             return _after_write(request, case_id, error="no such agent")
     now = timezone.now()
-    return _write(request, case_id, lambda case: do_assign_case(case, assignee, _agent(request), now))
+
+    def change(case: Case) -> Case:
+        check_assignment(_agent(request), case, assignee)
+        return do_assign_case(case, assignee, _agent(request), now)
+
+    return _write(request, case_id, change)
 
 
 @require_POST
@@ -331,13 +347,14 @@ def post_labels(request: HttpRequest, case_id: int, post_id: int) -> HttpRespons
         now = timezone.now()
         try:
             with transaction.atomic():
+                _locked_case(request, case_id)
                 post = lock_post(post_id)
                 if post is None or post.case_id != case_id:
                     raise Http404("no such post in this case")
                 do_correct_label(post, form.cleaned_data["task"], form.cleaned_data["value"], _agent(request), now)
-        except CaseActionError as exc:
+        except (CaseActionError, AccessDenied) as exc:
             error = str(exc)
-    case = _case_or_404(case_id)
+    case = _case_or_404(request, case_id)
     if not is_htmx(request):
         if error:
             return _page(request, case, status=422, error=error)
@@ -370,7 +387,7 @@ def _composer_response(
     request: HttpRequest, case_id: int, template: str, *, error: str = "", keep: dict[str, Any] | None = None
 ) -> HttpResponse:
     """Re-render one composer form (reply or note); on success also the pane's live part, out of band."""
-    case = _case_or_404(case_id)
+    case = _case_or_404(request, case_id)
     error_key = "reply_error" if template.endswith("_reply_form.html") else "note_error"
     if not is_htmx(request):
         if error:
@@ -398,7 +415,7 @@ def case_reply(request: HttpRequest, case_id: int) -> HttpResponse:
     try:
         with transaction.atomic():
             # The case lock also serialises two submits of one form, so the second finds the first's reply.
-            case = lock_case(case_id)
+            case = _locked_case(request, case_id)
             if data["in_reply_to"]:
                 post = case.posts.filter(pk=data["in_reply_to"], direction=Post.Direction.INBOUND).select_related(
                     "author", "installation").first()
@@ -409,7 +426,7 @@ def case_reply(request: HttpRequest, case_id: int) -> HttpResponse:
                 if post is None:
                     raise ReplyError("this case has no customer post to answer")
             do_queue_reply(case, post, data["text"], _agent(request), now, idempotency_key=data["idempotency_key"])
-    except CaseActionError as exc:
+    except (CaseActionError, AccessDenied) as exc:
         # Keep the text and the key: nothing was queued, so the same key may be used for the corrected reply.
         return _composer_response(
             request, case_id, "inbox/_reply_form.html", error=str(exc),
@@ -430,8 +447,8 @@ def case_note(request: HttpRequest, case_id: int) -> HttpResponse:
     now = timezone.now()
     try:
         with transaction.atomic():
-            do_add_note(lock_case(case_id), _agent(request), form.cleaned_data["text"], now)
-    except CaseActionError as exc:
+            do_add_note(_locked_case(request, case_id), _agent(request), form.cleaned_data["text"], now)
+    except (CaseActionError, AccessDenied) as exc:
         return _composer_response(request, case_id, "inbox/_note_form.html", error=str(exc),
                                   keep={"note_text": text})
     return _composer_response(request, case_id, "inbox/_note_form.html")
@@ -446,7 +463,7 @@ def case_note(request: HttpRequest, case_id: int) -> HttpResponse:
 @agent_required
 def case_presence(request: HttpRequest, case_id: int) -> HttpResponse:
     """GET: who else is on the case (partial). POST: heartbeat of the current agent (``mode`` viewing/replying)."""
-    case = _case_or_404(case_id)
+    case = _case_or_404(request, case_id)
     now = timezone.now()
     if request.method == "POST":
         form = PresenceForm(request.POST)
@@ -461,7 +478,7 @@ def case_presence(request: HttpRequest, case_id: int) -> HttpResponse:
 @require_POST
 @agent_required
 def case_leave(request: HttpRequest, case_id: int) -> HttpResponse:
-    case = _case_or_404(case_id)
+    case = _case_or_404(request, case_id)
     with transaction.atomic():
         do_leave_case(case, _agent(request))
     return HttpResponse(status=204)

@@ -23,10 +23,12 @@ from caredesk.triage.types import PostSignals
 REPEAT_CONTACT_WINDOW = timedelta(days=3)
 
 
-def _prior_contacts(platform: str, posts: Sequence[NormalizedPost], now: datetime) -> dict[str, int]:
+def _prior_contacts(brand_id: int, platform: str, posts: Sequence[NormalizedPost], now: datetime) -> dict[str, int]:
+    """Recent posts per author to this brand only: a customer of two brands is two customers."""
     author_ids = {p.author.external_id for p in posts}
     rows = (
         Post.objects.filter(
+            author__brand_id=brand_id,
             author__platform=platform,
             author__external_id__in=author_ids,
             direction=Post.Direction.INBOUND,
@@ -44,7 +46,7 @@ def ingest_posts(
     """Triage and store ``posts``. Precondition: inside a transaction holding the installation row lock."""
     if not posts:
         return ReceiveReport()
-    prior = _prior_contacts(platform, posts, now)
+    prior = _prior_contacts(installation.brand_id, platform, posts, now)
     handles = tuple(installation.own_handles or ())
     signals = [
         PostSignals(

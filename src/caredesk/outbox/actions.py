@@ -105,11 +105,13 @@ def do_requeue_reply(reply: Reply, error: str) -> None:
 def do_mark_reply_sent(reply: Reply, sent: SentReply, now: datetime) -> Reply:
     installation = reply.installation
     account_id, handle = brand_account(installation)
-    author = do_ensure_author(platform_of(reply.in_reply_to), account_id, handle, installation.brand.name)
+    author = do_ensure_author(
+        installation.brand_id, platform_of(reply.in_reply_to), account_id, handle, installation.brand.name
+    )
     case = Case.objects.select_for_update().get(pk=reply.case_id)
     post = do_record_outbound_post(
         case, installation, author, sent.external_id, reply.text, reply.in_reply_to, reply.is_direct,
-        sent.created_at, now,
+        sent.created_at, now, actor=reply.author,
     )
     reply.state = Reply.State.SENT
     reply.external_id = sent.external_id

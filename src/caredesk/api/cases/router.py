@@ -1,8 +1,9 @@
 """Case endpoints. Each handler parses, authorizes, then runs one action (or a pair that belongs together)
 inside ``transaction.atomic()`` with the case row locked; it holds no business rules of its own.
 
-Authorization: every active agent may see and work every case (caredesk has no per-brand roles yet); the API
-auth on the ``NinjaAPI`` makes sure there is one.
+Authorization: the API auth on the ``NinjaAPI`` makes sure there is an active user; every case is then fetched
+through :mod:`caredesk.cases.access`, so a case of a brand the user does not belong to is a 404, exactly like a
+missing one, and a change their role does not allow is a 403.
 """
 
 from __future__ import annotations
@@ -30,15 +31,14 @@ from caredesk.api.cases.schemas import (
 )
 from caredesk.api.replies.schemas import ReplyIn, ReplyOut
 from caredesk.api.schemas import CaseId, ErrorOut, Text
+from caredesk.cases.access import AccessDenied, CaseNotFound, Right, access_case, check_assignment
 from caredesk.cases.actions import (
-    CaseActionError,
     do_add_note,
     do_assign_case,
     do_change_status,
     do_reopen_case,
     do_resolve_case,
     do_set_case_labels,
-    lock_case,
 )
 from caredesk.cases.models import Case, Note, Post
 from caredesk.outbox.actions import do_queue_reply
@@ -51,7 +51,7 @@ router = Router(tags=["cases"])
 
 # Documented error responses; every endpoint can also answer 401.
 NOT_FOUND = {401: ErrorOut, 404: ErrorOut}
-REFUSED = {401: ErrorOut, 404: ErrorOut, 422: ErrorOut}
+REFUSED = {401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 422: ErrorOut}
 
 
 def _agent(request: HttpRequest) -> User:
@@ -63,15 +63,18 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _locked_case(case_id: int) -> Case:
-    """The case, row-locked until the request's transaction ends; 404 when there is none.
+def _locked_case(request: HttpRequest, case_id: int, right: Right = Right.WORK) -> Case:
+    """The case, row-locked until the request's transaction ends, if the caller may change it.
 
-    ``lock_case`` raises CaseActionError only when the case does not exist, which for a path id is a 404.
+    404 when it does not exist or is another brand's (the same answer, so its existence does not leak); 403 when
+    the caller sees it but their role does not allow the change.
     """
     try:
-        return lock_case(case_id)
-    except CaseActionError:
+        return access_case(_agent(request), case_id, right=right, for_update=True)
+    except CaseNotFound:
         raise HttpError(404, f"case {case_id} does not exist") from None
+    except AccessDenied as exc:
+        raise HttpError(403, str(exc)) from None
 
 
 def _find_assignee(name: str | None, request: HttpRequest) -> User | None:
@@ -102,7 +105,7 @@ def list_cases(request: HttpRequest, filters: Query[CaseFilters]) -> dict[str, o
 
 @router.get("/{case_id}", response={200: CaseDetailOut, **NOT_FOUND}, summary="A case with its whole story")
 def get_case(request: HttpRequest, case_id: CaseId) -> Case:
-    case = get_case_detail(case_id)
+    case = get_case_detail(_agent(request), case_id)
     if case is None:
         raise HttpError(404, f"case {case_id} does not exist")
     return case
@@ -112,7 +115,7 @@ def get_case(request: HttpRequest, case_id: CaseId) -> Case:
 def patch_case(request: HttpRequest, case_id: CaseId, payload: CasePatch) -> Case:
     actor, now = _agent(request), _now()
     with transaction.atomic():
-        case = _locked_case(case_id)
+        case = _locked_case(request, case_id)
         do_set_case_labels(
             case, actor, now, topic=payload.topic, priority=payload.priority, sentiment=payload.sentiment
         )
@@ -142,7 +145,7 @@ def queue_reply(
     actor, now = _agent(request), _now()
     try:
         with transaction.atomic():
-            case = _locked_case(case_id)
+            case = _locked_case(request, case_id)
             # Under the case lock a retry of this request cannot slip in between this check and the action.
             repeated = key is not None and Reply.objects.filter(idempotency_key=key, case=case).exists()
             if payload.in_reply_to is None:
@@ -151,9 +154,9 @@ def queue_reply(
                     raise HttpError(422, "the case has no inbound post to reply to")
             else:
                 posts = Post.objects.select_related("installation", "author")
-                post = posts.filter(pk=payload.in_reply_to).first()
+                post = posts.filter(pk=payload.in_reply_to, case=case).first()
                 if post is None:
-                    raise HttpError(422, f"post {payload.in_reply_to} does not exist")
+                    raise HttpError(422, f"post {payload.in_reply_to} is not a post of this case")
             reply = do_queue_reply(case, post, payload.text, actor, now, idempotency_key=key)
     except IntegrityError:
         # The same key sent to two different cases at the same instant: the unique index let one through.
@@ -165,8 +168,12 @@ def queue_reply(
 def assign_case(request: HttpRequest, case_id: CaseId, payload: AssignIn) -> Case:
     actor, now = _agent(request), _now()
     with transaction.atomic():
-        case = _locked_case(case_id)
+        case = _locked_case(request, case_id)
         assignee = _find_assignee(payload.assignee, request)
+        try:
+            check_assignment(actor, case, assignee)
+        except AccessDenied as exc:
+            raise HttpError(403, str(exc)) from None
         do_assign_case(case, assignee, actor, now)
     return get_case_summary(case_id)
 
@@ -175,7 +182,7 @@ def assign_case(request: HttpRequest, case_id: CaseId, payload: AssignIn) -> Cas
 def resolve_case(request: HttpRequest, case_id: CaseId) -> Case:
     actor, now = _agent(request), _now()
     with transaction.atomic():
-        do_resolve_case(_locked_case(case_id), actor, now)
+        do_resolve_case(_locked_case(request, case_id), actor, now)
     return get_case_summary(case_id)
 
 
@@ -183,7 +190,7 @@ def resolve_case(request: HttpRequest, case_id: CaseId) -> Case:
 def reopen_case(request: HttpRequest, case_id: CaseId) -> Case:
     actor, now = _agent(request), _now()
     with transaction.atomic():
-        do_reopen_case(_locked_case(case_id), actor, now)
+        do_reopen_case(_locked_case(request, case_id), actor, now)
     return get_case_summary(case_id)
 
 
@@ -191,5 +198,5 @@ def reopen_case(request: HttpRequest, case_id: CaseId) -> Case:
 def add_note(request: HttpRequest, case_id: CaseId, payload: NoteIn) -> Status[Note]:
     actor, now = _agent(request), _now()
     with transaction.atomic():
-        note = do_add_note(_locked_case(case_id), actor, payload.text, now)
+        note = do_add_note(_locked_case(request, case_id), actor, payload.text, now)
     return Status(201, note)

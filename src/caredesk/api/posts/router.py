@@ -13,6 +13,7 @@ from ninja.errors import HttpError
 
 from caredesk.api.posts.schemas import LabelIn, PostLabelsOut, labels_of
 from caredesk.api.schemas import ErrorOut, PostId
+from caredesk.cases.access import AccessDenied, PostNotFound, Right, access_post
 from caredesk.cases.models import Post
 from caredesk.triage.actions import do_correct_label, lock_post
 from caredesk.triage.models import LabelCorrection
@@ -45,7 +46,7 @@ def get_post_labels(post_id: int) -> dict[str, Any]:
 
 @router.post(
     "/{post_id}/labels",
-    response={200: PostLabelsOut, 401: ErrorOut, 404: ErrorOut, 422: ErrorOut},
+    response={200: PostLabelsOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 422: ErrorOut},
     summary="Correct a triage label of a customer post",
     description="Stores the correction (training data for the brand's own model), shows it on the post and, for "
     "topic, sentiment and needs_reply, on its case where this post decides the case's label. 422 for an unknown "
@@ -54,6 +55,12 @@ def get_post_labels(post_id: int) -> dict[str, Any]:
 def correct_post_label(request: HttpRequest, post_id: PostId, payload: LabelIn) -> dict[str, Any]:
     now = datetime.now(UTC)
     with transaction.atomic():
+        try:
+            access_post(_agent(request), post_id, right=Right.WORK)
+        except PostNotFound:
+            raise HttpError(404, f"post {post_id} does not exist") from None
+        except AccessDenied as exc:
+            raise HttpError(403, str(exc)) from None
         post = lock_post(post_id)
         if post is None:
             raise HttpError(404, f"post {post_id} does not exist")

@@ -6,6 +6,7 @@ from ninja.errors import HttpError
 
 from caredesk.api.replies.schemas import ReplyOut
 from caredesk.api.schemas import ErrorOut, ReplyId
+from caredesk.cases.access import visible_brand_ids
 from caredesk.outbox.models import Reply
 
 router = Router(tags=["replies"])
@@ -15,7 +16,11 @@ router = Router(tags=["replies"])
     "/{reply_id}", response={200: ReplyOut, 401: ErrorOut, 404: ErrorOut}, summary="A reply and its delivery state"
 )
 def get_reply(request: HttpRequest, reply_id: ReplyId) -> Reply:
-    reply = Reply.objects.select_related("author").filter(pk=reply_id).first()
+    brands = visible_brand_ids(request.auth)  # type: ignore[attr-defined]  # the API's auth sets it
+    replies = Reply.objects.select_related("author")
+    if brands is not None:
+        replies = replies.filter(case__brand_id__in=brands)
+    reply = replies.filter(pk=reply_id).first()
     if reply is None:
         raise HttpError(404, f"reply {reply_id} does not exist")
     return reply
