@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import getpass
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from caredesk.config.embedded import Environment, prepare
 
@@ -22,6 +23,40 @@ def _setup(args: argparse.Namespace) -> Environment:
 
     django.setup()
     return env
+
+
+class CommandError(Exception):
+    """The command cannot run; the message tells the user what to do."""
+
+
+def _check_schema() -> None:
+    from django.db import DatabaseError, connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    try:
+        executor = MigrationExecutor(connection)
+        pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    except DatabaseError as exc:
+        raise CommandError(f"cannot reach the database: {str(exc).strip().splitlines()[0]}") from exc
+    if pending:
+        raise CommandError("the database schema is missing or out of date: run caredesk migrate")
+
+
+@contextlib.contextmanager
+def django_context(args: argparse.Namespace, *, schema: bool = True) -> Iterator[Environment]:
+    """What every command runs in: the data dir and database (embedded unless DATABASE_URL), Django, and, with
+    ``schema``, a check that the database is migrated, so a command says "run caredesk migrate" instead of
+    failing with a traceback. The embedded server stops when the block ends."""
+    env = _setup(args)
+    try:
+        if schema:
+            _check_schema()
+        yield env
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        env.stop()
 
 
 def _migrate(verbosity: int = 1) -> None:
@@ -37,37 +72,6 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     finally:
         env.stop()
     return 0
-
-
-def cmd_createuser(args: argparse.Namespace) -> int:
-    env = _setup(args)
-    try:
-        from django.db import transaction
-
-        from caredesk.accounts.actions import AccountError, do_create_api_token, do_create_user
-
-        password = args.password or os.environ.get("CAREDESK_PASSWORD")
-        if not password:
-            if not sys.stdin.isatty():
-                print("error: give --password or CAREDESK_PASSWORD when not at a terminal", file=sys.stderr)
-                return 2
-            password = getpass.getpass("Password: ")
-            if password != getpass.getpass("Password (again): "):
-                print("error: the passwords differ", file=sys.stderr)
-                return 2
-        try:
-            with transaction.atomic():
-                user = do_create_user(args.username, password, email=args.email)
-                token = do_create_api_token(user) if args.token else None
-        except AccountError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        print(f"created user {user.username}")
-        if token:
-            print(f"API token (shown once): {token}")
-        return 0
-    finally:
-        env.stop()
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -101,16 +105,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    env = _setup(args)
-    try:
+    with django_context(args):
         from caredesk.ingest.importer import import_file
 
         return import_file(
             Path(args.file), brand_slug=args.brand, file_format=args.format, batch_size=args.batch_size,
             platform=args.platform, progress=not args.quiet,
         )
-    finally:
-        env.stop()
 
 
 def _wait_for_http(url: str, timeout: float) -> bool:
@@ -185,11 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="caredesk", description="Social customer care desk.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add(name: str, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text)
-        p.add_argument("--data-dir", type=Path, default=None,
-                       help="where the embedded database and secret key live (ignored for the database when "
-                            "DATABASE_URL is set)")
+    def add(
+        name: str, help_text: str, *, parent: Any = None, data_dir: bool = True
+    ) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = (parent or sub).add_parser(name, help=help_text, description=help_text)
+        if data_dir:
+            p.add_argument("--data-dir", type=Path, default=None,
+                           help="where the embedded database and secret key live (ignored for the database when "
+                                "DATABASE_URL is set)")
         return p
 
     p = add("demo", "run the whole desk with demo data: database, worker, web server")
@@ -211,13 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("migrate", "create or upgrade the database schema")
     p.set_defaults(func=cmd_migrate)
 
-    p = add("createuser", "create an agent account")
-    p.add_argument("username")
-    p.add_argument("--password", help="omit to be asked (or set CAREDESK_PASSWORD)")
-    p.add_argument("--email", default="")
-    p.add_argument("--staff", action="store_true", help="may use the Django admin")
-    p.add_argument("--token", action="store_true", help="also create an API token and print it")
-    p.set_defaults(func=cmd_createuser)
+    from caredesk.accounts.commands import add_account_commands
+
+    add_account_commands(add, django_context)
 
     p = add("ingest", "import posts from a JSONL or CSV file")
     p.add_argument("file")
@@ -236,7 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except CommandError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return result
 
 

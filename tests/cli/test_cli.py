@@ -118,3 +118,57 @@ def test_demo_on_embedded_database_shows_cases_and_stops_cleanly(tmp_path):
     # Nothing is left listening on the port.
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_unmigrated_database_says_run_migrate(env):
+    for args in (["user", "list"], ["brand", "create", "acme"], ["token", "list"], ["ingest", "x.jsonl"]):
+        result = _caredesk(*args, env=env)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "run caredesk migrate" in result.stderr, args
+        assert "Traceback" not in result.stderr
+
+
+def test_brands_people_and_tokens(env):
+    assert _caredesk("migrate", env=env).returncode == 0
+    made = _caredesk("brand", "create", "acme", "--name", "Acme Mobile", env=env)
+    assert made.returncode == 0 and "brand acme (Acme Mobile) created" in made.stdout
+    assert "already exists" in _caredesk("brand", "create", "acme", "--name", "Acme Mobile", env=env).stdout
+    assert _caredesk("brand", "create", "nimbus", env=env).returncode == 0
+    bad_slug = _caredesk("brand", "create", "no spaces", env=env)
+    assert bad_slug.returncode == 2 and "invalid slug" in bad_slug.stderr
+
+    ana = _caredesk("user", "add", "ana", "--brand", "acme", "--role", "supervisor", "--brand", "nimbus",
+                    "--role", "agent", "--password", "a-long-password", "--token", env=env)
+    assert ana.returncode == 0, ana.stderr
+    assert "supervisor of acme, agent of nimbus" in ana.stdout
+    token = ana.stdout.split("API token (shown once): ")[1].split()[0]
+    refusals = {
+        ("user", "add", "bad name!", "--brand", "acme", "--role", "agent"): "invalid username",
+        ("user", "add", "me", "--brand", "acme", "--role", "agent"): "reserved",
+        ("user", "add", "ben", "--brand", "nowhere", "--role", "agent"): "no brand nowhere",
+        ("user", "add", "ben", "--brand", "acme", "--brand", "nimbus", "--role", "agent", "--role", "admin",
+         "--role", "agent"): "one --role per --brand",
+        ("user", "add", "ANA", "--brand", "acme", "--role", "agent"): "already exists",
+    }
+    for args, message in refusals.items():
+        result = _caredesk(*args, "--password", "a-long-password", env=env)
+        assert result.returncode == 2 and message in result.stderr, (args, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert _caredesk("createuser", "cy", "--brand", "nimbus", "--role", "agent", "--password",
+                     "a-long-password", env=env).returncode == 0
+
+    people = _caredesk("user", "list", env=env).stdout
+    assert "ana\tactive\tsupervisor of acme, agent of nimbus" in people
+    assert "cy\tactive\tagent of nimbus" in people
+
+    listed = _caredesk("token", "list", "ana", env=env)
+    assert listed.returncode == 0 and token[:8] in listed.stdout and token not in listed.stdout
+    assert _caredesk("token", "revoke", "zzzz", env=env).returncode == 2
+    revoked = _caredesk("token", "revoke", token[:8], env=env)
+    assert revoked.returncode == 0 and "revoked" in revoked.stdout
+    assert "no tokens for ana" in _caredesk("token", "list", "ana", env=env).stdout
+
+    gone = _caredesk("user", "deactivate", "cy", env=env)
+    assert gone.returncode == 0 and "deactivated" in gone.stdout
+    assert "cy\tinactive" in _caredesk("user", "list", env=env).stdout
+    assert _caredesk("user", "deactivate", "nobody-here", env=env).returncode == 2

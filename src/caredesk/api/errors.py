@@ -13,7 +13,7 @@ from caredesk.cases.actions import CaseActionError
 if TYPE_CHECKING:
     from ninja import NinjaAPI
 
-AUTH_HELP = "send 'Authorization: Bearer <token>' (`caredesk createuser NAME --token` prints one) or log in"
+AUTH_HELP = "send 'Authorization: Bearer <token>' (`caredesk token create NAME` prints one) or log in"
 
 
 _SOURCES = {"body", "query", "path", "header", "cookie", "form"}
