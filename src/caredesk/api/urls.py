@@ -23,7 +23,7 @@ api = CaredeskAPI(
     version="1",
     description=(
         "Cases, replies, notes and label corrections of the caredesk social customer care desk. Authenticate with "
-        "`Authorization: Bearer <token>` (`caredesk user add NAME --brand SLUG --role agent --token` or `caredesk token create NAME` prints one), or use this page "
+        "`Authorization: Bearer <token>` (`caredesk token create NAME` prints one), or use this page "
         "while logged in to the desk. All datetimes are ISO 8601 in UTC. Errors are "
         "`{\"detail\": \"<message>\"}`."
     ),
