@@ -121,7 +121,7 @@ def test_demo_on_embedded_database_shows_cases_and_stops_cleanly(tmp_path):
 
 
 def test_unmigrated_database_says_run_migrate(env):
-    for args in (["user", "list"], ["brand", "create", "acme"], ["token", "list"], ["ingest", "x.jsonl"]):
+    for args in (["user", "list"], ["brand", "create", "acme"], ["token", "list"], ["ingest", "x.jsonl"], ["worker"]):
         result = _caredesk(*args, env=env)
         assert result.returncode == 2, (args, result.stderr)
         assert "run caredesk migrate" in result.stderr, args

@@ -12,11 +12,8 @@ import getpass
 import os
 import sys
 from collections.abc import Callable
-from contextlib import AbstractContextManager
-from typing import Any
 
-Setup = Callable[[argparse.Namespace], AbstractContextManager[Any]]
-AddParser = Callable[..., argparse.ArgumentParser]
+from caredesk.cli.registry import AddParser, Setup
 
 EXIT_REFUSED = 2
 
