@@ -5,11 +5,12 @@ import re
 from collections.abc import Callable
 
 import pytest
+from django.contrib.auth.models import User
 from django.test import Client
 
 from caredesk.cases.models import Case, Post
 from caredesk.connectors.models import ConnectorInstallation
-from factories import make_installation
+from factories import make_brand, make_installation
 
 pytestmark = pytest.mark.django_db
 
@@ -63,7 +64,9 @@ def test_docs_page_uses_only_local_assets() -> None:
         asset.close()
 
 
-def test_healthz_counts_match_the_database(make_case: MakeCase, installation: ConnectorInstallation) -> None:
+def test_healthz_counts_match_the_database(
+    make_case: MakeCase, installation: ConnectorInstallation, token: str, agent: User
+) -> None:
     make_case()
     make_case()
     make_case(status="resolved")
@@ -71,13 +74,32 @@ def test_healthz_counts_match_the_database(make_case: MakeCase, installation: Co
     ConnectorInstallation.objects.filter(pk=disabled.pk).update(enabled=False)
     ConnectorInstallation.objects.filter(pk=installation.pk).update(health="ok")
 
-    response = Client().get("/healthz")
-    assert response.status_code == 200
-    assert response.json() == {
+    # Anonymous monitors learn only that the service and its database are up.
+    anonymous = Client().get("/healthz")
+    assert anonymous.status_code == 200 and anonymous.json() == {"status": "ok"}
+    assert Client().get("/healthz", headers={"Authorization": "Bearer cd_wrong"}).json() == {"status": "ok"}
+    # Another brand's cases and connectors are not counted for this agent.
+    acme = make_installation(make_brand("Acme"))
+    make_case(installation_=acme)
+
+    expected = {
         "status": "ok",
-        "posts": Post.objects.count(),
+        "posts": 3,
         "cases": 3,
         "open_cases": 2,
         "connectors": {installation.name: "ok"},
     }
-    assert Post.objects.count() == 3
+    assert Client(headers={"Authorization": f"Bearer {token}"}).get("/healthz").json() == expected
+    browser = Client()
+    browser.force_login(agent)
+    response = browser.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == expected
+    assert response.json() == {
+        "status": "ok",
+        "posts": Post.objects.exclude(installation=acme).count(),
+        "cases": 3,
+        "open_cases": 2,
+        "connectors": {installation.name: "ok"},
+    }
+    assert Post.objects.count() == 4  # with the other brand's

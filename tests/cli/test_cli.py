@@ -96,19 +96,25 @@ def test_demo_on_embedded_database_shows_cases_and_stops_cleanly(tmp_path):
          "--speed", "5"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
+    web = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5)
     try:
+        assert _wait_for(lambda: web.get("/healthz").json() == {"status": "ok"}, 90), "the desk did not start"
+        login = web.get("/login/")
+        assert login.status_code == 200
+        signed_in = web.post("/login/", data={"username": "ana", "password": "caredesk-demo",
+                                              "csrfmiddlewaretoken": web.cookies["csrftoken"]})
+        assert signed_in.status_code == 302, signed_in.text
         health = {}
 
         def has_cases() -> bool:
             nonlocal health
-            health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).json()
+            health = web.get("/healthz").json()  # with Ana's session: counts of her brands
             return health["cases"] > 0
 
         assert _wait_for(has_cases, 90), "no cases arrived from the replay connector"
         assert health["status"] == "ok" and health["posts"] >= health["cases"] > 0
-        login = httpx.get(f"http://127.0.0.1:{port}/login/", timeout=5)
-        assert login.status_code == 200
     finally:
+        web.close()
         demo.send_signal(signal.SIGINT)
         output, _ = demo.communicate(timeout=60)
     assert demo.returncode == 0, output

@@ -7,22 +7,25 @@ import contextlib
 import os
 from collections.abc import Iterator
 
-from caredesk.config.embedded import Environment, prepare
+from caredesk.config.embedded import Environment, MissingSecretKey, prepare
 
 
-def setup(args: argparse.Namespace) -> Environment:
+class CommandError(Exception):
+    """The command cannot run; the message tells the user what to do."""
+
+
+def setup(args: argparse.Namespace, *, generate_secret: bool = False) -> Environment:
     """The data dir, the database (embedded unless DATABASE_URL) and Django, for commands that manage their own
-    lifetime (demo, serve, worker); the caller stops the environment."""
-    env = prepare(getattr(args, "data_dir", None))
+    lifetime (demo); the caller stops the environment. ``generate_secret``: see ``config.embedded.prepare``."""
+    try:
+        env = prepare(getattr(args, "data_dir", None), generate_secret=generate_secret)
+    except MissingSecretKey as exc:
+        raise CommandError(str(exc)) from None
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "caredesk.config.settings")
     import django
 
     django.setup()
     return env
-
-
-class CommandError(Exception):
-    """The command cannot run; the message tells the user what to do."""
 
 
 def _check_schema() -> None:

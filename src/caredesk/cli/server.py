@@ -63,7 +63,7 @@ def _wait_for_http(url: str, timeout: float) -> bool:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    env = setup(args)
+    env = setup(args, generate_secret=True)  # the demo needs nothing configured
     children: list[subprocess.Popen[bytes]] = []
     stopping = False
 

@@ -69,12 +69,30 @@ def _start_embedded(data_dir: Path) -> tuple[str, Any]:
     return url, server
 
 
-def prepare(data_dir: Path | None = None) -> Environment:
-    """Make sure a database and a secret key are configured, exporting both for child processes."""
+class MissingSecretKey(Exception):
+    pass
+
+
+def prepare(data_dir: Path | None = None, *, generate_secret: bool = False) -> Environment:
+    """Make sure a database and a secret key are configured, exporting both for child processes.
+
+    Without ``CAREDESK_SECRET_KEY`` a key is generated and kept in the data dir only where that is safe: for the
+    demo, and with the embedded database, whose data lives in the same directory on one machine. Against a
+    ``DATABASE_URL`` (a real server, perhaps several machines) every process must be given the same key, so a
+    missing one is an error rather than a per-machine key that would make another machine's sessions and
+    credentials unreadable.
+    """
     data_dir = Path(data_dir or os.environ.get("CAREDESK_DATA_DIR") or default_data_dir()).expanduser()
     data_dir.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("CAREDESK_SECRET_KEY", _secret_key(data_dir))
     url = os.environ.get("DATABASE_URL")
+    if not os.environ.get("CAREDESK_SECRET_KEY"):
+        if url and not generate_secret:
+            raise MissingSecretKey(
+                "CAREDESK_SECRET_KEY is not set. With DATABASE_URL every web server and worker must share one "
+                "secret key: set CAREDESK_SECRET_KEY to a long random string (python -c 'import secrets; "
+                "print(secrets.token_urlsafe(50))')"
+            )
+        os.environ["CAREDESK_SECRET_KEY"] = _secret_key(data_dir)
     server = None
     if not url:
         log.info("starting the embedded PostgreSQL in %s", data_dir / "postgres")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
 
 from caredesk.config.database import parse_database_url
 
@@ -18,9 +21,18 @@ def _env_bool(name: str, default: bool) -> bool:
 
 
 DEBUG = _env_bool("CAREDESK_DEBUG", False)
-# The CLI generates and stores a key per data directory; this fallback only serves imports outside the CLI
-# (tests, checks). It is never used to encrypt real credentials because the CLI always sets the variable.
-SECRET_KEY = os.environ.get("CAREDESK_SECRET_KEY", "caredesk-insecure-development-key-change-me")
+# No fallback: a key everybody can read in our source would let anyone forge sessions. `caredesk demo` generates
+# one per data directory; everything else must be given one (see README, Configuration).
+SECRET_KEY = os.environ.get("CAREDESK_SECRET_KEY", "").strip()
+if not SECRET_KEY:
+    raise ImproperlyConfigured(
+        "CAREDESK_SECRET_KEY is not set. Set it to a long random string (for example the output of "
+        "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`) and keep it the same across restarts "
+        "and machines; `caredesk demo` makes one for you in its data directory."
+    )
+# Fernet keys for connector credentials at rest, newest first; older ones still decrypt, so keys can rotate
+# (`caredesk keys rotate` re-encrypts every row with the newest). Empty: derived from SECRET_KEY (the demo).
+CAREDESK_CREDENTIALS_KEYS = [k.strip() for k in os.environ.get("CAREDESK_CREDENTIALS_KEYS", "").split(",") if k.strip()]
 ALLOWED_HOSTS = [h for h in os.environ.get("CAREDESK_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if h]
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("CAREDESK_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 
@@ -41,9 +53,11 @@ INSTALLED_APPS = [
     "caredesk.inbox",
     "caredesk.api",
     "caredesk.jobs",
+    "axes",  # login throttling (django-axes)
 ]
 
 MIDDLEWARE = [
+    "caredesk.config.security.ContentSecurityPolicyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -52,7 +66,38 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its lockout response.
+    "axes.middleware.AxesMiddleware",
 ]
+
+AUTHENTICATION_BACKENDS = [
+    # First, as django-axes asks: it refuses a locked-out username and IP before a password is even checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Login throttling: after 5 failed logins for one username from one address, that pair is refused for 15 minutes,
+# even with the right password; a successful login resets the count.
+AXES_FAILURE_LIMIT = int(os.environ.get("CAREDESK_LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("CAREDESK_LOGIN_COOLOFF_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "inbox/locked_out.html"
+AXES_VERBOSE = False
+
+# CAREDESK_HTTPS=1 behind TLS: cookies only over HTTPS, and browsers told to use HTTPS for a year (HSTS).
+HTTPS = _env_bool("CAREDESK_HTTPS", False)
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+SECURE_HSTS_SECONDS = 31_536_000 if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+if HTTPS and _env_bool("CAREDESK_BEHIND_PROXY", False):
+    # Only behind a proxy that sets this header itself; otherwise a client could claim HTTPS.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 ROOT_URLCONF = "caredesk.config.urls"
 ASGI_APPLICATION = "caredesk.config.asgi.application"

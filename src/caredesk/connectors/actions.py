@@ -76,3 +76,12 @@ def do_record_import(installation: ConnectorInstallation, received: int, now: da
     installation.posts_received += received
     installation.health = ConnectorInstallation.Health.OK
     installation.save(update_fields=["last_success_at", "posts_received", "health"])
+
+
+def do_rotate_credentials(installation: ConnectorInstallation) -> None:
+    """Re-encrypt the credentials with the newest key. Precondition: the row is locked."""
+    from caredesk.connectors.crypto import rotate
+
+    if installation.credentials_encrypted:
+        installation.credentials_encrypted = rotate(installation.credentials_encrypted)
+        installation.save(update_fields=["credentials_encrypted"])

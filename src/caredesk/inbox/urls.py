@@ -8,9 +8,7 @@ app_name = "inbox"
 urlpatterns = [
     path(
         "login/",
-        views.content_security_policy(
-            auth_views.LoginView.as_view(template_name="inbox/login.html", redirect_authenticated_user=True)
-        ),
+        auth_views.LoginView.as_view(template_name="inbox/login.html", redirect_authenticated_user=True),
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
