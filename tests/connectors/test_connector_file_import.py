@@ -114,7 +114,7 @@ def test_malformed_csv_rows_are_rejected_with_line_and_reason_and_the_rest_kept(
     assert reasons(result.rejected) == {
         3: "missing 'text'",
         4: "row has 7 fields but the header has 6",
-        5: "'author_followers' must be a whole number from 0 to 2147483647, not 'lots'",
+        5: "'author_followers' must be a whole number written with 0-9, not 'lots'",
         6: "'direct' must be true or false, not 'maybe'",
         7: "missing 'created_at'",
     }

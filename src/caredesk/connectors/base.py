@@ -83,10 +83,15 @@ class NormalizedPost:
 
 @dataclass(frozen=True, slots=True)
 class RejectedRecord:
-    """A record from a batch that could not be used, with the reason an operator can act on."""
+    """A record from a batch that could not be used, with the reason an operator can act on.
+
+    ``raw``: the record as it came (its text, or its decoded fields), so it can be written out, fixed and sent
+    again (``caredesk ingest --rejects``).
+    """
 
     position: int
     reason: str
+    raw: Any = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,14 +7,15 @@ records are reported by line and skipped, never aborting the import.
 from __future__ import annotations
 
 import gzip
+import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from tqdm import tqdm
 
 from caredesk.accounts.actions import do_create_brand
@@ -25,7 +26,11 @@ from caredesk.connectors.builtin.file import FileProvider
 from caredesk.connectors.models import ConnectorInstallation
 from caredesk.connectors.runtime import get_provider
 from caredesk.ingest.pipeline import ingest_posts
+from caredesk.triage.text import replace_lone_surrogates
 
+EXIT_ALL_STORED = 0
+EXIT_SOME_REJECTED = 1
+EXIT_COULD_NOT_RUN = 2
 # Rejections printed one by one before only counting the rest.
 MAX_REJECTIONS_SHOWN = 50
 
@@ -64,7 +69,7 @@ def _file_installation(brand_slug: str, platform: str) -> ConnectorInstallation:
         return installation or do_create_installation(brand, "file", name, {"platform": platform})
 
 
-def _store(installation_id: int, platform: str, posts: list[NormalizedPost]) -> ReceiveReport:
+def _store_batch(installation_id: int, platform: str, posts: Sequence[NormalizedPost]) -> ReceiveReport:
     now = datetime.now(UTC)
     with transaction.atomic():
         installation = ConnectorInstallation.objects.select_for_update().select_related("brand").get(
@@ -75,6 +80,26 @@ def _store(installation_id: int, platform: str, posts: list[NormalizedPost]) -> 
     return report
 
 
+def _store(
+    installation_id: int, platform: str, posts: list[tuple[int, NormalizedPost]], summary: ImportSummary
+) -> None:
+    """Store a batch in one transaction. Should the database still refuse it (a record the parser let through
+    that PostgreSQL cannot hold), the batch is halved until the one record at fault is found and rejected with
+    the database's reason; every other record is stored, once."""
+    try:
+        summary.add(_store_batch(installation_id, platform, [post for _, post in posts]))
+        return
+    except (DatabaseError, ValueError, OverflowError) as exc:
+        if len(posts) == 1:
+            line, post = posts[0]
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            summary.rejected.append(RejectedRecord(line, f"the database refused it: {reason}", raw=dict(post.raw)))
+            return
+    middle = len(posts) // 2
+    _store(installation_id, platform, posts[:middle], summary)
+    _store(installation_id, platform, posts[middle:], summary)
+
+
 def run_import(
     records: Iterator[tuple[int, NormalizedPost | RejectedRecord]],
     installation: ConnectorInstallation,
@@ -83,20 +108,31 @@ def run_import(
     bar: tqdm | None = None,  # type: ignore[type-arg]
 ) -> ImportSummary:
     summary = ImportSummary()
-    batch: list[NormalizedPost] = []
-    for _, item in records:
+    batch: list[tuple[int, NormalizedPost]] = []
+    for line, item in records:
         if isinstance(item, RejectedRecord):
             summary.rejected.append(item)
         else:
-            batch.append(item)
+            batch.append((line, item))
         if len(batch) >= batch_size:
-            summary.add(_store(installation.pk, platform, batch))
+            _store(installation.pk, platform, batch, summary)
             batch = []
         if bar is not None:
             bar.update(1)
     if batch:
-        summary.add(_store(installation.pk, platform, batch))
+        _store(installation.pk, platform, batch, summary)
+    summary.rejected.sort(key=lambda r: r.position)
     return summary
+
+
+def write_rejects(rejected: Sequence[RejectedRecord], out: TextIO) -> None:
+    """One JSON object a line: ``line``, ``reason`` and ``record`` (the text as read, or its fields)."""
+    for item in rejected:
+        record = item.raw
+        if isinstance(record, str):
+            record = replace_lone_surrogates(record)
+        out.write(json.dumps({"line": item.position, "reason": item.reason, "record": record},
+                             ensure_ascii=True, default=str) + "\n")
 
 
 def import_file(
@@ -109,14 +145,17 @@ def import_file(
     progress: bool = True,
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
+    rejects: Path | None = None,
 ) -> int:
-    """Returns the exit code: 0 all imported, 1 some records rejected (the rest imported), 2 nothing usable."""
+    """Returns the exit code: 0 every record stored (or already known), 1 some records rejected (every other one
+    stored), 2 the import could not run (no file, an unusable file, bad arguments). With ``rejects`` every
+    rejected record is written there (see :func:`write_rejects`)."""
     if batch_size < 1:
         print("error: --batch-size must be at least 1", file=err)
-        return 2
+        return EXIT_COULD_NOT_RUN
     if not path.is_file():
         print(f"error: no such file: {path}", file=err)
-        return 2
+        return EXIT_COULD_NOT_RUN
     installation = _file_installation(brand_slug, platform)
     provider = get_provider(installation)
     assert isinstance(provider, FileProvider)
@@ -127,7 +166,14 @@ def import_file(
             summary = run_import(records, installation, platform, batch_size, bar)
     except ConnectorError as exc:
         print(f"error: {exc}", file=err)
-        return 2
+        return EXIT_COULD_NOT_RUN
+    if rejects is not None:
+        try:
+            with rejects.open("w", encoding="utf-8") as fh:
+                write_rejects(summary.rejected, fh)
+        except OSError as exc:
+            print(f"error: cannot write {rejects}: {exc.strerror}", file=err)
+            return EXIT_COULD_NOT_RUN
     for rejected in summary.rejected[:MAX_REJECTIONS_SHOWN]:
         print(f"{path.name}:{rejected.position}: rejected: {rejected.reason}", file=err)
     if len(summary.rejected) > MAX_REJECTIONS_SHOWN:
@@ -138,4 +184,6 @@ def import_file(
         f"{len(summary.rejected)} records rejected",
         file=out,
     )
-    return 1 if summary.rejected else 0
+    if rejects is not None and summary.rejected:
+        print(f"{len(summary.rejected)} rejected records written to {rejects}", file=err)
+    return EXIT_SOME_REJECTED if summary.rejected else EXIT_ALL_STORED

@@ -20,9 +20,10 @@ import json
 import math
 import os
 import re
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,6 +56,18 @@ _MAX_LENGTHS: Mapping[str, int] = {
     "url": 500,
 }
 _MAX_FOLLOWERS = 2_147_483_647  # PositiveIntegerField
+# The longest post text accepted, in CSV and JSONL alike (long enough for a blog post or a long DM thread).
+MAX_TEXT_CHARS = 100_000
+# A whole record, all its fields: past this, a CSV record is taken for an unclosed quote.
+MAX_RECORD_CHARS = 4 * MAX_TEXT_CHARS
+# JSON numbers with more digits than this are refused before Python parses them (its int parser refuses
+# 4,300 digits with a ValueError, and nothing in a post needs more than a 64-bit id).
+_MAX_NUMBER_DIGITS = 40
+# Real UTC offsets lie within -12:00 and +14:00 and are whole minutes.
+_MAX_OFFSET = timedelta(hours=14)
+
+# The csv module's own limit (128 KiB a field) would refuse texts that JSONL accepts; ours applies to both.
+csv.field_size_limit(MAX_RECORD_CHARS)
 _TRUE = frozenset({"true", "t", "yes", "y", "1"})
 _FALSE = frozenset({"false", "f", "no", "n", "0", ""})
 _UNIX_SECONDS = re.compile(r"^-?\d+(\.\d+)?$")
@@ -118,12 +131,12 @@ def iter_records(
                 try:
                     post = post_from_record(record, text_column=text_column)
                 except MalformedPayload as exc:
-                    yield position, RejectedRecord(position, str(exc))
+                    yield position, RejectedRecord(position, str(exc), raw=record)
                     continue
                 earlier = first_seen.setdefault(post.external_id, position)
                 if earlier != position:
                     reason = f"duplicate id {post.external_id!r} (first on line {earlier})"
-                    yield position, RejectedRecord(position, reason)
+                    yield position, RejectedRecord(position, reason, raw=record)
                     continue
                 yield position, post
         except (OSError, EOFError) as exc:  # a truncated .gz or a vanished file, found only while reading
@@ -153,7 +166,7 @@ def post_from_record(record: Mapping[str, Any], *, text_column: str = "text") ->
         raise MalformedPayload(f"record contains {unstorable}")
     external_id = _string(record, "id", required=True)
     # Text is kept exactly as written: leading spaces and line breaks can matter to the reader.
-    text = _string(record, text_column, required=True, strip=False)
+    text = _string(record, text_column, required=True, strip=False, limit=MAX_TEXT_CHARS)
     nested = record.get("author")
     if nested is not None and not isinstance(nested, Mapping):
         raise MalformedPayload("'author' must be an object")
@@ -230,8 +243,13 @@ def _string(
 def _count(value: Any, label: str) -> int:
     if value is None or value == "":
         return 0
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
+    if isinstance(value, str):
+        digits = value.strip()
+        if not (digits.isascii() and digits.isdigit()):
+            raise MalformedPayload(f"{label!r} must be a whole number written with 0-9, not {value[:40]!r}")
+        if len(digits) > _MAX_NUMBER_DIGITS:
+            raise MalformedPayload(f"{label!r} has {len(digits)} digits; at most {_MAX_FOLLOWERS} is allowed")
+        value = int(digits)
     elif isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_FOLLOWERS:
@@ -254,13 +272,15 @@ def _created_at(value: Any) -> datetime:
     if value is None or value == "":
         raise MalformedPayload("missing 'created_at'")
     if isinstance(value, str) and _UNIX_SECONDS.match(value.strip()):
+        if len(value.strip()) > _MAX_NUMBER_DIGITS:
+            raise MalformedPayload(f"'created_at' {value[:40]!r}… is out of range for unix seconds")
         value = float(value)
     if isinstance(value, bool):
         raise MalformedPayload("'created_at' must be an ISO 8601 date or unix seconds")
     if isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise MalformedPayload(f"'created_at' {value!r} is not a time")
         try:
+            if not math.isfinite(value):
+                raise MalformedPayload(f"'created_at' {value!r} is not a time")
             return datetime.fromtimestamp(value, tz=UTC)
         except (OverflowError, OSError, ValueError):
             raise MalformedPayload(
@@ -274,12 +294,18 @@ def _created_at(value: Any) -> datetime:
         raise MalformedPayload(
             f"'created_at' {value[:40]!r} is not an ISO 8601 date or unix seconds"
         ) from None
-    if parsed.utcoffset() is None:
+    offset = parsed.utcoffset()
+    if offset is None:
         # Guessing a zone would silently shift every post by hours; the exporter knows which zone it meant.
         raise MalformedPayload(
             f"'created_at' {value[:40]!r} has no UTC offset: add 'Z' or an offset such as '+02:00'"
         )
-    return parsed.astimezone(UTC)
+    if abs(offset) > _MAX_OFFSET or offset % timedelta(minutes=1):
+        raise MalformedPayload(f"'created_at' {value[:40]!r} has an offset no time zone uses")
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise MalformedPayload(f"'created_at' {value[:40]!r} is out of range once converted to UTC") from None
 
 
 def _unstorable(value: Any) -> str | None:
@@ -316,6 +342,29 @@ def _decoded_lines(stream: Iterable[str | bytes]) -> Iterator[tuple[int, str, bo
         yield number, text, ok
 
 
+class _UnstorableNumber(ValueError):
+    """A JSON number PostgreSQL's jsonb cannot hold (NaN, ±Infinity) or too long to be a real value."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _UnstorableNumber(f"{name} is not a number JSON allows (PostgreSQL cannot store it)")
+
+
+def _parse_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > _MAX_NUMBER_DIGITS:
+        raise _UnstorableNumber(f"a number with {len(digits.lstrip('-'))} digits (at most {_MAX_NUMBER_DIGITS})")
+    return int(digits)
+
+
+def _parse_float(text: str) -> float:
+    if len(text) > _MAX_NUMBER_DIGITS + 10:
+        raise _UnstorableNumber(f"a number written with {len(text)} characters")
+    value = float(text)
+    if not math.isfinite(value):
+        raise _UnstorableNumber(f"{text} is too large to store")
+    return value
+
+
 def _jsonl_records(
     lines: Iterable[tuple[int, str, bool]],
 ) -> Iterator[tuple[int, Mapping[str, Any] | RejectedRecord]]:
@@ -323,57 +372,78 @@ def _jsonl_records(
         if not text.strip():
             continue
         if not ok:
-            yield number, RejectedRecord(number, "line is not valid UTF-8")
+            yield number, RejectedRecord(number, "line is not valid UTF-8", raw=text)
             continue
         try:
-            record = json.loads(text)
+            record = json.loads(
+                text, parse_constant=_refuse_constant, parse_int=_parse_int, parse_float=_parse_float
+            )
         except json.JSONDecodeError as exc:
-            yield number, RejectedRecord(number, f"invalid JSON: {exc.msg} (column {exc.colno})")
+            yield number, RejectedRecord(number, f"invalid JSON: {exc.msg} (column {exc.colno})", raw=text)
+            continue
+        except _UnstorableNumber as exc:
+            yield number, RejectedRecord(number, str(exc), raw=text)
             continue
         except RecursionError:
-            yield number, RejectedRecord(number, "invalid JSON: nested too deeply")
+            yield number, RejectedRecord(number, "invalid JSON: nested too deeply", raw=text)
             continue
         if not isinstance(record, dict):
-            yield number, RejectedRecord(number, f"expected a JSON object, got {type(record).__name__}")
+            yield number, RejectedRecord(number, f"expected a JSON object, got {type(record).__name__}", raw=text)
             continue
         yield number, record
 
 
-class _LineFeed:
-    """Feeds decoded lines to :mod:`csv`, remembering where each record started and which lines were bad."""
-
-    def __init__(self, lines: Iterable[tuple[int, str, bool]]) -> None:
-        self._lines = iter(lines)
-        self.last = 0
-        self.bad: set[int] = set()
-
-    def __iter__(self) -> Iterator[str]:
-        for number, text, ok in self._lines:
-            self.last = number
-            if not ok:
-                self.bad.add(number)
-            yield text
+class _RecordTooLong(Exception):
+    pass
 
 
 def _csv_records(
     lines: Iterable[tuple[int, str, bool]], *, required: Iterable[str]
 ) -> Iterator[tuple[int, Mapping[str, Any] | RejectedRecord]]:
-    feed = _LineFeed(lines)
-    reader = csv.reader(feed)
+    """CSV rows with the line each starts on. Each record gets a fresh reader over the lines it takes, so that a
+    record that cannot end (a quote opened and never closed) is rejected alone and the lines after its first
+    are read again, instead of being swallowed into one field up to the end of the file."""
+    source = iter(lines)
+    pending: deque[tuple[int, str, bool]] = deque()
     header: list[str] | None = None
+
+    def feed(taken: list[tuple[int, str, bool]]) -> Iterator[str]:
+        size = 0
+        while True:
+            item = pending.popleft() if pending else next(source, None)
+            if item is None:
+                return
+            taken.append(item)
+            size += len(item[1])
+            if size > MAX_RECORD_CHARS:
+                raise _RecordTooLong
+            yield item[1]
+
     while True:
-        start = feed.last + 1
+        taken: list[tuple[int, str, bool]] = []
         try:
-            row = next(reader)
+            row = next(csv.reader(feed(taken), strict=True))
         except StopIteration:
             return
-        except csv.Error as exc:
+        except (csv.Error, _RecordTooLong) as exc:
+            if not taken:
+                return
+            start = taken[0][0]
             if header is None:
                 raise ConnectorError(f"cannot read the CSV header: {exc}") from exc
-            yield start, RejectedRecord(start, f"unreadable CSV: {exc}")
+            # A record that ran over several lines and then broke (at the end of the file, or at a quote that
+            # closed where no field ends) began with a quote that never closed.
+            if len(taken) > 1:
+                yield start, RejectedRecord(
+                    start, f"a quote opened on line {start} is never closed; the lines after it are read on their own",
+                    raw=taken[0][1],
+                )
+                pending.extendleft(reversed(taken[1:]))
+            else:
+                yield start, RejectedRecord(start, f"unreadable CSV: {exc}", raw=taken[0][1])
             continue
-        bad = {n for n in feed.bad if n <= feed.last}
-        feed.bad -= bad
+        start = taken[0][0] if taken else 0
+        bad = any(not ok for _, _, ok in taken)
         if not row or not any(cell.strip() for cell in row):
             continue
         if header is None:
@@ -382,10 +452,11 @@ def _csv_records(
             header = _csv_header(row, required)
             continue
         if bad:
-            yield start, RejectedRecord(start, "line is not valid UTF-8")
+            yield start, RejectedRecord(start, "line is not valid UTF-8", raw="".join(t for _, t, _ in taken))
             continue
         if len(row) > len(header):
-            yield start, RejectedRecord(start, f"row has {len(row)} fields but the header has {len(header)}")
+            reason = f"row has {len(row)} fields but the header has {len(header)}"
+            yield start, RejectedRecord(start, reason, raw="".join(t for _, t, _ in taken))
             continue
         # Trailing empty columns are often dropped by exporters, so a short row is read as blanks.
         yield start, dict(zip(header, row, strict=False))
