@@ -116,14 +116,11 @@ def asgi_server(django_db_setup: None, django_db_blocker: Any, tmp_path_factory:
     with django_db_blocker.unblock():
         database_url = _test_database_url()
     work = tmp_path_factory.mktemp("inbox-live")
-    static_root = work / "static"
-    static_root.mkdir()
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
         "CAREDESK_SECRET_KEY": os.environ["CAREDESK_SECRET_KEY"],
         "CAREDESK_ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "CAREDESK_STATIC_ROOT": str(static_root),
         "DJANGO_SETTINGS_MODULE": "caredesk.config.settings",
         "PYTHONUNBUFFERED": "1",
     }
