@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,14 +14,6 @@ from caredesk.cases.models import Case
 from caredesk.connectors.models import ConnectorInstallation
 from caredesk.inbox.models import CannedReply
 from factories import make_installation, make_user
-
-
-@pytest.fixture(autouse=True)
-def _static_root(settings: Any, tmp_path: Path) -> None:
-    # WhiteNoise warns (an error under our warning filter) when STATIC_ROOT does not exist; the app's static files
-    # are served through the finders either way.
-    settings.STATIC_ROOT = tmp_path / "static"
-    settings.STATIC_ROOT.mkdir()
 
 
 @pytest.fixture

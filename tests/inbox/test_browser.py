@@ -34,7 +34,7 @@ from caredesk.outbox.actions import do_queue_reply
 from caredesk.outbox.length import check_length
 from caredesk.outbox.models import Reply
 from caredesk.outbox.tasks import send_reply_now
-from factories import ingest, make_installation, make_post, make_user
+from factories import ingest, make_brand, make_installation, make_post, make_user
 
 CHROMIUM = "/usr/bin/chromium"
 REPO = Path(__file__).resolve().parents[2]
@@ -116,14 +116,11 @@ def asgi_server(django_db_setup: None, django_db_blocker: Any, tmp_path_factory:
     with django_db_blocker.unblock():
         database_url = _test_database_url()
     work = tmp_path_factory.mktemp("inbox-live")
-    static_root = work / "static"
-    static_root.mkdir()
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
         "CAREDESK_SECRET_KEY": os.environ["CAREDESK_SECRET_KEY"],
         "CAREDESK_ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "CAREDESK_STATIC_ROOT": str(static_root),
         "DJANGO_SETTINGS_MODULE": "caredesk.config.settings",
         "PYTHONUNBUFFERED": "1",
     }
@@ -357,6 +354,86 @@ def test_length_counter_follows_the_server_rule(
             js = page.evaluate("([p, t]) => window.caredesk.checkLength(p, t, 0)", [platform, text])
             server = check_length(platform, text)
             assert (js["length"], js["limit"]) == (server.length, server.limit), (platform, text)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Layout at common laptop widths
+
+# Each filter control's box, the list column's box, and the width the control would take unsqueezed (measured
+# by lifting the flex sizing for a moment: setting element.style from script is CSSOM, which the CSP allows).
+MEASURE_FILTERS = """() => {
+  const column = document.querySelector('.listcol').getBoundingClientRect();
+  const controls = [...document.querySelectorAll('#filters select, #filters .check, #filters .queue')];
+  return {column: {left: column.left, right: column.right}, controls: controls.map(el => {
+    const box = el.getBoundingClientRect();
+    const saved = [el.style.flex, el.style.width];
+    el.style.flex = 'none'; el.style.width = 'max-content';
+    const natural = el.getBoundingClientRect().width;
+    [el.style.flex, el.style.width] = saved;
+    return {name: el.getAttribute('name') || el.textContent.trim(), left: box.left, right: box.right,
+            top: box.top, bottom: box.bottom, width: box.width, natural: natural};
+  })};
+}"""
+
+
+def _desk_with_three_brands() -> Case:
+    """Three brands with a case each, so the list shows its fourth filter (brand), as in the demo."""
+    installations = [make_installation(make_brand(name)) for name in ("Nimbus", "AeroLark", "PennyWise")]
+    for n, inst in enumerate(installations):
+        ingest(inst, make_post(f"@NimbusCare my internet is down again, day {n + 2} without service",
+                               external_id=f"layout-{n}", author_id=f"u-layout-{n}", handle=f"layout_{n}"))
+    return _case_of("layout-0")
+
+
+@pytest.mark.parametrize("width,height", [(1440, 900), (1024, 768)])
+def test_filter_menus_fit_in_the_list_column(
+    asgi_server: str, browser: Browser, contexts: list[BrowserContext], page_errors: list[str], ana: User,
+    width: int, height: int,
+) -> None:
+    _desk_with_three_brands()
+    page = _page(browser, contexts, page_errors)
+    page.set_viewport_size({"width": width, "height": height})
+    _login(page, asgi_server, "ana")
+    assert page.locator("#filters select[name=brand]").count() == 1, "the brand filter shows with three brands"
+    measured = page.evaluate(MEASURE_FILTERS)
+    column = measured["column"]
+    assert len(measured["controls"]) >= 8  # three queues, status, topic, priority, brand, needs reply, sort
+    for control in measured["controls"]:
+        assert 0 <= control["left"] and control["right"] <= width, control
+        assert 0 <= control["top"] and control["bottom"] <= height, control
+        assert column["left"] <= control["left"] and control["right"] <= column["right"] + 0.5, (control, column)
+        # Not squeezed below its own content: "Any priority" reads in full, not "Any pric".
+        assert control["width"] >= control["natural"] - 0.5, control
+    assert page_errors == []
+
+
+@pytest.mark.parametrize("width,height", [(1440, 900), (1024, 768), (800, 700)])
+def test_customer_panel_stays_visible(
+    asgi_server: str, browser: Browser, contexts: list[BrowserContext], page_errors: list[str], ana: User,
+    width: int, height: int,
+) -> None:
+    case = _desk_with_three_brands()
+    page = _page(browser, contexts, page_errors)
+    page.set_viewport_size({"width": width, "height": height})
+    _login(page, asgi_server, "ana")
+    page.goto(f"{asgi_server}/cases/{case.pk}/")
+    page.wait_for_selector(f'#case[data-case-id="{case.pk}"]')
+    panel = page.locator(".case-side")
+    assert panel.is_visible()
+    box = panel.bounding_box()
+    assert box is not None and box["width"] >= 200 and box["height"] >= 100, box
+    assert 0 <= box["x"] and box["x"] + box["width"] <= width + 0.5, box
+    assert 0 <= box["y"] < height, box
+    customer = page.locator(".case-side .author-handle")
+    assert customer.is_visible() and customer.inner_text() == "@layout_0"
+    customer_box = customer.bounding_box()
+    assert customer_box is not None and customer_box["y"] + customer_box["height"] <= height, customer_box
+    thread = page.locator("#thread").bounding_box()
+    assert thread is not None and thread["width"] >= 420, thread  # the conversation keeps a readable width
+    if width >= 1024:  # beside the thread, not above it
+        assert box["x"] >= thread["x"] + thread["width"] - 0.5, (box, thread)
+    assert page.evaluate("document.documentElement.scrollWidth") <= width  # nothing sticks out sideways
+    assert page_errors == []
 
 
 @pytest.mark.skipif(not os.environ.get("CAREDESK_SCREENSHOT"),

@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "procrastinate.contrib.django",
+    "servestatic",  # system checks of the static-file settings below
     "ninja",  # django-ninja's bundled Swagger UI assets (no CDN for /api/docs)
     "caredesk.accounts",
     "caredesk.connectors",
@@ -59,7 +60,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "caredesk.config.security.ContentSecurityPolicyMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "servestatic.middleware.ServeStaticMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -138,7 +139,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "/static/"
-# Only needed for `collectstatic` behind a separate web server; WhiteNoise serves the app folders directly.
+# Only needed for `collectstatic` behind a separate web server; ServeStatic serves the app folders directly.
 STATIC_ROOT = os.environ.get("CAREDESK_STATIC_ROOT") or None
 
 PROCRASTINATE_AUTODISCOVER_MODULE_NAME = "tasks"
@@ -157,7 +158,10 @@ LOGGING = {
     },
 }
 
-# Static files ship inside the package (htmx, css) and are served by WhiteNoise straight from the app folders,
-# so `caredesk serve` needs no collectstatic step and nothing comes from a CDN.
-WHITENOISE_USE_FINDERS = True
-WHITENOISE_AUTOREFRESH = DEBUG
+# Static files ship inside the package (htmx, css) and are served by ServeStatic straight from the app folders,
+# so `caredesk serve` needs no collectstatic step and nothing comes from a CDN. ServeStatic is WhiteNoise's
+# ASGI-capable fork: its middleware is async and streams files with an async iterator, where WhiteNoise's sync
+# FileResponse made Django's ASGI handler warn ("StreamingHttpResponse must consume synchronous iterators") and
+# read each file whole on a worker thread.
+SERVESTATIC_USE_FINDERS = True
+SERVESTATIC_AUTOREFRESH = DEBUG

@@ -27,6 +27,19 @@ def age(value: datetime | None, now: datetime | None = None) -> str:
 
 
 @register.filter
+def ago(value: datetime | None, now: datetime | None = None) -> str:
+    """Age for prose ("opened … "): ``just now`` under a minute (and for a time slightly in the future, from clock
+    skew between machines), else the compact age with ``ago``: ``5m ago``, ``3h ago``. Templates must not append
+    "ago" to :func:`age`, whose ``now`` would read "now ago"."""
+    if value is None:
+        return ""
+    seconds = ((now or timezone.now()) - value).total_seconds()
+    if seconds < 60:
+        return "just now"
+    return f"{age(value, now)} ago"
+
+
+@register.filter
 def compact_number(value: int | None) -> str:
     """1234 → 1.2k, 2500000 → 2.5M."""
     if value is None:
