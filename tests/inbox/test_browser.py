@@ -26,6 +26,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from inbox_support import seed_demo
 
+from caredesk.accounts.actions import do_set_membership
 from caredesk.cases.actions import do_add_note, do_assign_case, lock_case
 from caredesk.cases.models import Case, Post
 from caredesk.connectors.models import ConnectorInstallation
@@ -379,6 +380,9 @@ MEASURE_FILTERS = """() => {
 def _desk_with_three_brands() -> Case:
     """Three brands with a case each, so the list shows its fourth filter (brand), as in the demo."""
     installations = [make_installation(make_brand(name)) for name in ("Nimbus", "AeroLark", "PennyWise")]
+    ana = User.objects.get(username="ana")
+    for inst in installations:
+        do_set_membership(ana, inst.brand, "agent")  # the brand filter lists only her brands
     for n, inst in enumerate(installations):
         ingest(inst, make_post(f"@NimbusCare my internet is down again, day {n + 2} without service",
                                external_id=f"layout-{n}", author_id=f"u-layout-{n}", handle=f"layout_{n}"))

@@ -85,7 +85,9 @@ def test_an_unterminated_csv_quote_is_reported_and_the_rows_after_it_kept() -> N
             '3,also fine,u3,2026-11-20T10:00:00Z\n'
             '4,"a quoted\nline break",u4,2026-11-20T10:00:00Z\n')
     records = list(iter_records(io.StringIO(text), "csv"))
-    assert _reasons(records) == {3: "a quote opened on line 3 is never closed; the lines after it are read on their own"}
+    assert _reasons(records) == {
+        3: "a quote opened on line 3 is never closed; the lines after it are read on their own"
+    }
     kept = {item.external_id: item.text for _, item in records if not hasattr(item, "reason")}
     assert kept == {"1": "fine", "3": "also fine", "4": "a quoted\nline break"}
 
