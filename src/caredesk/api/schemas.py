@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from ninja import Schema
 from ninja.params import functions as params
-from pydantic import AfterValidator
+from pydantic import AfterValidator, GetJsonSchemaHandler
 
 # PostgreSQL bigint: a larger id in a path or body could only fail in the database, so it is refused up front.
 MAX_ID = 2**63 - 1
@@ -31,9 +31,41 @@ def _storable(value: str) -> str:
     return value
 
 
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty or only whitespace")
+    return value
+
+
+# The same rules as patterns in the OpenAPI schema, so a client (or a generated test) knows that a NUL or a lone
+# surrogate is refused before it sends one. Only documented: pydantic's regex engine cannot express surrogates,
+# so the validators above do the checking. ``\s`` means what ``str.strip()`` strips.
+_STORABLE = "\\u0000\\ud800-\\udfff"
+STORABLE_PATTERN = f"^[^{_STORABLE}]*$"
+NOT_BLANK_PATTERN = f"^[^{_STORABLE}]*[^\\s{_STORABLE}][^{_STORABLE}]*$"
+
+
+class _Documented:
+    """Adds keywords (``pattern``...) to a string's JSON schema, keeping the others (``maxLength``...)."""
+
+    def __init__(self, **keywords: Any) -> None:
+        self.keywords = keywords
+
+    def __get_pydantic_json_schema__(self, schema: Any, handler: GetJsonSchemaHandler) -> dict[str, Any]:
+        json_schema: dict[str, Any] = handler(schema)
+        json_schema.update(self.keywords)
+        return json_schema
+
+
 # Every string the API accepts: one PostgreSQL can store or compare, so a stray NUL or a half emoji is a 422,
 # not a 500.
-Text = Annotated[str, AfterValidator(_storable)]
+Text = Annotated[str, AfterValidator(_storable), _Documented(pattern=STORABLE_PATTERN)]
+# A text that must say something (a reply, a note): whitespace alone is refused as the actions refuse it.
+# minLength is only documented, like the pattern: pydantic's own length check would turn a lone surrogate into
+# "unable to parse raw data" before _storable could say what is wrong.
+NonBlankText = Annotated[
+    str, AfterValidator(_storable), AfterValidator(_not_blank), _Documented(minLength=1, pattern=NOT_BLANK_PATTERN)
+]
 
 # Every datetime the API returns is ISO 8601 in UTC ("2026-11-23T12:00:00Z").
 UTCDateTime = Annotated[datetime, AfterValidator(_as_utc)]

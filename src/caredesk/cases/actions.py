@@ -35,6 +35,10 @@ class CaseActionError(Exception):
     """A requested change is not allowed; the message is shown to the agent as is."""
 
 
+class CaseConflictError(CaseActionError):
+    """The request is well formed but the current state refuses it (reopening an open case); the API says 409."""
+
+
 @dataclass
 class ReceiveReport:
     received: int = 0
@@ -361,7 +365,7 @@ def do_resolve_case(case: Case, actor: User | None, now: datetime) -> Case:
 
 def do_reopen_case(case: Case, actor: User | None, now: datetime) -> Case:
     if case.is_open:
-        raise CaseActionError("the case is already open")
+        raise CaseConflictError("the case is already open")
     return do_change_status(case, Case.Status.OPEN, actor, now)
 
 

@@ -6,7 +6,7 @@ from ninja import Field, Schema
 from pydantic import field_validator
 
 from caredesk.api.replies.schemas import ReplyOut
-from caredesk.api.schemas import Text, UTCDateTime
+from caredesk.api.schemas import NonBlankText, Text, UTCDateTime
 from caredesk.cases.models import Activity, Author, Case, Customer, Note, Post
 
 PRIORITY_LABELS = dict(Case.Priority.choices)
@@ -181,7 +181,7 @@ class AssignIn(Schema):
 
 
 class NoteIn(Schema):
-    text: Text = Field(description="Internal note; never sent to the customer.")
+    text: NonBlankText = Field(description="Internal note; never sent to the customer.")
 
 
 class CasePatch(Schema):

@@ -12,7 +12,9 @@ router = Router(tags=["replies"])
 
 
 @router.get(
-    "/{reply_id}", response={200: ReplyOut, 401: ErrorOut, 404: ErrorOut}, summary="A reply and its delivery state"
+    "/{reply_id}",
+    response={200: ReplyOut, 401: ErrorOut, 404: ErrorOut, 422: ErrorOut},
+    summary="A reply and its delivery state",
 )
 def get_reply(request: HttpRequest, reply_id: ReplyId) -> Reply:
     reply = Reply.objects.select_related("author").filter(pk=reply_id).first()
