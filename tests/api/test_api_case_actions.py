@@ -172,6 +172,18 @@ def test_malformed_json_is_400(api: Client, make_case: MakeCase) -> None:
     assert "detail" in response.json()
 
 
+@pytest.mark.parametrize("body", ["[null, null]", "3", '"open"', "null"])
+def test_a_body_that_is_not_an_object_is_422(api: Client, make_case: MakeCase, body: str) -> None:
+    # Every field of a PATCH is optional: an array must not pass as an object that changes nothing.
+    case = make_case(status="open")
+    response = api.patch(f"/api/cases/{case.pk}", body, content_type="application/json")
+    assert response.status_code == 422, response.content
+    assert response.json()["detail"] == "body: Value error, the body must be a JSON object"
+    note = api.post(f"/api/cases/{case.pk}/notes", body, content_type="application/json")
+    assert note.status_code == 422
+    assert not Note.objects.exists()
+
+
 def test_get_reply(api: Client, make_case: MakeCase) -> None:
     case = make_case()
     posted = api.post(f"/api/cases/{case.pk}/replies", {"text": "hi"}, content_type="application/json")

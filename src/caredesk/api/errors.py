@@ -24,13 +24,16 @@ _SCHEMA_ARGUMENTS = {"payload", "filters"}
 def _location(error: dict[str, Any]) -> str:
     """``("body", "payload", "text")`` → ``"text"``: the field the caller sent, without ninja's plumbing."""
     loc = [str(part) for part in error.get("loc", ())]
+    source = loc[0] if loc and loc[0] in _SOURCES else "request"
     if loc and loc[0] in _SOURCES:
         loc = loc[1:]
     if len(loc) > 1 and loc[0] in _SCHEMA_ARGUMENTS:
         loc = loc[1:]
-    elif loc and loc[0] in _SCHEMA_ARGUMENTS and error.get("type") == "union_tag_invalid":
-        # A body that is one of several shapes told apart by a field ("task"): that field is what was wrong.
-        loc = [str(error.get("ctx", {}).get("discriminator", "")).strip("'") or loc[0]]
+    elif loc and loc[0] in _SCHEMA_ARGUMENTS:
+        # The whole schema is wrong: a body that is not an object ("body: ..."), or one of several shapes told
+        # apart by a field ("task") whose value matches none of them.
+        discriminator = str(error.get("ctx", {}).get("discriminator", "")).strip("'")
+        loc = [discriminator if error.get("type") == "union_tag_invalid" and discriminator else source]
     return ".".join(loc) or "request"
 
 

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 from ninja import Schema
 from ninja.params import functions as params
-from pydantic import AfterValidator, GetJsonSchemaHandler
+from ninja.schema import DjangoGetter
+from pydantic import AfterValidator, GetJsonSchemaHandler, model_validator
 
 # PostgreSQL bigint: a larger id in a path or body could only fail in the database, so it is refused up front.
 MAX_ID = 2**63 - 1
@@ -37,12 +38,14 @@ def _not_blank(value: str) -> str:
     return value
 
 
-# The same rules as patterns in the OpenAPI schema, so a client (or a generated test) knows that a NUL or a lone
-# surrogate is refused before it sends one. Only documented: pydantic's regex engine cannot express surrogates,
-# so the validators above do the checking. ``\s`` means what ``str.strip()`` strips.
-_STORABLE = "\\u0000\\ud800-\\udfff"
-STORABLE_PATTERN = f"^[^{_STORABLE}]*$"
-NOT_BLANK_PATTERN = f"^[^{_STORABLE}]*[^\\s{_STORABLE}][^{_STORABLE}]*$"
+# The same rules as patterns in the OpenAPI schema, so a client (or a generated test) knows that a NUL or a blank
+# text is refused before it sends one. Only documented: the validators above do the checking, lone surrogates
+# included, which no pattern can name (JSON Schema's regex engines work on code points that exclude them).
+# Whitespace is spelled out as the characters ``str.strip()`` strips, since ``\s`` means a slightly different
+# set in Python, ECMAScript and Rust regexes.
+_WHITESPACE = "\\t-\\r\\u001c-\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+STORABLE_PATTERN = "^[^\\u0000]*$"
+NOT_BLANK_PATTERN = f"^[^\\u0000]*[^{_WHITESPACE}\\u0000][^\\u0000]*$"
 
 
 class _Documented:
@@ -73,6 +76,21 @@ UTCDateTime = Annotated[datetime, AfterValidator(_as_utc)]
 CaseId = Annotated[int, params.Path(ge=1, le=MAX_ID, description="Case id")]
 ReplyId = Annotated[int, params.Path(ge=1, le=MAX_ID, description="Reply id")]
 PostId = Annotated[int, params.Path(ge=1, le=MAX_ID, description="Post id")]
+
+
+class BodyIn(Schema):
+    """A request body, which must be a JSON object.
+
+    Ninja's schemas read fields as attributes (so that they can take model instances), which would let ``[]``,
+    ``3`` or ``"x"`` through as an object with every field left out: a PATCH that changes nothing, answered 200.
+    """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _json_object(cls, data: Any) -> Any:
+        if not isinstance(data._obj if isinstance(data, DjangoGetter) else data, dict):
+            raise ValueError("the body must be a JSON object")
+        return data
 
 
 class ErrorOut(Schema):

@@ -5,7 +5,7 @@ from typing import Annotated, Any, Literal
 from ninja import Field, Schema
 from pydantic import PlainValidator, StringConstraints, WithJsonSchema
 
-from caredesk.api.schemas import Text, UTCDateTime
+from caredesk.api.schemas import BodyIn, Text, UTCDateTime
 from caredesk.triage.models import Task
 
 
@@ -26,17 +26,17 @@ BooleanLabelValue = Annotated[
 ]
 
 
-class BooleanLabelIn(Schema):
+class BooleanLabelIn(BodyIn):
     task: Literal["complaint", "needs_reply", "spam"]
     value: BooleanLabelValue = Field(description="A JSON boolean, or `true`/`false` as text.")
 
 
-class SentimentLabelIn(Schema):
+class SentimentLabelIn(BodyIn):
     task: Literal["sentiment"]
     value: Literal["negative", "neutral", "positive"]
 
 
-class TopicLabelIn(Schema):
+class TopicLabelIn(BodyIn):
     task: Literal["topic"]
     value: Annotated[Text, StringConstraints(min_length=1, max_length=40)] = Field(
         description="A topic key of the brand's taxonomy, e.g. `billing`."

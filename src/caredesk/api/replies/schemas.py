@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from ninja import Field, Schema
 
-from caredesk.api.schemas import MAX_ID, NonBlankText, Text, UTCDateTime
+from caredesk.api.schemas import MAX_ID, BodyIn, NonBlankText, Text, UTCDateTime
 from caredesk.outbox.models import Reply
 
 
-class ReplyIn(Schema):
+class ReplyIn(BodyIn):
     text: NonBlankText = Field(
         description="The reply as the customer sees it; checked against the platform's limit."
     )
