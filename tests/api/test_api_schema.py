@@ -24,7 +24,7 @@ import json
 import re
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 import schemathesis
@@ -36,7 +36,7 @@ from hypothesis import HealthCheck, settings
 import factories
 from caredesk.accounts.actions import do_create_api_token
 from caredesk.api.schemas import NOT_BLANK_PATTERN, STORABLE_PATTERN
-from caredesk.cases.actions import lock_case
+from caredesk.cases.actions import do_resolve_case, lock_case
 from caredesk.cases.models import Post
 from caredesk.outbox.actions import do_queue_reply
 from caredesk.triage.brand_models import get_brand_topics
@@ -57,6 +57,7 @@ class Desk:
     posts_of_case: dict[int, list[int]]
     usernames: list[str]
     topics: list[str]
+    answered: list[int] = field(default_factory=list)
 
 
 @pytest.fixture
@@ -69,25 +70,30 @@ def desk(db: None) -> Iterator[Desk]:
     with transaction.atomic():
         case = lock_case(cases[0].pk)
         reply = do_queue_reply(case, Post.objects.get(pk=posts[case.pk][0]), "We're on it.", agent, factories.T0)
+        do_resolve_case(lock_case(cases[2].pk), agent, factories.T0)  # something to reopen
     # Django's handler closes the connection when a request ends: that would end this test's transaction, as
     # django.test.Client knows (it disconnects the same receiver while it makes a request).
     signals.request_started.disconnect(close_old_connections)
     signals.request_finished.disconnect(close_old_connections)
+    desk = Desk(
+        token=do_create_api_token(agent),
+        ids={
+            "case_id": [c.pk for c in cases],
+            "post_id": [pk for pks in posts.values() for pk in pks],
+            "reply_id": [reply.pk],
+        },
+        posts_of_case=posts,
+        usernames=["ana", "ben", "me", "none"],
+        topics=sorted(get_brand_topics(installation.brand_id)),
+    )
     try:
-        yield Desk(
-            token=do_create_api_token(agent),
-            ids={
-                "case_id": [c.pk for c in cases],
-                "post_id": [pk for pks in posts.values() for pk in pks],
-                "reply_id": [reply.pk],
-            },
-            posts_of_case=posts,
-            usernames=["ana", "ben", "me", "none"],
-            topics=sorted(get_brand_topics(installation.brand_id)),
-        )
+        yield desk
     finally:
         signals.request_started.connect(close_old_connections)
         signals.request_finished.connect(close_old_connections)
+    # A run in which every request was refused (the token lost its access, every id a 404) would pass every
+    # check while testing nothing past the front door.
+    assert any(200 <= status < 300 for status in desk.answered), f"no request succeeded: {sorted(set(desk.answered))}"
 
 
 def _point_at_rows(case: schemathesis.Case, desk: Desk) -> None:
@@ -137,7 +143,8 @@ def _point_at_rows(case: schemathesis.Case, desk: Desk) -> None:
 )
 def test_the_api_matches_its_schema(case: schemathesis.Case, desk: Desk) -> None:
     _point_at_rows(case, desk)
-    case.call_and_validate(headers={"Authorization": f"Bearer {desk.token}"})
+    response = case.call_and_validate(headers={"Authorization": f"Bearer {desk.token}"})
+    desk.answered.append(response.status_code)
 
 
 def test_the_schema_run_covers_every_operation() -> None:
