@@ -115,14 +115,16 @@ def test_idempotency_key_header(api: Client, make_case: MakeCase) -> None:
     assert "differ" in clash.json()["detail"]
 
 
-def test_idempotency_key_of_another_case_is_422(api: Client, make_case: MakeCase) -> None:
+def test_idempotency_key_of_another_case_is_409(api: Client, make_case: MakeCase) -> None:
     case, other = make_case(), make_case()
     payload = {"text": "hi", "idempotency_key": "k-1"}
     first = api.post(f"/api/cases/{case.pk}/replies", payload, content_type="application/json")
     assert first.status_code == 202
     response = api.post(f"/api/cases/{other.pk}/replies", payload, content_type="application/json")
-    assert response.status_code == 422
+    # A well-formed request that collides with a stored reply: a conflict, not a malformed request.
+    assert response.status_code == 409
     assert "another case" in response.json()["detail"]
+    assert Reply.objects.count() == 1
 
 
 def test_reply_over_the_x_limit_is_422_and_nothing_is_queued(api: Client, make_case: MakeCase) -> None:
@@ -146,8 +148,9 @@ def test_reply_over_the_x_limit_is_422_and_nothing_is_queued(api: Client, make_c
 @pytest.mark.parametrize(
     ("payload", "message"),
     [
-        ({"text": "   "}, "the reply is empty"),
-        ({"text": ""}, "the reply is empty"),
+        ({"text": "   "}, "text: Value error, must not be empty or only whitespace"),
+        ({"text": ""}, "text: Value error, must not be empty or only whitespace"),
+        ({"text": "\u2003\n"}, "text: Value error, must not be empty or only whitespace"),
         ({}, "text"),
         ({"text": 12}, "text"),
         ({"text": "hi", "idempotency_key": "k" * 81}, "idempotency_key"),
@@ -168,6 +171,18 @@ def test_malformed_json_is_400(api: Client, make_case: MakeCase) -> None:
     response = api.post(f"/api/cases/{case.pk}/replies", "{not json", content_type="application/json")
     assert response.status_code == 400
     assert "detail" in response.json()
+
+
+@pytest.mark.parametrize("body", ["[null, null]", "3", '"open"', "null"])
+def test_a_body_that_is_not_an_object_is_422(api: Client, make_case: MakeCase, body: str) -> None:
+    # Every field of a PATCH is optional: an array must not pass as an object that changes nothing.
+    case = make_case(status="open")
+    response = api.patch(f"/api/cases/{case.pk}", body, content_type="application/json")
+    assert response.status_code == 422, response.content
+    assert response.json()["detail"] == "body: Value error, the body must be a JSON object"
+    note = api.post(f"/api/cases/{case.pk}/notes", body, content_type="application/json")
+    assert note.status_code == 422
+    assert not Note.objects.exists()
 
 
 def test_get_reply(api: Client, make_case: MakeCase) -> None:
@@ -242,10 +257,10 @@ def test_resolve_and_reopen(api: Client, agent: User, make_case: MakeCase) -> No
     ]
 
 
-def test_reopen_an_open_case_is_422(api: Client, make_case: MakeCase) -> None:
+def test_reopen_an_open_case_is_409(api: Client, make_case: MakeCase) -> None:
     case = make_case(status="open")
     response = api.post(f"/api/cases/{case.pk}/reopen")
-    assert response.status_code == 422
+    assert response.status_code == 409
     assert response.json() == {"detail": "the case is already open"}
 
 
@@ -263,7 +278,7 @@ def test_add_note(api: Client, agent: User, make_case: MakeCase) -> None:
 
     empty = api.post(f"/api/cases/{case.pk}/notes", {"text": "  "}, content_type="application/json")
     assert empty.status_code == 422
-    assert empty.json() == {"detail": "a note needs some text"}
+    assert empty.json()["detail"] == "text: Value error, must not be empty or only whitespace"
     assert Note.objects.count() == 1
 
 

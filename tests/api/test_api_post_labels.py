@@ -57,10 +57,11 @@ def test_boolean_values_as_json_booleans_or_strings(api: Client, make_case: Make
 @pytest.mark.parametrize(
     ("body", "detail"),
     [
-        ({"task": "urgency", "value": "1"}, "task: Input should be"),
+        ({"task": "urgency", "value": "1"}, "task: Input tag 'urgency'"),
         ({"task": "topic", "value": "weather"}, "unknown topic 'weather'"),
-        ({"task": "sentiment", "value": "angry"}, "sentiment must be one of negative, neutral, positive"),
-        ({"task": "needs_reply", "value": "perhaps"}, "needs_reply must be 'true' or 'false'"),
+        ({"task": "sentiment", "value": "angry"}, "value: Input should be 'negative', 'neutral' or 'positive'"),
+        ({"task": "needs_reply", "value": "perhaps"}, "value: Value error, must be true or false"),
+        ({"task": "spam", "value": 1}, "value: Value error, must be true or false"),
         ({"task": "topic", "value": "x" * 41}, "value"),
         ({"task": "topic"}, "value: Field required"),
     ],
@@ -96,7 +97,13 @@ def test_openapi_documents_the_endpoint() -> None:
     operation = schema["paths"]["/api/posts/{post_id}/labels"]["post"]
     assert operation["operationId"] == "correct_post_label"
     assert {"200", "401", "404", "422"} <= set(operation["responses"])
-    body = schema["components"]["schemas"]["LabelIn"]
-    assert set(body["required"]) == {"task", "value"}
+    # Which values a label takes depends on its task, and the schema says so.
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert body["discriminator"]["propertyName"] == "task"
+    shapes = schema["components"]["schemas"]
+    assert shapes["SentimentLabelIn"]["properties"]["value"]["enum"] == ["negative", "neutral", "positive"]
+    assert shapes["BooleanLabelIn"]["properties"]["task"]["enum"] == ["complaint", "needs_reply", "spam"]
+    assert all(set(shapes[name]["required"]) == {"task", "value"}
+               for name in ("BooleanLabelIn", "SentimentLabelIn", "TopicLabelIn"))
     task_enum = schema["components"]["schemas"]["Task"]["enum"]
     assert task_enum == ["complaint", "needs_reply", "sentiment", "topic", "spam"]

@@ -36,6 +36,10 @@ class CaseActionError(Exception):
     """A requested change is not allowed; the message is shown to the agent as is."""
 
 
+class CaseConflictError(CaseActionError):
+    """The request is well formed but the current state refuses it (reopening an open case); the API says 409."""
+
+
 @dataclass
 class ReceiveReport:
     received: int = 0
@@ -361,7 +365,8 @@ def do_change_status(
     try:
         change = transition(case, status, now, reason, actor)
     except TransitionError as exc:
-        raise CaseActionError(str(exc)) from None
+        # A real status the case cannot take from where it is: a conflict with its state, not a bad request.
+        raise (CaseConflictError if status in Case.Status.values else CaseActionError)(str(exc)) from None
     if change is None:
         return case
     case.save(update_fields=["status", "resolved_at", "updated_at"])
@@ -375,7 +380,7 @@ def do_resolve_case(case: Case, actor: User | None, now: datetime) -> Case:
 
 def do_reopen_case(case: Case, actor: User | None, now: datetime) -> Case:
     if case.is_open:
-        raise CaseActionError("the case is already open")
+        raise CaseConflictError("the case is already open")
     return do_change_status(case, Case.Status.OPEN, actor, now, Reason.REOPENED)
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from caredesk.cases.actions import (
     CaseActionError,
+    CaseConflictError,
     do_ensure_author,
     do_record_outbound_post,
     do_record_reply_event,
@@ -25,6 +26,10 @@ if TYPE_CHECKING:
 
 class ReplyError(CaseActionError):
     """The reply cannot be queued as written; the message tells the agent why."""
+
+
+class ReplyConflictError(ReplyError, CaseConflictError):
+    """The reply is sound but collides with one already stored (its idempotency key is another case's)."""
 
 
 def platform_of(post: Post) -> str:
@@ -63,7 +68,7 @@ def do_queue_reply(
     existing = Reply.objects.filter(idempotency_key=key).first()
     if existing is not None:
         if existing.case_id != case.pk:
-            raise ReplyError("that idempotency key was used for another case")
+            raise ReplyConflictError("that idempotency key was used for another case")
         return existing
     text = check_reply_text(in_reply_to, text)
     reply = Reply.objects.create(

@@ -49,9 +49,12 @@ if TYPE_CHECKING:
 
 router = Router(tags=["cases"])
 
-# Documented error responses; every endpoint can also answer 401.
-NOT_FOUND = {401: ErrorOut, 404: ErrorOut}
+# Documented error responses: 401 without a valid token or session; 403 for a change the caller's role does not
+# allow; 404 for a case that is not there or of another brand (the same answer); 422 for a request that breaks
+# the schema (an id that is not a positive bigint too) or a rule; 400 for a body that is not JSON at all.
+NOT_FOUND = {401: ErrorOut, 404: ErrorOut, 422: ErrorOut}
 REFUSED = {401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 422: ErrorOut}
+WITH_BODY = {400: ErrorOut, **REFUSED}
 
 
 def _agent(request: HttpRequest) -> User:
@@ -111,7 +114,13 @@ def get_case(request: HttpRequest, case_id: CaseId) -> Case:
     return case
 
 
-@router.patch("/{case_id}", response={200: CaseOut, **REFUSED}, summary="Correct labels or change the status")
+@router.patch(
+    "/{case_id}",
+    response={200: CaseOut, 409: ErrorOut, **WITH_BODY},
+    summary="Correct labels or change the status",
+    description="409 when the case cannot take that status from the one it has (a resolved case is reopened, "
+    "never made pending).",
+)
 def patch_case(request: HttpRequest, case_id: CaseId, payload: CasePatch) -> Case:
     actor, now = _agent(request), _now()
     with transaction.atomic():
@@ -126,10 +135,11 @@ def patch_case(request: HttpRequest, case_id: CaseId, payload: CasePatch) -> Cas
 
 @router.post(
     "/{case_id}/replies",
-    response={202: ReplyOut, 200: ReplyOut, 409: ErrorOut, **REFUSED},
+    response={202: ReplyOut, 200: ReplyOut, 409: ErrorOut, **WITH_BODY},
     summary="Queue a reply to the customer",
     description="202 with the queued reply. With an idempotency key already used on this case: 200 with the "
-    "existing reply, nothing queued again. 422 when the text is empty or too long for the platform.",
+    "existing reply, nothing queued again. 422 when the text is empty or too long for the platform. 409 when the "
+    "idempotency key belongs to a reply of another case.",
 )
 def queue_reply(
     request: HttpRequest,
@@ -164,7 +174,7 @@ def queue_reply(
     return Status(200 if repeated else 202, Reply.objects.select_related("author").get(pk=reply.pk))
 
 
-@router.post("/{case_id}/assign", response={200: CaseOut, **REFUSED}, summary="Assign or unassign")
+@router.post("/{case_id}/assign", response={200: CaseOut, **WITH_BODY}, summary="Assign or unassign")
 def assign_case(request: HttpRequest, case_id: CaseId, payload: AssignIn) -> Case:
     actor, now = _agent(request), _now()
     with transaction.atomic():
@@ -186,7 +196,7 @@ def resolve_case(request: HttpRequest, case_id: CaseId) -> Case:
     return get_case_summary(case_id)
 
 
-@router.post("/{case_id}/reopen", response={200: CaseOut, **REFUSED}, summary="Reopen a resolved case")
+@router.post("/{case_id}/reopen", response={200: CaseOut, 409: ErrorOut, **REFUSED}, summary="Reopen a resolved case")
 def reopen_case(request: HttpRequest, case_id: CaseId) -> Case:
     actor, now = _agent(request), _now()
     with transaction.atomic():
@@ -194,7 +204,7 @@ def reopen_case(request: HttpRequest, case_id: CaseId) -> Case:
     return get_case_summary(case_id)
 
 
-@router.post("/{case_id}/notes", response={201: NoteOut, **REFUSED}, summary="Add an internal note")
+@router.post("/{case_id}/notes", response={201: NoteOut, **WITH_BODY}, summary="Add an internal note")
 def add_note(request: HttpRequest, case_id: CaseId, payload: NoteIn) -> Status[Note]:
     actor, now = _agent(request), _now()
     with transaction.atomic():

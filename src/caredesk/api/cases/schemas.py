@@ -6,7 +6,7 @@ from ninja import Field, Schema
 from pydantic import field_validator
 
 from caredesk.api.replies.schemas import ReplyOut
-from caredesk.api.schemas import Text, UTCDateTime
+from caredesk.api.schemas import BodyIn, NonBlankText, Text, UTCDateTime
 from caredesk.cases.models import Activity, Author, Case, Customer, Note, Post
 
 PRIORITY_LABELS = dict(Case.Priority.choices)
@@ -174,17 +174,17 @@ class CaseDetailOut(CaseOut):
 # ---- request bodies ------------------------------------------------------------------------------------
 
 
-class AssignIn(Schema):
+class AssignIn(BodyIn):
     assignee: Text | None = Field(
-        description="A username, `me`, or null (or `none`) to unassign.", max_length=150
+        description="A username, `me`, or null (or `none`) to unassign.", min_length=1, max_length=150
     )
 
 
-class NoteIn(Schema):
-    text: Text = Field(description="Internal note; never sent to the customer.")
+class NoteIn(BodyIn):
+    text: NonBlankText = Field(description="Internal note; never sent to the customer.")
 
 
-class CasePatch(Schema):
+class CasePatch(BodyIn):
     """Corrections of the triage labels, or a status change. Fields left out stay as they are."""
 
     topic: Text | None = Field(None, min_length=1, max_length=40)

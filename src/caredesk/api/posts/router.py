@@ -46,7 +46,7 @@ def get_post_labels(post_id: int) -> dict[str, Any]:
 
 @router.post(
     "/{post_id}/labels",
-    response={200: PostLabelsOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 422: ErrorOut},
+    response={200: PostLabelsOut, 400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 422: ErrorOut},
     summary="Correct a triage label of a customer post",
     description="Stores the correction (training data for the brand's own model), shows it on the post and, for "
     "topic, sentiment and needs_reply, on its case where this post decides the case's label. 422 for an unknown "

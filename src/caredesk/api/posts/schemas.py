@@ -1,29 +1,52 @@
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from ninja import Field, Schema
-from pydantic import StringConstraints, field_validator
+from pydantic import PlainValidator, StringConstraints, WithJsonSchema
 
-from caredesk.api.schemas import Text, UTCDateTime
+from caredesk.api.schemas import BodyIn, Text, UTCDateTime
 from caredesk.triage.models import Task
 
 
-class LabelIn(Schema):
-    """One corrected label. A later correction of the same label replaces the earlier one."""
+def _boolean_label(value: Any) -> str:
+    if value is True or value == "true":
+        return "true"
+    if value is False or value == "false":
+        return "false"
+    raise ValueError("must be true or false (a JSON boolean or that text)")
 
-    task: Task = Field(description="Which label: " + ", ".join(Task.values) + ".")
-    value: Annotated[Text, StringConstraints(max_length=40)] | bool = Field(
-        description="`true`/`false` (or a JSON boolean) for complaint, needs_reply and spam; "
-        "`negative`, `neutral` or `positive` for sentiment; a topic key of the brand's taxonomy for topic."
+
+# Stored as text, as the other labels are; one validator, so a wrong value gets one message rather than one per
+# member of a union.
+BooleanLabelValue = Annotated[
+    str,
+    PlainValidator(_boolean_label),
+    WithJsonSchema({"anyOf": [{"type": "boolean"}, {"type": "string", "enum": ["true", "false"]}]}),
+]
+
+
+class BooleanLabelIn(BodyIn):
+    task: Literal["complaint", "needs_reply", "spam"]
+    value: BooleanLabelValue = Field(description="A JSON boolean, or `true`/`false` as text.")
+
+
+class SentimentLabelIn(BodyIn):
+    task: Literal["sentiment"]
+    value: Literal["negative", "neutral", "positive"]
+
+
+class TopicLabelIn(BodyIn):
+    task: Literal["topic"]
+    value: Annotated[Text, StringConstraints(min_length=1, max_length=40)] = Field(
+        description="A topic key of the brand's taxonomy, e.g. `billing`."
     )
 
-    @field_validator("value", mode="after")
-    @classmethod
-    def _as_text(cls, value: str | bool) -> str:
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        return value
+
+# One corrected label; a later correction of the same label replaces the earlier one. The task decides which
+# values are valid, and the schema says so (a "oneOf" on ``task``), so a client learns it before sending: only
+# the topic keys, which each brand sets, are checked against the database.
+LabelIn = Annotated[BooleanLabelIn | SentimentLabelIn | TopicLabelIn, Field(discriminator="task")]
 
 
 class LabelOut(Schema):

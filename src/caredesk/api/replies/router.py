@@ -13,7 +13,9 @@ router = Router(tags=["replies"])
 
 
 @router.get(
-    "/{reply_id}", response={200: ReplyOut, 401: ErrorOut, 404: ErrorOut}, summary="A reply and its delivery state"
+    "/{reply_id}",
+    response={200: ReplyOut, 401: ErrorOut, 404: ErrorOut, 422: ErrorOut},
+    summary="A reply and its delivery state",
 )
 def get_reply(request: HttpRequest, reply_id: ReplyId) -> Reply:
     brands = visible_brand_ids(request.auth)  # type: ignore[attr-defined]  # the API's auth sets it

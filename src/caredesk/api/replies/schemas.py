@@ -2,12 +2,14 @@ from __future__ import annotations
 
 from ninja import Field, Schema
 
-from caredesk.api.schemas import MAX_ID, Text, UTCDateTime
+from caredesk.api.schemas import MAX_ID, BodyIn, NonBlankText, Text, UTCDateTime
 from caredesk.outbox.models import Reply
 
 
-class ReplyIn(Schema):
-    text: Text = Field(description="The reply as the customer sees it; checked against the platform's limit.")
+class ReplyIn(BodyIn):
+    text: NonBlankText = Field(
+        description="The reply as the customer sees it; checked against the platform's limit."
+    )
     in_reply_to: int | None = Field(
         None, ge=1, le=MAX_ID, description="Id of the post to answer; default: the latest inbound post."
     )
