@@ -106,7 +106,8 @@ def test_failed_reply_shows_error_and_retry(agent_client: Client, case: Case, ag
     assert response.status_code == 200
     reply.refresh_from_db()
     assert reply.state == Reply.State.QUEUED
-    assert ProcrastinateJob.objects.count() == 2
+    # The first send job has not run in this test: it still waits, and one waiting job per reply is enough.
+    assert ProcrastinateJob.objects.filter(status="todo").count() == 1
     assert any(a.data.get("retry") for a in _activities(case, "reply_queued"))
     # Retrying a reply that is not failed is refused with a message, not a 500.
     again = agent_client.post(f"/cases/{case.pk}/replies/{reply.pk}/retry", headers=HX)

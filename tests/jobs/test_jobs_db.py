@@ -75,3 +75,28 @@ def test_the_hourly_job_removes_old_finished_jobs_and_keeps_recent_failures() ->
 def test_the_cleanup_is_scheduled_every_hour() -> None:
     periodic = [p for p in app.periodic_registry.periodic_tasks.values() if p.task is remove_finished]
     assert [p.cron for p in periodic] == ["23 * * * *"]
+
+
+def test_jobs_of_a_worker_that_stopped_heartbeating_are_retried() -> None:
+    from caredesk.outbox.tasks import retry_stalled
+
+    with connection.cursor() as cursor:
+        cursor.execute("INSERT INTO procrastinate_workers (last_heartbeat) VALUES (NOW() - INTERVAL '10 minutes') "
+                       "RETURNING id")
+        dead_worker = cursor.fetchone()[0]
+        cursor.execute("INSERT INTO procrastinate_workers (last_heartbeat) VALUES (NOW()) RETURNING id")
+        live_worker = cursor.fetchone()[0]
+        ids = []
+        for worker in (dead_worker, live_worker):
+            cursor.execute(
+                "INSERT INTO procrastinate_jobs (queue_name, task_name, args, status) "
+                "VALUES ('outbox', 'outbox.send_reply', '{\"reply_id\": 1}', 'todo') RETURNING id"
+            )
+            job_id = cursor.fetchone()[0]
+            cursor.execute("UPDATE procrastinate_jobs SET status = 'doing', worker_id = %s WHERE id = %s",
+                           [worker, job_id])
+            ids.append(job_id)
+    assert async_to_sync(retry_stalled)(app.job_manager) == 1
+    assert _jobs() == {ids[0]: "todo", ids[1]: "doing"}
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM procrastinate_workers WHERE id IN (%s, %s)", [dead_worker, live_worker])

@@ -96,11 +96,11 @@ def apply_activity(state: dict[str, object], kind: str, data: dict[str, object])
         state["posts"] = int(state.get("posts", 0)) + 1  # type: ignore[call-overload]
     if kind == "note_added":
         state["notes"] = int(state.get("notes", 0)) + 1  # type: ignore[call-overload]
-    if kind in ("reply_queued", "reply_sent", "reply_failed"):
+    if kind in ("reply_queued", "reply_sent", "reply_failed", "reply_unknown", "reply_discarded"):
         replies = dict(state.get("replies", {}))  # type: ignore[call-overload]
         replies[data["reply_id"]] = kind.removeprefix("reply_")
         state["replies"] = replies
-        if kind == "reply_sent":
+        if kind == "reply_sent" and data.get("post_id"):
             state["posts"] = int(state.get("posts", 0)) + 1  # type: ignore[call-overload]  # the outbound post
         if data.get("status"):
             state["status"] = data["status"]

@@ -166,6 +166,8 @@ class Activity(models.Model):
         REPLY_QUEUED = "reply_queued"
         REPLY_SENT = "reply_sent"
         REPLY_FAILED = "reply_failed"
+        REPLY_UNKNOWN = "reply_unknown"  # a send was interrupted and the platform cannot say if it went out
+        REPLY_DISCARDED = "reply_discarded"
         CASE_LABELS = "case_labels"
         LABEL_CORRECTED = "label_corrected"  # an agent corrected a post's triage label (see caredesk.triage)
 

@@ -146,6 +146,9 @@ PROCRASTINATE_AUTODISCOVER_MODULE_NAME = "tasks"
 
 # How often the worker asks each connector installation for new posts (seconds).
 CAREDESK_POLL_INTERVAL = float(os.environ.get("CAREDESK_POLL_INTERVAL", "2"))
+# How long a reply may stay sending (or queued without a job) before the sweeper settles it: longer than a send's
+# HTTP timeout (20 s), so a slow send is never taken for a dead one.
+CAREDESK_REPLY_LEASE_SECONDS = float(os.environ.get("CAREDESK_REPLY_LEASE_SECONDS", "120"))
 
 LOGGING = {
     "version": 1,

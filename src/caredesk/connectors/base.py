@@ -33,6 +33,10 @@ class ConnectorError(Exception):
     """A provider could not do its work; the message is safe to show to an operator."""
 
 
+class CannotTell(ConnectorError):
+    """The platform cannot say whether a reply was published."""
+
+
 class MalformedPayload(ConnectorError):
     """One record could not be turned into a post. The rest of the batch is still usable."""
 
@@ -156,3 +160,9 @@ class Provider(ABC, Generic[ConfigT]):
     def send_reply(self, reply: OutboundReply, now: datetime) -> SentReply:
         """Publish ``reply``. Raise :class:`ConnectorError` when the platform refuses it."""
         raise ConnectorError(f"{self.key} cannot send replies")
+
+    def find_reply(self, reply: OutboundReply, now: datetime) -> SentReply | None:
+        """Ask the platform whether ``reply`` was published (after a send whose outcome was lost): the post, or
+        None when it is certainly not there. Raise :class:`CannotTell` where the platform cannot say; the desk
+        then shows the reply as "delivery unknown" for an agent to decide, and never sends it again by itself."""
+        raise CannotTell(f"{self.display_name} cannot look up a reply it may have published")

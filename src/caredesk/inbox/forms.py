@@ -90,6 +90,11 @@ def filter_query(values: dict[str, Any]) -> str:
     return urlencode(pairs)
 
 
+class SettleReplyForm(forms.Form):
+    choice = forms.ChoiceField(choices=[("posted", "it was posted"), ("again", "send again"), ("discard", "discard")])
+    external_id = forms.CharField(required=False, max_length=200)
+
+
 class ReplyForm(forms.Form):
     text = forms.CharField(strip=False, required=False, max_length=20000)
     idempotency_key = forms.CharField(max_length=80)

@@ -22,6 +22,7 @@ from caredesk.cases.queries import CaseQuery, filter_cases, queue_counts
 from caredesk.inbox.actions import get_presence
 from caredesk.inbox.forms import Queue, Sort, StatusFilter
 from caredesk.inbox.models import CannedReply, CasePresence
+from caredesk.outbox.actions import ReplyError, check_can_reply
 from caredesk.outbox.length import check_length
 from caredesk.outbox.models import Reply
 from caredesk.triage import detect_pii, mask_pii
@@ -290,6 +291,8 @@ class Composer:
     unit: str
     in_reply_to: Post | None
     canned: list[CannedReply]
+    # Why no reply can be sent from here (a post that came through a file import), shown before anyone types.
+    refusal: str = ""
 
     @property
     def canned_texts(self) -> dict[str, str]:
@@ -355,9 +358,13 @@ def describe_activity(activity: Activity) -> str:
     if kind == Activity.Kind.REPLY_QUEUED:
         return "reply queued again" if data.get("retry") else "reply queued"
     if kind == Activity.Kind.REPLY_SENT:
-        return "reply sent"
+        return "reply confirmed posted by an agent" if data.get("confirmed") else "reply sent"
     if kind == Activity.Kind.REPLY_FAILED:
         return "reply failed"
+    if kind == Activity.Kind.REPLY_UNKNOWN:
+        return "reply delivery unknown: an agent must check the platform"
+    if kind == Activity.Kind.REPLY_DISCARDED:
+        return "reply discarded"
     return kind.replace("_", " ")
 
 
@@ -495,4 +502,11 @@ def get_composer(case: Case) -> Composer:
     configured = post.installation.config.get("max_characters") if post else None
     rule = check_length(platform, "", int(configured) if configured else None)
     canned = list(CannedReply.objects.filter(Q(brand=case.brand_id) | Q(brand__isnull=True)).order_by("title"))
-    return Composer(platform=platform, limit=rule.limit, unit=rule.unit, in_reply_to=post, canned=canned)
+    refusal = ""
+    if post is not None:
+        try:
+            check_can_reply(post)
+        except ReplyError as exc:
+            refusal = str(exc)
+    return Composer(platform=platform, limit=rule.limit, unit=rule.unit, in_reply_to=post, canned=canned,
+                    refusal=refusal)

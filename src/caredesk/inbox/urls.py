@@ -21,6 +21,7 @@ urlpatterns = [
     path("cases/<int:case_id>/leave", views.case_leave, name="case-leave"),
     path("cases/<int:case_id>/reply", views.case_reply, name="case-reply"),
     path("cases/<int:case_id>/replies/<int:reply_id>/retry", views.reply_retry, name="reply-retry"),
+    path("cases/<int:case_id>/replies/<int:reply_id>/settle", views.reply_settle, name="reply-settle"),
     path("cases/<int:case_id>/assign", views.case_assign, name="case-assign"),
     path("cases/<int:case_id>/status", views.case_status, name="case-status"),
     path("cases/<int:case_id>/labels", views.case_labels, name="case-labels"),

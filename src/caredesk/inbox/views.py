@@ -53,6 +53,7 @@ from caredesk.inbox.forms import (
     NoteForm,
     PresenceForm,
     ReplyForm,
+    SettleReplyForm,
     Sort,
     StatusFilter,
     StatusForm,
@@ -70,7 +71,14 @@ from caredesk.inbox.presenters import (
     latest_inbound_post,
 )
 from caredesk.inbox.stream import event_stream, parse_last_event_id
-from caredesk.outbox.actions import ReplyError, do_queue_reply, do_retry_reply
+from caredesk.outbox.actions import (
+    ReplyError,
+    do_confirm_reply_posted,
+    do_discard_reply,
+    do_queue_reply,
+    do_retry_reply,
+    do_send_reply_again,
+)
 from caredesk.outbox.models import Reply
 from caredesk.triage.actions import do_correct_label, lock_post
 
@@ -360,6 +368,31 @@ def reply_retry(request: HttpRequest, case_id: int, reply_id: int) -> HttpRespon
         if reply is None:
             raise ReplyError("that reply is not part of this case")
         return do_retry_reply(reply, _agent(request), now)
+
+    return _write(request, case_id, change)
+
+
+@require_POST
+@agent_required
+def reply_settle(request: HttpRequest, case_id: int, reply_id: int) -> HttpResponse:
+    """An agent decides about a reply whose delivery is unknown: it was posted, send it again, or discard it."""
+    form = SettleReplyForm(request.POST)
+    if not form.is_valid():
+        return _after_write(request, case_id, error=_invalid(form))
+    choice, external_id = form.cleaned_data["choice"], form.cleaned_data["external_id"]
+    agent, now = _agent(request), timezone.now()
+
+    def change(case: Case) -> Reply:
+        reply = Reply.objects.select_for_update().select_related("installation__brand", "in_reply_to").filter(
+            pk=reply_id, case=case
+        ).first()
+        if reply is None:
+            raise ReplyError("that reply is not part of this case")
+        if choice == "posted":
+            return do_confirm_reply_posted(reply, agent, now, external_id)
+        if choice == "again":
+            return do_send_reply_again(reply, agent, now)
+        return do_discard_reply(reply, agent, now)
 
     return _write(request, case_id, change)
 

@@ -15,7 +15,7 @@ from caredesk.cases.actions import (
     do_record_reply_event,
 )
 from caredesk.cases.models import Activity, Case, Post
-from caredesk.connectors.base import SentReply
+from caredesk.connectors.base import Capability, ConnectorError, SentReply
 from caredesk.connectors.runtime import brand_account
 from caredesk.outbox.length import check_length
 from caredesk.outbox.models import Reply
@@ -34,6 +34,21 @@ class ReplyConflictError(ReplyError, CaseConflictError):
 
 def platform_of(post: Post) -> str:
     return post.author.platform
+
+
+def check_can_reply(post: Post) -> None:
+    """Refuse before queueing a reply that the post's connector cannot send at all (a file import)."""
+    from caredesk.connectors.registry import get_provider_class
+
+    try:
+        cls = get_provider_class(post.installation.provider_key)
+    except ConnectorError as exc:
+        raise ReplyError(str(exc)) from None
+    if Capability.REPLY not in cls.capabilities:
+        raise ReplyError(
+            f"this post came in through {cls.display_name}, which cannot send replies: answer the customer on "
+            f"{platform_of(post)} itself"
+        )
 
 
 def check_reply_text(post: Post, text: str) -> str:
@@ -70,6 +85,7 @@ def do_queue_reply(
         if existing.case_id != case.pk:
             raise ReplyConflictError("that idempotency key was used for another case")
         return existing
+    check_can_reply(in_reply_to)
     text = check_reply_text(in_reply_to, text)
     reply = Reply.objects.create(
         case=case,
@@ -81,33 +97,42 @@ def do_queue_reply(
         idempotency_key=key,
         state=Reply.State.QUEUED,
         created_at=now,
+        state_since=now,
     )
     do_record_reply_event(case, Activity.Kind.REPLY_QUEUED, actor, now, reply_id=reply.pk)
-    from caredesk.outbox.tasks import send_reply  # the task module imports this one
+    from caredesk.outbox.tasks import defer_send  # the task module imports this one
 
-    send_reply.defer(reply_id=reply.pk)
+    defer_send(reply.pk)
     return reply
 
 
-def do_start_sending(reply: Reply) -> bool:
+def do_start_sending(reply: Reply, now: datetime) -> bool:
     """Claim a queued reply for sending. Precondition: the reply row is locked. Returns False if it is not queued
-    (already sent, failed, or claimed by a send that never reported back)."""
+    (already sent, failed, or claimed by a send that has not reported back)."""
     if reply.state != Reply.State.QUEUED:
         return False
     reply.state = Reply.State.SENDING
+    reply.state_since = now
     reply.attempts += 1
-    reply.save(update_fields=["state", "attempts"])
+    reply.save(update_fields=["state", "state_since", "attempts"])
     return True
 
 
-def do_requeue_reply(reply: Reply, error: str) -> None:
-    """A transient failure (network): back to the queue for the job's retry."""
+def do_requeue_reply(reply: Reply, error: str, now: datetime) -> None:
+    """Back to the queue: after a transient failure (network), or when the platform says an interrupted send
+    never arrived. Precondition: the reply row is locked."""
     reply.state = Reply.State.QUEUED
+    reply.state_since = now
     reply.error = error
-    reply.save(update_fields=["state", "error"])
+    reply.save(update_fields=["state", "state_since", "error"])
 
 
 def do_mark_reply_sent(reply: Reply, sent: SentReply, now: datetime) -> Reply:
+    """The platform published the reply. Precondition: the reply row is locked."""
+    return _mark_sent(reply, sent, now, None)
+
+
+def _mark_sent(reply: Reply, sent: SentReply, now: datetime, actor: User | None, confirmed: bool = False) -> Reply:
     installation = reply.installation
     account_id, handle = brand_account(installation)
     author = do_ensure_author(
@@ -119,21 +144,24 @@ def do_mark_reply_sent(reply: Reply, sent: SentReply, now: datetime) -> Reply:
         sent.created_at, now, actor=reply.author,
     )
     reply.state = Reply.State.SENT
+    reply.state_since = now
     reply.external_id = sent.external_id
     reply.sent_at = now
     reply.post = post
     reply.error = ""
-    reply.save(update_fields=["state", "external_id", "sent_at", "post", "error"])
+    reply.save(update_fields=["state", "state_since", "external_id", "sent_at", "post", "error"])
+    extra = {"confirmed": True} if confirmed else {}
     do_record_reply_event(
-        case, Activity.Kind.REPLY_SENT, None, now, reply_id=reply.pk, post_id=post.pk, status=case.status
+        case, Activity.Kind.REPLY_SENT, actor, now, reply_id=reply.pk, post_id=post.pk, status=case.status, **extra
     )
     return reply
 
 
 def do_mark_reply_failed(reply: Reply, error: str, now: datetime) -> Reply:
     reply.state = Reply.State.FAILED
+    reply.state_since = now
     reply.error = error[:2000]
-    reply.save(update_fields=["state", "error"])
+    reply.save(update_fields=["state", "state_since", "error"])
     do_record_reply_event(reply.case, Activity.Kind.REPLY_FAILED, None, now, reply_id=reply.pk, error=reply.error)
     return reply
 
@@ -143,9 +171,71 @@ def do_retry_reply(reply: Reply, actor: User, now: datetime) -> Reply:
     if reply.state != Reply.State.FAILED:
         raise ReplyError("only a failed reply can be retried")
     reply.state = Reply.State.QUEUED
-    reply.save(update_fields=["state"])
+    reply.state_since = now
+    reply.save(update_fields=["state", "state_since"])
     do_record_reply_event(reply.case, Activity.Kind.REPLY_QUEUED, actor, now, reply_id=reply.pk, retry=True)
-    from caredesk.outbox.tasks import send_reply
+    from caredesk.outbox.tasks import defer_send
 
-    send_reply.defer(reply_id=reply.pk)
+    defer_send(reply.pk)
+    return reply
+
+
+def do_mark_reply_unknown(reply: Reply, reason: str, now: datetime) -> Reply:
+    """A send was interrupted and the platform cannot say whether the reply went out: an agent must decide.
+    Precondition: the reply row is locked."""
+    reply.state = Reply.State.UNKNOWN
+    reply.state_since = now
+    reply.error = reason[:2000]
+    reply.save(update_fields=["state", "state_since", "error"])
+    do_record_reply_event(reply.case, Activity.Kind.REPLY_UNKNOWN, None, now, reply_id=reply.pk, error=reply.error)
+    return reply
+
+
+def _check_unknown(reply: Reply) -> None:
+    if reply.state != Reply.State.UNKNOWN:
+        raise ReplyError(f"only a reply whose delivery is unknown can be settled; this one is {reply.state}")
+
+
+def do_confirm_reply_posted(reply: Reply, actor: User, now: datetime, external_id: str = "") -> Reply:
+    """An agent saw the reply on the platform. With its id the post is recorded (so the platform's copy is
+    recognised as ours); without, the reply is marked sent alone."""
+    _check_unknown(reply)
+    external_id = external_id.strip()
+    if len(external_id) > 200:
+        raise ReplyError("a post id is at most 200 characters")
+    if external_id:
+        return _mark_sent(reply, SentReply(external_id=external_id, created_at=now), now, actor, confirmed=True)
+    reply.state = Reply.State.SENT
+    reply.state_since = now
+    reply.sent_at = now
+    reply.error = ""
+    reply.save(update_fields=["state", "state_since", "sent_at", "error"])
+    case = Case.objects.select_for_update().get(pk=reply.case_id)
+    do_record_reply_event(case, Activity.Kind.REPLY_SENT, actor, now, reply_id=reply.pk, post_id=None,
+                          confirmed=True, status=case.status)
+    return reply
+
+
+def do_send_reply_again(reply: Reply, actor: User, now: datetime) -> Reply:
+    """The agent checked the platform and the reply is not there: send it again, under the same idempotency key
+    (a platform that honours it cannot post twice)."""
+    _check_unknown(reply)
+    reply.state = Reply.State.QUEUED
+    reply.state_since = now
+    reply.save(update_fields=["state", "state_since"])
+    do_record_reply_event(reply.case, Activity.Kind.REPLY_QUEUED, actor, now, reply_id=reply.pk, retry=True)
+    from caredesk.outbox.tasks import defer_send
+
+    defer_send(reply.pk)
+    return reply
+
+
+def do_discard_reply(reply: Reply, actor: User, now: datetime) -> Reply:
+    """Give up on a reply whose delivery is unknown or that failed: it stays on the timeline, crossed out."""
+    if reply.state not in (Reply.State.UNKNOWN, Reply.State.FAILED):
+        raise ReplyError(f"only a failed reply or one whose delivery is unknown can be discarded, not {reply.state}")
+    reply.state = Reply.State.DISCARDED
+    reply.state_since = now
+    reply.save(update_fields=["state", "state_since"])
+    do_record_reply_event(reply.case, Activity.Kind.REPLY_DISCARDED, actor, now, reply_id=reply.pk)
     return reply

@@ -1,28 +1,38 @@
-"""The send job. Sent exactly once, or visibly failed:
+"""The send job and the sweeper. A reply is sent exactly once, or visibly not:
 
-1. In its own transaction the job claims the reply (queued → sending) and commits.
+1. In its own transaction the job claims the reply (queued → sending, stamped) and commits.
 2. It calls the platform with the reply's idempotency key.
 3. In a second transaction it records sent (with the platform's id) or failed.
 
-A crash between 2 and 3 leaves the reply in *sending*. Resending then could post twice, so the next run marks it
-failed with "delivery unknown" for an agent to check, instead of guessing.
+A worker killed between 2 and 3 leaves the reply *sending*. Nothing sends it again blindly: once the lease has
+passed, :func:`settle_reply` asks the platform whether the reply is there (``Provider.find_reply``). Found: it
+is recorded as sent. Certainly not there: back to the queue. The platform cannot tell: *delivery unknown*, which
+the case shows with the choices "it was posted", "send again" and "discard", and which is never re-sent by itself.
+
+Two periodic jobs make sure nothing waits for ever: :func:`sweep_replies` settles replies left *sending* past the
+lease and re-defers *queued* ones whose job is gone, and :func:`retry_stalled_jobs` hands the jobs of workers
+that stopped sending heartbeats (killed, lost their machine) back to the queue.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
+from django.conf import settings
 from django.db import close_old_connections, transaction
 from procrastinate import RetryStrategy
 from procrastinate.contrib.django import app
+from procrastinate.exceptions import AlreadyEnqueued
 
-from caredesk.connectors.base import ConnectorError, NormalizedAuthor, OutboundReply
+from caredesk.connectors.base import CannotTell, ConnectorError, NormalizedAuthor, OutboundReply, SentReply
 from caredesk.connectors.runtime import get_provider
 from caredesk.outbox.actions import (
     do_mark_reply_failed,
     do_mark_reply_sent,
+    do_mark_reply_unknown,
     do_requeue_reply,
     do_start_sending,
 )
@@ -30,36 +40,86 @@ from caredesk.outbox.models import Reply
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
+SEND_TIMEOUT_SECONDS = 20
+
+
+def lease() -> timedelta:
+    """How long a reply may stay *sending* or *queued* before the sweeper settles it. Longer than a send's HTTP
+    timeout, so a slow send is never taken for a dead one."""
+    return timedelta(seconds=float(getattr(settings, "CAREDESK_REPLY_LEASE_SECONDS", 120)))
 
 
 class TransientSendError(Exception):
     pass
 
 
-def send_reply_now(reply_id: int, http: httpx.Client | None = None) -> str:
-    """Run one send attempt; returns the reply's state afterwards. Used by the job and by tests."""
-    with transaction.atomic():
-        reply = Reply.objects.select_for_update().select_related("installation__brand").get(pk=reply_id)
-        if reply.state == Reply.State.SENDING:
-            do_mark_reply_failed(
-                reply, "delivery unknown: a send was interrupted; check the platform before retrying",
-                datetime.now(UTC),
-            )
-            return reply.state
-        if not do_start_sending(reply):
-            return reply.state
-    reply = Reply.objects.select_related("installation__brand", "in_reply_to__author").get(pk=reply_id)
+def _outbound(reply: Reply) -> OutboundReply:
     author = reply.in_reply_to.author
-    outbound = OutboundReply(
+    return OutboundReply(
         idempotency_key=reply.idempotency_key,
         text=reply.text,
         in_reply_to_external_id=reply.in_reply_to.external_id,
         in_reply_to_author=NormalizedAuthor(author.external_id, author.handle, author.name),
         is_direct=reply.is_direct,
     )
+
+
+def _load(reply_id: int) -> Reply:
+    return Reply.objects.select_related("installation__brand", "in_reply_to__author").get(pk=reply_id)
+
+
+def settle_reply(reply_id: int, http: httpx.Client | None = None, now: datetime | None = None) -> str:
+    """Settle a reply left *sending* by an interrupted send; returns its state afterwards."""
+    reply = _load(reply_id)
+    if reply.state != Reply.State.SENDING:
+        return reply.state
+    found: SentReply | None = None
+    verdict = ""
+    try:
+        found = get_provider(reply.installation, http).find_reply(_outbound(reply), datetime.now(UTC))
+    except CannotTell as exc:
+        verdict = f"delivery unknown: a send was interrupted and {exc}; check the platform, then choose"
+    except (ConnectorError, httpx.HTTPError) as exc:
+        verdict = f"delivery unknown: a send was interrupted and asking the platform failed ({exc}); check it"
+    now = now or datetime.now(UTC)
+    with transaction.atomic():
+        reply = Reply.objects.select_for_update().select_related("installation__brand", "in_reply_to").get(
+            pk=reply_id
+        )
+        if reply.state != Reply.State.SENDING:
+            return reply.state  # settled meanwhile
+        if found is not None:
+            do_mark_reply_sent(reply, found, now)
+            log.info("reply %s was published before its send was interrupted", reply_id)
+        elif verdict:
+            do_mark_reply_unknown(reply, verdict, now)
+            log.warning("reply %s: delivery unknown", reply_id)
+        else:
+            do_requeue_reply(reply, "an interrupted send never reached the platform; sending again", now)
+            defer_send(reply.pk)
+    return reply.state
+
+
+def send_reply_now(reply_id: int, http: httpx.Client | None = None) -> str:
+    """Run one send attempt; returns the reply's state afterwards. Used by the job and by tests."""
+    with transaction.atomic():
+        reply = Reply.objects.select_for_update().select_related("installation__brand").get(pk=reply_id)
+        now = datetime.now(UTC)
+        if reply.state == Reply.State.SENDING:
+            if reply.state_since is None or now - reply.state_since >= lease():
+                stale = True
+            else:
+                return reply.state  # another attempt is sending it right now
+        else:
+            stale = False
+            if not do_start_sending(reply, now):
+                return reply.state
+    if stale:
+        return settle_reply(reply_id, http)
+    reply = _load(reply_id)
     try:
         provider = get_provider(reply.installation, http)
-        sent = provider.send_reply(outbound, datetime.now(UTC))
+        sent = provider.send_reply(_outbound(reply), datetime.now(UTC))
     except ConnectorError as exc:
         with transaction.atomic():
             reply = Reply.objects.select_for_update().get(pk=reply_id)
@@ -72,12 +132,14 @@ def send_reply_now(reply_id: int, http: httpx.Client | None = None) -> str:
             if reply.attempts >= MAX_ATTEMPTS:
                 do_mark_reply_failed(reply, f"gave up after {reply.attempts} attempts: {exc}", datetime.now(UTC))
                 return Reply.State.FAILED
-            do_requeue_reply(reply, f"attempt {reply.attempts} failed: {exc}")
+            do_requeue_reply(reply, f"attempt {reply.attempts} failed: {exc}", datetime.now(UTC))
         raise TransientSendError(str(exc)) from exc
     with transaction.atomic():
         reply = Reply.objects.select_for_update().select_related("installation__brand", "in_reply_to").get(
             pk=reply_id
         )
+        if reply.state != Reply.State.SENDING:
+            return reply.state  # the sweeper settled it while the platform was slow
         do_mark_reply_sent(reply, sent, datetime.now(UTC))
     log.info("reply %s sent as %s", reply_id, sent.external_id)
     return Reply.State.SENT
@@ -91,6 +153,65 @@ def send_reply_now(reply_id: int, http: httpx.Client | None = None) -> str:
 def send_reply(reply_id: int) -> None:
     close_old_connections()
     try:
-        send_reply_now(reply_id)
+        with httpx.Client(timeout=SEND_TIMEOUT_SECONDS) as http:
+            send_reply_now(reply_id, http)
     finally:
         close_old_connections()
+
+
+def defer_send(reply_id: int) -> bool:
+    """Defer the send job of a queued reply unless one is already waiting; in the caller's transaction (the
+    transactional outbox: the reply and its job commit together or not at all)."""
+    try:
+        with transaction.atomic():  # a savepoint: a refused insert must not abort the caller's transaction
+            send_reply.configure(queueing_lock=f"reply:{reply_id}").defer(reply_id=reply_id)
+        return True
+    except AlreadyEnqueued:
+        return False
+
+
+def sweep_replies_now(now: datetime, http: httpx.Client | None = None) -> dict[str, int]:
+    """Settle replies *sending* past the lease; re-defer *queued* ones past the lease whose job is gone."""
+    cutoff = now - lease()
+    settled: dict[str, int] = {}
+    stale_sending = Reply.objects.filter(state=Reply.State.SENDING, state_since__lt=cutoff).values_list("pk", flat=True)
+    for reply_id in list(stale_sending):
+        state = settle_reply(reply_id, http, now)
+        settled[state] = settled.get(state, 0) + 1
+    stale_queued = Reply.objects.filter(state=Reply.State.QUEUED, state_since__lt=cutoff).values_list("pk", flat=True)
+    redeferred = 0
+    for reply_id in list(stale_queued):
+        with transaction.atomic():
+            if defer_send(reply_id):
+                redeferred += 1
+    if redeferred:
+        log.warning("re-deferred %s queued replies whose send job was gone", redeferred)
+    settled["redeferred"] = redeferred
+    return settled
+
+
+@app.periodic(cron="* * * * *", periodic_id="sweep-replies")
+@app.task(name="outbox.sweep_replies", queue="outbox", queueing_lock="outbox.sweep_replies", pass_context=False)
+def sweep_replies(timestamp: int) -> None:
+    close_old_connections()
+    try:
+        with httpx.Client(timeout=SEND_TIMEOUT_SECONDS) as http:
+            sweep_replies_now(datetime.now(UTC), http)
+    finally:
+        close_old_connections()
+
+
+async def retry_stalled(job_manager: Any, seconds_since_heartbeat: float = 30) -> int:
+    """Hand the jobs of workers that stopped sending heartbeats back to the queue; returns how many."""
+    stalled = list(await job_manager.get_stalled_jobs(seconds_since_heartbeat=seconds_since_heartbeat))
+    for job in stalled:
+        await job_manager.retry_job(job)
+    if stalled:
+        log.warning("retried %s jobs of workers that stopped", len(stalled))
+    return len(stalled)
+
+
+@app.periodic(cron="* * * * *", periodic_id="retry-stalled-jobs")
+@app.task(name="jobs.retry_stalled", queue="housekeeping", queueing_lock="jobs.retry_stalled", pass_context=True)
+async def retry_stalled_jobs(context: Any, timestamp: int) -> None:
+    await retry_stalled(context.app.job_manager)

@@ -8,7 +8,9 @@ back, as it would from a platform that honours idempotency keys.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -44,6 +46,11 @@ class ReplayConfig(ProviderConfig):
     platform: str = Field(default="x", min_length=1, max_length=40)
     path: str | None = Field(default=None, description="A script file to play instead of the bundled demo.")
     handle: str | None = Field(default=None, description="The brand's own handle, shown on its replies.")
+    publish_log: str | None = Field(
+        default=None,
+        description="A file the simulated platform appends every published reply to (JSON lines). With it the "
+        "platform can answer whether a reply was published after a lost send, and a test can count publications.",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,8 +184,39 @@ class ReplayProvider(Provider[ReplayConfig]):
             raise ConnectorError("cannot send an empty reply")
         if not reply.idempotency_key:
             raise ConnectorError("cannot send a reply without an idempotency key")
-        digest = hashlib.sha256(reply.idempotency_key.encode("utf-8")).hexdigest()[:16]
-        return SentReply(external_id=f"replay-reply-{digest}", created_at=_utc(now))
+        sent = SentReply(external_id=_reply_id(reply), created_at=_utc(now))
+        if self.config.publish_log:
+            # One write of one line with O_APPEND: a crash of the caller after this returns cannot unpublish it.
+            line = json.dumps({"key": reply.idempotency_key, "id": sent.external_id, "at": sent.created_at.isoformat(),
+                               "in_reply_to": reply.in_reply_to_external_id}) + "\n"
+            fd = os.open(self.config.publish_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, line.encode())
+            finally:
+                os.close(fd)
+        return sent
+
+    def find_reply(self, reply: OutboundReply, now: datetime) -> SentReply | None:
+        """The platform's answer, read from its publication log; without a log it cannot tell."""
+        if not self.config.publish_log:
+            return super().find_reply(reply, now)
+        for entry in read_publish_log(self.config.publish_log):
+            if entry["key"] == reply.idempotency_key:
+                return SentReply(external_id=entry["id"], created_at=datetime.fromisoformat(entry["at"]))
+        return None
+
+
+def read_publish_log(path: str) -> list[dict[str, Any]]:
+    """Every publication the simulated platform made, oldest first."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return [json.loads(line) for line in fh if line.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def _reply_id(reply: OutboundReply) -> str:
+    return "replay-reply-" + hashlib.sha256(reply.idempotency_key.encode("utf-8")).hexdigest()[:16]
 
 
 def _utc(now: datetime) -> datetime:
