@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from caredesk.triage.topics import DEFAULT_TOPICS
+from caredesk.triage.rules.topics import DEFAULT_TOPICS
 
 REPO = Path(__file__).resolve().parents[1]
 SENTIMENTS = ("negative", "neutral", "positive")

@@ -17,7 +17,9 @@ import time
 
 from _evaldata import data_dir, load_airline  # noqa: I001 - a sibling script module
 
-from caredesk.triage import classify_batch, classify_one, training
+from caredesk.triage import classify_batch, classify_one
+from caredesk.triage.model.bundle import ModelBundle
+from caredesk.triage.training.train import train_model
 from caredesk.triage.types import PostSignals
 
 TEXTS = ["my internet is down again", "great service, thanks", "bill is wrong, refund me", "love the new app"] * 8
@@ -30,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--singles", type=int, default=300)
     parser.add_argument("--data", help="folder with airline-sentiment/ (default: $CAREDESK_DATA or ../shared/data)")
     args = parser.parse_args(argv)
-    bundle = training.ModelBundle({"sentiment": training.train_model(TEXTS, LABELS, "sentiment", fine_tune=True)})
+    bundle = ModelBundle({"sentiment": train_model(TEXTS, LABELS, "sentiment", fine_tune=True)})
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {0})
     tweets, _stats = load_airline(data_dir(args.data))

@@ -6,7 +6,8 @@
 One run measures, on the same data and the same splits:
 
 1. airline sentiment (3 classes): caredesk's shipped model zero-shot, VADER zero-shot, TF-IDF + LR under stratified
-   k-fold cross-validation, and ``caredesk.triage.training.cross_validate(..., "sentiment")`` under the same folds;
+   k-fold cross-validation, and ``caredesk.triage.training.train.cross_validate(..., "sentiment")`` under the same
+   folds;
 2. airline negative reason as topic: shipped zero-shot on reasons mapped onto DEFAULT_TOPICS (see TOPIC_MAP), and
    TF-IDF + LR and caredesk training under CV on the raw reasons (a brand taxonomy);
 3. needs-reply on the twcs support threads (labels derived from brand replies, see load_twcs): shipped zero-shot,
@@ -104,7 +105,7 @@ def score(
 
 
 def from_evaluation(task: str, method: str, training: str, ev: Any, seconds: float) -> Result:
-    """A Result from caredesk.triage.training's Evaluation."""
+    """A Result from caredesk.triage.training.train's Evaluation."""
     classes = [str(c) for c in ev.classes]
     support = ev.support if isinstance(ev.support, dict) else dict(zip(ev.classes, ev.support, strict=True))
     return Result(
@@ -134,7 +135,7 @@ def fold_ids(labels: Sequence[Any], task: str, folds: int, seed: int) -> np.ndar
     every CV figure here is measured on the same splits; StratifiedKFold (shuffled, same seed) without it."""
     module = training_module()
     if module is not None:
-        from caredesk.triage.fitting import stratified_folds
+        from caredesk.triage.training.fitting import stratified_folds
 
         norm = [module.normalize_label(y, task) for y in labels]
         return np.asarray(stratified_folds(norm, folds, seed))
@@ -205,7 +206,7 @@ def shipped(posts: Sequence[PostSignals], batch: int = 5000) -> list[Any]:
 
 def training_module() -> Any | None:
     try:
-        from caredesk.triage import training
+        from caredesk.triage.training import train as training
     except ImportError:
         return None
     return training if hasattr(training, "cross_validate") else None
@@ -213,8 +214,11 @@ def training_module() -> Any | None:
 
 def semantic_module() -> Any | None:
     """The sentence-embedding module when the semantic extra is installed and usable (the check training uses)."""
-    module = training_module()
-    return module.semantic_module() if module is not None else None
+    if training_module() is None:
+        return None
+    from caredesk.triage.model.bundle import semantic_module as find
+
+    return find()
 
 
 class EmbeddingCache:
@@ -263,7 +267,7 @@ def caredesk_cv(
     training_label = f"{folds}-fold CV"
     module = training_module()
     if module is None:
-        return skipped(task_name, method, training_label, "caredesk.triage.training.cross_validate not available")
+        return skipped(task_name, method, training_label, "caredesk.triage.training.train.cross_validate not available")
     try:
         ev, seconds = timed(
             lambda: module.cross_validate(

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from caredesk.triage import classify, classify_batch, classify_one
-from caredesk.triage.build import load_examples
+from caredesk.triage.training.build import load_examples
 from caredesk.triage.types import PostSignals
 
 _EXTRA = (

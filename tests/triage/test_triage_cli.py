@@ -10,7 +10,7 @@ import pytest
 
 from caredesk.cli import main
 from caredesk.triage.cli import PREDICT_COLUMNS
-from caredesk.triage.training import ModelBundle
+from caredesk.triage.model.bundle import ModelBundle
 
 pytest.importorskip("sklearn")
 

@@ -11,11 +11,11 @@ import pytest
 
 from caredesk.triage import DEFAULT_TOPICS, TriageBatch, classify, classify_batch, classify_one
 from caredesk.triage.arrays import SPARSE_FROM, sum_rows
-from caredesk.triage.pii import detect_pii, detect_pii_joined
-from caredesk.triage.text import _TOKEN_RE, join_posts, lower_tokens
-from caredesk.triage.training import ModelBundle
+from caredesk.triage.model.bundle import ModelBundle
+from caredesk.triage.model.vectorize import gram_triplets
+from caredesk.triage.rules.pii import detect_pii, detect_pii_joined
+from caredesk.triage.text.tokens import _TOKEN_RE, join_posts, lower_tokens
 from caredesk.triage.types import PostSignals, TriageResult
-from caredesk.triage.vectorize import gram_triplets
 
 TEXTS = [
     "@NimbusCare internet down since 6am!!!",
@@ -82,7 +82,7 @@ def test_columns_with_a_brand_taxonomy() -> None:
 
 def test_columns_with_a_brand_model() -> None:
     pytest.importorskip("sklearn")
-    from caredesk.triage.training import train_model
+    from caredesk.triage.training.train import train_model
 
     texts = [f"my zorblax {w} today" for w in ("broke", "beeps", "is late", "is lost")]
     texts += [f"the quintz {w} again" for w in ("plan", "desk", "portal", "menu")]

@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from caredesk.triage.build import (
+from caredesk.triage.model.bundle import ModelBundle
+from caredesk.triage.rules.topics import DEFAULT_TOPICS
+from caredesk.triage.training.build import (
     BANKING77,
     MIX_INPUTS,
     MODEL_FILE,
@@ -23,8 +25,6 @@ from caredesk.triage.build import (
     same_bundle,
     written_files,
 )
-from caredesk.triage.topics import DEFAULT_TOPICS
-from caredesk.triage.training import ModelBundle
 
 SENTIMENTS = {"negative", "neutral", "positive"}
 
@@ -87,7 +87,7 @@ def test_examples_never_repeat_a_text() -> None:
 def test_shipped_weights_match_a_fresh_build() -> None:
     pytest.importorskip("sklearn")
     shipped = ModelBundle.load(Path(str(resources.files("caredesk.triage") / MODEL_FILE)))
-    assert same_bundle(build(), shipped), "run: python -m caredesk.triage.build"
+    assert same_bundle(build(), shipped), "run: python -m caredesk.triage.training.build"
 
 
 def test_weights_file_has_no_pickled_objects(tmp_path: Path) -> None:

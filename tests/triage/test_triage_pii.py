@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from caredesk.triage import classify_one, detect_pii, mask_pii
-from caredesk.triage.pii import luhn_valid
+from caredesk.triage.rules.pii import luhn_valid
 from caredesk.triage.types import PIIMatch, PostSignals
 
 

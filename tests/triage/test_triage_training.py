@@ -10,19 +10,17 @@ import numpy as np
 import pytest
 
 from caredesk.triage import classify, classify_one
-from caredesk.triage.training import (
+from caredesk.triage.model.bundle import ModelBundle, TrainedModel, TrainingError
+from caredesk.triage.training.train import (
     NB_MAX_CLASSES,
-    TASKS,
     Evaluation,
-    ModelBundle,
-    TrainedModel,
-    TrainingError,
     cross_validate,
     evaluate,
     normalize_label,
     train_model,
 )
 from caredesk.triage.types import PostSignals
+from caredesk.triage.vocabulary import TASKS
 
 pytest.importorskip("sklearn")
 
@@ -246,7 +244,7 @@ def test_nb_scaling_folds_into_plain_linear_weights(k: int) -> None:
     saved model predicts exactly what was fitted."""
     from scipy import sparse
 
-    from caredesk.triage.fitting import fit, fit_linear, nb_ratio
+    from caredesk.triage.training.fitting import fit, fit_linear, nb_ratio
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, k, size=120)

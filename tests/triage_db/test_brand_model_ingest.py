@@ -13,8 +13,9 @@ from caredesk.cases.models import Post
 from caredesk.connectors.models import ConnectorInstallation
 from caredesk.triage.actions import do_correct_label, lock_post
 from caredesk.triage.brand_models import corrections_dataset, store_brand_model
+from caredesk.triage.model.bundle import ModelBundle
 from caredesk.triage.models import BrandTriageModel
-from caredesk.triage.training import ModelBundle, train_model
+from caredesk.triage.training.train import train_model
 from factories import T0, ingest, make_brand, make_installation, make_post
 
 pytestmark = pytest.mark.django_db

@@ -14,14 +14,10 @@ from caredesk.accounts.models import Brand
 from caredesk.cases.models import Post
 from caredesk.connectors.models import ConnectorInstallation
 from caredesk.triage.actions import do_correct_label, do_store_brand_model, lock_post
-from caredesk.triage.brand_models import (
-    BrandModelError,
-    active_bundle,
-    corrections_dataset,
-    store_brand_model,
-)
+from caredesk.triage.brand_models import BrandModelError, active_bundle, corrections_dataset, store_brand_model
+from caredesk.triage.model.bundle import ModelBundle
 from caredesk.triage.models import BrandTriageModel, Task
-from caredesk.triage.training import TASKS, ModelBundle
+from caredesk.triage.vocabulary import TASKS
 from factories import T0, ingest, make_brand, make_installation, make_post
 
 pytestmark = pytest.mark.django_db

@@ -19,8 +19,9 @@ from caredesk.cases.events import publish_activities
 from caredesk.cases.lifecycle import Reason, TransitionError, transition
 from caredesk.cases.models import Activity, Author, Case, Customer, Note, Post
 from caredesk.connectors.base import NormalizedPost
-from caredesk.triage.pii import mask_pii
+from caredesk.triage import mask_pii
 from caredesk.triage.types import TriageResult
+from caredesk.triage.vocabulary import SENTIMENTS
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -413,7 +414,7 @@ def do_set_case_labels(
     if topic is not None:
         changes["topic"] = topic
     if sentiment is not None:
-        if sentiment not in {"negative", "neutral", "positive"}:
+        if sentiment not in SENTIMENTS:
             raise CaseActionError("sentiment must be negative, neutral or positive")
         changes["sentiment"] = sentiment
     if needs_reply is not None:

@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_account_commands(add, django_context)
     add_ingest_commands(add, django_context)
     add_key_commands(add, django_context)
-    add_triage_commands(sub)
+    add_triage_commands(sub, setup)
     return parser
 
 

@@ -137,5 +137,3 @@ def add_server_commands(add: AddParser) -> None:
 
     p = add("migrate", "create or upgrade the database schema")
     p.set_defaults(func=cmd_migrate)
-
-

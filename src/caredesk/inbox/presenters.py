@@ -25,11 +25,10 @@ from caredesk.inbox.models import CannedReply, CasePresence
 from caredesk.outbox.actions import ReplyError, check_can_reply
 from caredesk.outbox.length import check_length
 from caredesk.outbox.models import Reply
-from caredesk.triage import detect_pii, mask_pii
-from caredesk.triage.brand_models import get_brand_topics
-from caredesk.triage.models import BOOLEAN_TASKS, SENTIMENTS, Task, label_as_text
-from caredesk.triage.topics import DEFAULT_TOPICS
+from caredesk.triage import DEFAULT_TOPICS, detect_pii, mask_pii
+from caredesk.triage.models import Task, get_brand_topics, label_as_text
 from caredesk.triage.types import PIIMatch
+from caredesk.triage.vocabulary import BINARY_TASKS, SENTIMENTS, TASK_NAMES
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -168,8 +167,7 @@ def triage_chips(triage: Mapping[str, Any] | None) -> list[LabelChip]:
 
 
 _YES_NO = (("true", "yes"), ("false", "no"))
-FIX_NAMES = {"complaint": "Complaint", "needs_reply": "Needs reply", "sentiment": "Sentiment", "topic": "Topic",
-             "spam": "Spam"}
+FIX_NAMES = TASK_NAMES
 
 
 def label_fixes(triage: Mapping[str, Any] | None, topics: Sequence[str]) -> list[LabelFix]:
@@ -181,7 +179,7 @@ def label_fixes(triage: Mapping[str, Any] | None, topics: Sequence[str]) -> list
         label = _label(triage, task) or {}
         current = label_as_text(label.get("value"))
         options: tuple[tuple[str, str], ...]
-        if task in BOOLEAN_TASKS:
+        if task in BINARY_TASKS:
             options = _YES_NO
         elif task == Task.SENTIMENT:
             options = tuple((s, s) for s in SENTIMENTS)
@@ -449,7 +447,7 @@ def get_topics() -> list[str]:
     """Topics to offer: the triage taxonomy when it is published, plus every topic already on a case."""
     known: set[str] = set()
     try:
-        from caredesk.triage.topics import DEFAULT_TOPICS
+        from caredesk.triage import DEFAULT_TOPICS
     except ImportError:
         pass
     else:

@@ -26,7 +26,7 @@ from caredesk.connectors.builtin.file import FileProvider
 from caredesk.connectors.models import ConnectorInstallation
 from caredesk.connectors.runtime import get_provider
 from caredesk.ingest.pipeline import ingest_posts
-from caredesk.triage.text import replace_lone_surrogates
+from caredesk.triage.text.tokens import replace_lone_surrogates
 
 EXIT_ALL_STORED = 0
 EXIT_SOME_REJECTED = 1

@@ -16,23 +16,14 @@ from caredesk.accounts.models import Brand
 from caredesk.cases.actions import CaseActionError, do_set_case_labels, lock_case
 from caredesk.cases.events import publish_activities
 from caredesk.cases.models import Activity, Post
-from caredesk.triage.brand_models import get_brand_topics
-from caredesk.triage.models import (
-    BOOLEAN_TASKS,
-    FALSE,
-    SENTIMENTS,
-    TRUE,
-    BrandTriageModel,
-    LabelCorrection,
-    Task,
-    label_as_text,
-)
-from caredesk.triage.topics import FALLBACK_TOPIC
+from caredesk.triage.models import BrandTriageModel, LabelCorrection, Task, get_brand_topics, label_as_text
+from caredesk.triage.rules.topics import FALLBACK_TOPIC
+from caredesk.triage.vocabulary import BINARY_TASKS, FALSE, SENTIMENTS, TRUE
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
-    from caredesk.triage.training import ModelBundle
+    from caredesk.triage.model.bundle import ModelBundle
 
 # Longest value a correction can hold (the model field's max_length).
 MAX_VALUE_LENGTH = 40
@@ -51,7 +42,7 @@ def check_label_value(brand_id: int, task: str, value: str) -> str:
     if task not in Task.values:
         raise LabelCorrectionError(f"unknown label {task!r}; use one of {', '.join(Task.values)}")
     text = value.strip().lower() if isinstance(value, str) else ""
-    if task in BOOLEAN_TASKS:
+    if task in BINARY_TASKS:
         if text not in (TRUE, FALSE):
             raise LabelCorrectionError(f"{task} must be 'true' or 'false', not {value!r}")
     elif task == Task.SENTIMENT:
@@ -170,7 +161,7 @@ def do_correct_label(post: Post, task: str, value: str, agent: User | None, now:
         correction.value, correction.agent, correction.created_at = value, agent, now
         correction.save(update_fields=["value", "agent", "created_at"])
 
-    typed: Any = value == TRUE if task in BOOLEAN_TASKS else value
+    typed: Any = value == TRUE if task in BINARY_TASKS else value
     who = agent.get_username() if agent is not None else "an agent"
     triage[task] = {"value": typed, "score": 1.0, "reasons": [f"corrected by {who}"], "corrected_by": who}
     post.triage = triage

@@ -10,16 +10,14 @@ import logging
 import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.db import transaction
 
 from caredesk.accounts.models import Brand
+from caredesk.triage.actions import do_store_brand_model
+from caredesk.triage.model.bundle import ModelBundle
 from caredesk.triage.models import BrandTriageModel, LabelCorrection, Task
-from caredesk.triage.topics import DEFAULT_TOPICS
-
-if TYPE_CHECKING:
-    from caredesk.triage.training import ModelBundle
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +31,6 @@ def _brand(brand_slug: str) -> Brand:
     if brand is None:
         raise BrandModelError(f"no brand with slug {brand_slug!r}")
     return brand
-
-
-def get_brand_topics(brand_id: int) -> tuple[str, ...]:
-    """The topic keys a brand's posts may carry. Every brand uses the default taxonomy for now."""
-    return tuple(DEFAULT_TOPICS)
 
 
 def corrections_dataset(brand_slug: str, task: str) -> tuple[list[str], list[str]]:
@@ -91,8 +84,6 @@ def store_brand_model(
     (and per-task metrics) of tasks ``bundle`` lacks are carried over from the model active until now.
     ``n_examples`` (the examples this training used) defaults to what ``metrics`` report.
     """
-    from caredesk.triage.actions import do_store_brand_model
-
     metrics = dict(metrics or {})
     count = n_examples if n_examples is not None else _n_examples(metrics)
     with transaction.atomic():
@@ -109,8 +100,6 @@ def store_brand_model(
 def _with_other_tasks(
     brand: Brand, bundle: ModelBundle, metrics: dict[str, Any]
 ) -> tuple[ModelBundle, dict[str, Any]]:
-    from caredesk.triage.training import ModelBundle
-
     previous = BrandTriageModel.objects.filter(brand=brand, active=True).first()
     if previous is None:
         return bundle, metrics
@@ -135,8 +124,6 @@ _cache_lock = threading.Lock()
 
 
 def _load(row_id: int) -> ModelBundle | None:
-    from caredesk.triage.training import ModelBundle
-
     data = BrandTriageModel.objects.filter(pk=row_id).values_list("bundle", flat=True).first()
     if data is None:
         return None

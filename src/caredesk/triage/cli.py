@@ -12,13 +12,23 @@ import argparse
 import csv
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from caredesk.triage.text import replace_lone_surrogates
-from caredesk.triage.training import TASKS, TrainingError, normalize_label
+from caredesk.triage.model.bundle import TrainingError
+from caredesk.triage.text.tokens import replace_lone_surrogates
+from caredesk.triage.training.train import normalize_label
+from caredesk.triage.vocabulary import BINARY_CLASSES, BINARY_TASKS, SENTIMENTS, TASKS
+
+if TYPE_CHECKING:
+    from caredesk.config.embedded import Environment
+
+# Sets up Django and the database for a command that needs them, and returns the environment to stop afterwards.
+# The main CLI hands it in (see add_triage_commands) so that this module never imports caredesk.cli back.
+Setup = Callable[[argparse.Namespace], "Environment"]
 
 PREDICT_COLUMNS = (
     "complaint",
@@ -194,7 +204,7 @@ def _progress(total: int, desc: str, quiet: bool) -> Any:
 
 
 def _load_bundle(path: Path) -> Any:
-    from caredesk.triage.training import ModelBundle
+    from caredesk.triage.model.bundle import ModelBundle
 
     try:
         return ModelBundle.load(path)
@@ -287,8 +297,9 @@ def _check_classes(labels: Sequence[str], what: str) -> None:
 # --- train ------------------------------------------------------------------------------------------------------------
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from caredesk.triage.training import ModelBundle, cross_validate, train_model
+def cmd_train(args: argparse.Namespace, setup: Setup) -> int:
+    from caredesk.triage.model.bundle import ModelBundle
+    from caredesk.triage.training.train import cross_validate, train_model
 
     _check_task(args.task)
     if args.from_corrections and not args.brand:
@@ -304,7 +315,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         texts, labels = read_labelled(args, args.task)
         sources.append(Path(args.input).name)
     if args.brand:
-        return _train_brand(args, texts, labels, sources)
+        return _train_brand(args, texts, labels, sources, setup)
     _check_classes(labels, args.input)
     semantic = _semantic_flag(args)
     try:
@@ -346,12 +357,14 @@ def _semantic_flag(args: argparse.Namespace) -> bool | None:
     return None
 
 
-def _train_brand(args: argparse.Namespace, texts: list[str], labels: list[str], sources: list[str]) -> int:
+def _train_brand(
+    args: argparse.Namespace, texts: list[str], labels: list[str], sources: list[str], setup: Setup
+) -> int:
     """Train from the file and/or the brand's stored corrections, and store the model for the brand (needs the DB)."""
-    from caredesk.cli import _setup
-    from caredesk.triage.training import ModelBundle, train_model
+    from caredesk.triage.model.bundle import ModelBundle
+    from caredesk.triage.training.train import train_model
 
-    env = _setup(args)
+    env = setup(args)
     try:
         from caredesk.triage import brand_models
 
@@ -389,7 +402,7 @@ def _train_brand(args: argparse.Namespace, texts: list[str], labels: list[str], 
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from caredesk.triage.training import cross_validate, evaluate
+    from caredesk.triage.training.train import cross_validate, evaluate
 
     _check_task(args.task)
     texts, labels = read_labelled(args, args.task)
@@ -412,10 +425,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _eval_classes(task: str, labels: Sequence[str], predicted: Sequence[str]) -> list[str]:
-    if task in ("complaint", "needs_reply", "spam"):
-        return ["false", "true"]
+    if task in BINARY_TASKS:
+        return list(BINARY_CLASSES)
     if task == "sentiment":
-        return ["negative", "neutral", "positive"]
+        return list(SENTIMENTS)
     return sorted(set(labels) | set(predicted))
 
 
@@ -457,8 +470,9 @@ FINE_TUNE_HELP = (
 )
 
 
-def add_triage_commands(sub: Any) -> None:
-    """Register ``caredesk triage ...`` on the main parser's subparsers."""
+def add_triage_commands(sub: Any, setup: Setup) -> None:
+    """Register ``caredesk triage ...`` on the main parser's subparsers. ``setup`` prepares Django and the database
+    for the commands that need them (``train --brand``)."""
     triage = sub.add_parser("triage", help="triage posts from a file; train and evaluate triage models")
     commands = triage.add_subparsers(dest="triage_command", required=True)
 
@@ -491,7 +505,7 @@ def add_triage_commands(sub: Any) -> None:
     sem.add_argument("--semantic", action="store_true", help="require sentence embeddings (caredesk[semantic])")
     sem.add_argument("--no-semantic", action="store_true", help="never use sentence embeddings")
     p.add_argument("--fine-tune", action="store_true", help=FINE_TUNE_HELP)
-    p.set_defaults(func=_run(cmd_train))
+    p.set_defaults(func=_run(partial(cmd_train, setup=setup)))
 
     p = commands.add_parser("eval", help="precision, recall, F1 and confusion matrix on a labelled file")
     p.add_argument("input", help="labelled CSV or JSONL file")

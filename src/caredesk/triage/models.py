@@ -12,27 +12,31 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from caredesk.triage import vocabulary
+from caredesk.triage.rules.topics import DEFAULT_TOPICS
+
 
 class Task(models.TextChoices):
-    """The labels an agent can correct and a brand model can learn. Kept equal to ``training.TASKS`` (tested)."""
+    """The labels an agent can correct and a brand model can learn: the tasks of :mod:`caredesk.triage.vocabulary`,
+    as Django choices (the values come from there; a test checks the two lists are equal)."""
 
-    COMPLAINT = "complaint"
-    NEEDS_REPLY = "needs_reply"
-    SENTIMENT = "sentiment"
-    TOPIC = "topic"
-    SPAM = "spam"
+    COMPLAINT = vocabulary.COMPLAINT
+    NEEDS_REPLY = vocabulary.NEEDS_REPLY
+    SENTIMENT = vocabulary.SENTIMENT
+    TOPIC = vocabulary.TOPIC
+    SPAM = vocabulary.SPAM
 
 
-# Tasks whose value is a yes/no decision, stored as "true"/"false".
-BOOLEAN_TASKS = frozenset({Task.COMPLAINT, Task.NEEDS_REPLY, Task.SPAM})
-SENTIMENTS = ("negative", "neutral", "positive")
-TRUE, FALSE = "true", "false"
+def get_brand_topics(brand_id: int) -> tuple[str, ...]:
+    """The topic keys a brand's posts may carry. Every brand uses the default taxonomy for now; a brand's own
+    taxonomy will be stored beside these models, which is why this lives here (actions and brand_models both ask)."""
+    return tuple(DEFAULT_TOPICS)
 
 
 def label_as_text(value: Any) -> str:
     """A stored triage value as a correction string: booleans become ``"true"``/``"false"``."""
     if isinstance(value, bool):
-        return TRUE if value else FALSE
+        return vocabulary.TRUE if value else vocabulary.FALSE
     return "" if value is None else str(value)
 
 

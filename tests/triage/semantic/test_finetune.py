@@ -1,4 +1,4 @@
-"""Fine-tuned encoders (triage.finetune): trained with PyTorch, saved in the model file, run without it.
+"""Fine-tuned encoders (triage.semantic.finetune): trained with PyTorch, saved in the model file, run without it.
 
 Tests of a saved model's behaviour build a :class:`Tuned` from known layers, so they run wherever the semantic extra
 is installed; the ones that train need PyTorch too and skip without it.
@@ -15,11 +15,13 @@ import numpy as np
 import pytest
 
 from caredesk.cli import main
-from caredesk.triage import classify_batch, finetune, semantic, training
-from caredesk.triage.finetune import TUNED, Tuned
-from caredesk.triage.semantic import SemanticUnavailable, load
+from caredesk.triage import classify_batch, semantic
+from caredesk.triage.model.bundle import Dense, ModelBundle, TrainedModel, TrainingError
+from caredesk.triage.semantic import SemanticUnavailable, finetune, load
+from caredesk.triage.semantic.finetune import TUNED, Tuned
 from caredesk.triage.semantic.weights import default_model_dir, read_bert_weights, read_config
-from caredesk.triage.training import ModelBundle, TrainingError
+from caredesk.triage.text.tokens import tokenize
+from caredesk.triage.training.train import cross_validate, train_model
 from caredesk.triage.types import PostSignals
 
 pytestmark = pytest.mark.skipif(
@@ -63,8 +65,8 @@ def test_overrides_must_name_base_tensors_of_the_same_shape() -> None:
         load(overrides={"encoder.layer.0.output.dense.bias": np.zeros(3, dtype=np.float32)})
 
 
-def _with_tuned(task: str, labels: list[Any], tuned: Tuned) -> training.TrainedModel:
-    model = training.train_model(TEXTS, labels, task, semantic=False, stack=False)
+def _with_tuned(task: str, labels: list[Any], tuned: Tuned) -> TrainedModel:
+    model = train_model(TEXTS, labels, task, semantic=False, stack=False)
     model.tuned = tuned
     model.meta["features"]["fine_tuned"] = True
     return model
@@ -73,8 +75,8 @@ def _with_tuned(task: str, labels: list[Any], tuned: Tuned) -> training.TrainedM
 def test_a_fine_tuned_model_averages_its_logits_and_survives_saving(tmp_path: Path) -> None:
     tuned = _tuned(1)
     model = _with_tuned("complaint", [label == "negative" for label in LABELS], tuned)
-    linear = training.TrainedModel(model.task, model.classes, model.text, model.w_dense, model.bias, {**model.meta})
-    linear_z = linear.logits_from(linear.scorer.encode(training.tokenize(PROBES)).logits, training.Dense(None, None))
+    linear = TrainedModel(model.task, model.classes, model.text, model.w_dense, model.bias, {**model.meta})
+    linear_z = linear.logits_from(linear.scorer.encode(tokenize(PROBES)).logits, Dense(None, None))
     want = (linear_z + tuned.logits(PROBES)) / 2
     p = 1 / (1 + np.exp(-want[:, 0]))
     np.testing.assert_allclose(model.predict_proba(PROBES)[:, 1], p, rtol=1e-9)
@@ -103,9 +105,9 @@ def test_fine_tuning_without_pytorch_is_a_clear_error(monkeypatch: pytest.Monkey
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
     assert finetune.unavailable_reason() == finetune.INSTALL_HINT
     with pytest.raises(TrainingError, match="cannot fine-tune: fine-tuning needs PyTorch"):
-        training.train_model(TEXTS, LABELS, "sentiment", fine_tune=True)
+        train_model(TEXTS, LABELS, "sentiment", fine_tune=True)
     with pytest.raises(TrainingError, match="cannot fine-tune"):
-        training.cross_validate(TEXTS, LABELS, "sentiment", fine_tune=True)
+        cross_validate(TEXTS, LABELS, "sentiment", fine_tune=True)
 
 
 @needs_torch

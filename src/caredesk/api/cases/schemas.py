@@ -8,6 +8,7 @@ from pydantic import field_validator
 from caredesk.api.replies.schemas import ReplyOut
 from caredesk.api.schemas import BodyIn, NonBlankText, Text, UTCDateTime
 from caredesk.cases.models import Activity, Author, Case, Customer, Note, Post
+from caredesk.triage.vocabulary import Sentiment
 
 PRIORITY_LABELS = dict(Case.Priority.choices)
 
@@ -189,5 +190,5 @@ class CasePatch(BodyIn):
 
     topic: Text | None = Field(None, min_length=1, max_length=40)
     priority: int | None = Field(None, ge=1, le=4, description="1 low, 2 normal, 3 high, 4 urgent.")
-    sentiment: Literal["negative", "neutral", "positive"] | None = None
+    sentiment: Sentiment | None = None
     status: Case.Status | None = None

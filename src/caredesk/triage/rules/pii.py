@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from caredesk.triage.text import SEP, join_posts
+from caredesk.triage.text.tokens import SEP, join_posts
 from caredesk.triage.types import PIIMatch, make_pii_match
 
 ACCOUNT = "account_number"
@@ -174,7 +174,7 @@ def detect_pii(text: str) -> tuple[PIIMatch, ...]:
 
 
 def detect_pii_joined(joined: str, starts: npt.NDArray[np.int64], lengths: Sequence[int]) -> list[tuple[PIIMatch, ...]]:
-    """Per post PII of a batch joined by :func:`caredesk.triage.text.join_posts`.
+    """Per post PII of a batch joined by :func:`caredesk.triage.text.tokens.join_posts`.
 
     Only posts with a digit 0-9 or an "@" are scanned. Each pattern then runs once over the posts that can hold a
     match at all, judged by the characters around their digits (a card needs 13 digits, a phone number 7, an

@@ -7,7 +7,7 @@ and decay, for two epochs. The word, position and type embeddings stay frozen: t
 weights, and the model file then stores only what changed (the layers, as float16, about 20 MB).
 
 A :class:`Tuned` runs on the semantic extra's runtime (onnxruntime or numpy) with its layers in place of the
-shipped ones, so a trained model file is used without PyTorch. ``training.TrainedModel`` averages its logits with
+shipped ones, so a trained model file is used without PyTorch. ``model.bundle.TrainedModel`` averages its logits with
 the linear model's (a geometric mean of the two probability estimates), which measured better than either alone.
 """
 

@@ -13,13 +13,13 @@ from itertools import repeat
 import numpy as np
 import numpy.typing as npt
 
-from caredesk.triage.text import phrase_tokens
+from caredesk.triage.text.tokens import phrase_tokens
 
 
 class PhraseIndex:
     """Rows: every word that occurs in a phrase, then every bigram phrase, then one all-zero row (``zero``).
 
-    Words and bigrams are stored lowercased, as tokenised by :func:`caredesk.triage.text.phrase_tokens`.
+    Words and bigrams are stored lowercased, as tokenised by :func:`caredesk.triage.text.tokens.phrase_tokens`.
     """
 
     def __init__(self, phrases: Iterable[str]) -> None:

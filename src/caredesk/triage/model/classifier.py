@@ -5,7 +5,8 @@ returns them as columns (results.py), and only the reasons and the result object
 per post. The rules decide clear cases ("charged twice", "no internet"); the model (word, bigram and character
 n-gram features, trained on a few thousand posts, see MODEL_CARD.md) weighs in on every post and decides where no
 rule fires. Every weight below is used once, next to the formula it belongs to. A brand's trained
-:class:`~caredesk.triage.training.ModelBundle` can override the learned tasks it has (``classify(..., model=bundle)``).
+:class:`~caredesk.triage.model.bundle.ModelBundle` can override the learned tasks it has
+(``classify(..., model=bundle)``).
 """
 
 from __future__ import annotations
@@ -22,12 +23,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from caredesk.triage import features as F
-from caredesk.triage.codes import CodedBatch, Vocabulary
-from caredesk.triage.language import decide as decide_language
-from caredesk.triage.pii import detect_pii_joined
-from caredesk.triage.reasons import ReasonTexts, keyword_hits
-from caredesk.triage.results import (
+from caredesk.triage.model import bundle as model_bundle
+from caredesk.triage.model.bundle import DENSE_SCALE, Dense, ModelBundle, _embed
+from caredesk.triage.model.codes import CodedBatch, Vocabulary
+from caredesk.triage.model.results import (
     MAX_SCORE,
     BrandDecision,
     Evidence,
@@ -37,21 +36,23 @@ from caredesk.triage.results import (
     override,
     priority_of,
 )
-from caredesk.triage.text import SEP, TokenBatch, join_posts, shouted_words
-from caredesk.triage.topics import DEFAULT_TOPICS, FALLBACK_TOPIC, GENERIC_TOPICS, Taxonomy, validate_taxonomy
-from caredesk.triage.training import ModelBundle
+from caredesk.triage.model.vectorize import Encoded, top_terms, top_terms_per_task
+from caredesk.triage.rules import features as F
+from caredesk.triage.rules.pii import detect_pii_joined
+from caredesk.triage.rules.reasons import ReasonTexts, keyword_hits
+from caredesk.triage.rules.topics import DEFAULT_TOPICS, FALLBACK_TOPIC, GENERIC_TOPICS, Taxonomy, validate_taxonomy
+from caredesk.triage.text.language import decide as decide_language
+from caredesk.triage.text.tokens import SEP, TokenBatch, join_posts, shouted_words
 from caredesk.triage.types import PostSignals, TriageResult
-from caredesk.triage.vectorize import Encoded, top_terms, top_terms_per_task
+from caredesk.triage.vocabulary import BINARY_TASKS, MODEL_TASKS, SENTIMENTS, TRUE
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
 QUESTION_MIN = 0.6
 SPAM_MIN = 0.5
-SENTIMENTS = ("negative", "neutral", "positive")
 NO_EVIDENCE_SENTIMENT = (0.25, 0.5, 0.25)
 MODEL_FILE = "model_default.npz"
-MODEL_TASKS = ("complaint", "needs_reply", "sentiment", "topic")
 MODEL_REASON_MIN = 0.08  # smallest normalised per-word model contribution worth naming
 BRAND_REASON_WORDS = 3
 
@@ -161,7 +162,7 @@ class _Decisions:
     priority: npt.NDArray[np.int64]
 
 
-# The scores the learned sentiment mix (training.Mix, fitted by build.py) combines; each is also a column of
+# The scores the learned sentiment mix (bundle.Mix, fitted by training/build.py) combines; each is also a column of
 # Engine.stack_features, which is where build.py takes them from.
 MIX_INPUTS = ("valence", "model_negative", "model_neutral", "model_positive", "complaint_logit", "complaint_cues")
 
@@ -556,7 +557,7 @@ class Engine:
         cols = self.model_cols
         sent_model = np.array([self.sentiment_classes.index(c) for c in SENTIMENTS])[d.sentiment]
         topic_model = plan.model_map[d.topic_idx]
-        tasks = ("complaint", "needs_reply", "sentiment", "topic")
+        tasks = MODEL_TASKS
         why_complaint, why_reply, why_sentiment, why_topic = top_terms_per_task(
             enc,
             np.stack(
@@ -600,7 +601,6 @@ class Engine:
 
 
 _SENTIMENT_NAMES = np.array(SENTIMENTS, dtype=object)
-_BINARY_TASKS = ("complaint", "needs_reply", "spam")
 
 
 def _empty_batch() -> TriageBatch:
@@ -624,8 +624,6 @@ def _override(
 
     Priority follows an overridden needs_reply (1 when no reply is needed); see results.override for the reasons.
     """
-    from caredesk.triage.training import DENSE_SCALE, Dense, _embed
-
     enc = bundle.scorer.encode(batch)
     embedding: FloatArray | None = None
     changes: dict[str, Any] = {}
@@ -639,7 +637,7 @@ def _override(
         proba = trained.proba_from_logits(z)
         pred, column, sign = trained.decision_columns(z)
         names = np.array(trained.classes, dtype=object)[pred]
-        values = names == "true" if task in _BINARY_TASKS else names
+        values = names == TRUE if task in BINARY_TASKS else names
         # Python's round, as for every brand score so far (numpy rounds halves differently).
         scores = [round(min(p, MAX_SCORE), 3) for p in proba[np.arange(len(pred)), pred].tolist()]
         changes[task] = values
@@ -695,3 +693,12 @@ def classify_one(
 ) -> TriageResult:
     """Triage one post; the same result as ``classify([post])[0]``."""
     return default_engine().classify([post], topics, model)[0]
+
+
+def _default_stack_features(texts: Sequence[str], batch: TokenBatch | None) -> FloatArray:
+    return default_engine().stack_features(texts, batch)
+
+
+# A stacked TrainedModel predicting on its own (``model.predict(texts)``) needs the shipped engine's features; see
+# model.bundle.set_stack_features for why the engine is handed over instead of imported there.
+model_bundle.set_stack_features(_default_stack_features)

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from caredesk.triage import lexicon
 from caredesk.triage.arrays import sum_rows
-from caredesk.triage.language import LANGUAGES, word_weights
-from caredesk.triage.phrases import PhraseIndex
-from caredesk.triage.text import TokenBatch
-from caredesk.triage.topics import Taxonomy
+from caredesk.triage.rules.topics import Taxonomy
+from caredesk.triage.text import lexicon
+from caredesk.triage.text.language import LANGUAGES, word_weights
+from caredesk.triage.text.phrases import PhraseIndex
+from caredesk.triage.text.tokens import TokenBatch
 
 # Rule columns; their non-zero entries become reasons.
 VAL, COMPLAINT, OUTAGE, CHURN, SAFETY, REQUEST, QUESTION, SPAM = range(8)
@@ -127,7 +127,7 @@ class FeatureTable:
 
     def featurize(self, batch: TokenBatch, word_rows: npt.NDArray[np.int64] | None = None) -> TokenFeatures:
         """Per-post sums. ``word_rows``: each token's word row in ``index``, for a caller that has looked the tokens
-        up already (see caredesk.triage.codes)."""
+        up already (see caredesk.triage.model.codes)."""
         index = self.index
         n_tokens = len(batch.lower)
         if word_rows is None:

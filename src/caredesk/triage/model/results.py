@@ -14,8 +14,8 @@ from typing import Any, cast
 import numpy as np
 import numpy.typing as npt
 
-from caredesk.triage import features as F
-from caredesk.triage.reasons import MAX_WORD_REASONS, NEG, NO_HITS, POS, Hits, followers, quote
+from caredesk.triage.rules import features as F
+from caredesk.triage.rules.reasons import MAX_WORD_REASONS, NEG, NO_HITS, POS, Hits, followers, quote
 from caredesk.triage.types import Label, PIIMatch, TriageResult, make_labels, make_results
 
 FloatArray = npt.NDArray[np.float64]

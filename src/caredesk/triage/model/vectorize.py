@@ -12,7 +12,7 @@ by the square root of the sum of their squared norms (hash collisions aside, its
 Every part is a fixed vector, so a linear model's weights fold into one score row per word type,
 ``S[t] = u_t . W``: computed once at load for the vocabulary and once per batch for unseen words, whose n-grams still
 count ("refundd" and "cancelation" borrow the weight of "refund" and "cancellation"). Scoring a batch is one dict
-lookup per token, a sort, a gather and a segmented sum; no Python per post. Training (training.py) builds the same
+lookup per token, a sort, a gather and a segmented sum; no Python per post. Training (training/train.py) builds the same
 vectors as a sparse matrix, so the two paths agree to float rounding.
 """
 
@@ -26,9 +26,9 @@ import numpy as np
 import numpy.typing as npt
 
 from caredesk.triage.arrays import distinct, first_of_runs, sum_rows
-from caredesk.triage.language import word_weights
-from caredesk.triage.lexicon import NEGATORS, PLACEHOLDERS, SCOPE_BREAKERS
-from caredesk.triage.text import SEP, TokenBatch
+from caredesk.triage.text.language import word_weights
+from caredesk.triage.text.lexicon import NEGATORS, PLACEHOLDERS, SCOPE_BREAKERS
+from caredesk.triage.text.tokens import SEP, TokenBatch
 
 FloatArray = npt.NDArray[np.float64]
 F32Array = npt.NDArray[np.float32]

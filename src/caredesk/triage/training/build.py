@@ -1,8 +1,8 @@
 """Build the shipped default model (``model_default.npz``) from the package's example files.
 
-    python -m caredesk.triage.build                    # rebuild model_default.npz
-    python -m caredesk.triage.build --check            # rebuild in memory, fail if the shipped file is stale
-    python -m caredesk.triage.build --search           # print the hyper-parameter search behind HYPER
+    python -m caredesk.triage.training.build                    # rebuild model_default.npz
+    python -m caredesk.triage.training.build --check            # rebuild in memory, fail if the shipped file is stale
+    python -m caredesk.triage.training.build --search           # print the hyper-parameter search behind HYPER
 
 Training data (see MODEL_CARD.md): ``seed_examples.jsonl`` and ``data/written_examples.jsonl`` (written for this
 project), and weak labels derived at build time from two permissively licensed public sets: BANKING77 (Casanueva et
@@ -29,17 +29,19 @@ from typing import Any
 
 import numpy as np
 
-from caredesk.triage.classifier import MIX_INPUTS, STACK_FEATURES, Engine
-from caredesk.triage.fitting import stratified_folds
-from caredesk.triage.pii import mask_pii
-from caredesk.triage.training import Dense, Mix, ModelBundle, TrainedModel, _fit_model
+from caredesk.triage.model.bundle import Dense, Mix, ModelBundle, TrainedModel
+from caredesk.triage.model.classifier import MIX_INPUTS, STACK_FEATURES, Engine
+from caredesk.triage.rules.pii import mask_pii
+from caredesk.triage.training.fitting import stratified_folds
+from caredesk.triage.training.train import _fit_model
+from caredesk.triage.vocabulary import MODEL_TASKS, SPAM
 
 SEED_FILE = "seed_examples.jsonl"
 WRITTEN_FILE = "data/written_examples.jsonl"
 # Later batches of written examples sit beside the first as data/written_*.jsonl; all are read, in name order.
 WRITTEN_GLOB = "written_*.jsonl"
 MODEL_FILE = "model_default.npz"
-SHIPPED_TASKS = ("complaint", "needs_reply", "sentiment", "topic")
+SHIPPED_TASKS = MODEL_TASKS
 # (C, class weighting) per task, from ``--search`` (3-fold CV on the training files; macro-F1). Fixed here so that a
 # rebuild is one fit per task and ``--check`` stays quick.
 HYPER: dict[str, tuple[float, str | None]] = {
@@ -163,7 +165,7 @@ def load_jsonl(name: str, source: str) -> list[Example]:
             if not line.strip():
                 continue
             raw = json.loads(line)
-            labels = {t: _label(raw[t]) for t in (*SHIPPED_TASKS, "spam") if t in raw and raw[t] is not None}
+            labels = {t: _label(raw[t]) for t in (*SHIPPED_TASKS, SPAM) if t in raw and raw[t] is not None}
             out.append(Example(raw["text"], raw.get("source", source), labels))
     return out
 
@@ -181,7 +183,7 @@ def load_written() -> list[Example]:
 def default_data_dir() -> Path:
     """Where the public training sets live: ``$CAREDESK_DATA``, else ``../shared/data`` beside the repository."""
     env = os.environ.get("CAREDESK_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[3].parent / "shared" / "data"
+    return Path(env) if env else Path(__file__).resolve().parents[4].parent / "shared" / "data"
 
 
 def has_public_data(data: Path | None = None) -> bool:
@@ -197,7 +199,7 @@ def load_examples(data: Path | None = None) -> list[Example]:
         raise SystemExit(f"the public training sets (banking77/, ibm-twitter-cdp/) are not in {data}: pass --data DIR")
     weak = [
         Example(row["text"], row["source"],
-                {t: _label(row[t]) for t in (*SHIPPED_TASKS, "spam") if t in row and row[t] is not None})
+                {t: _label(row[t]) for t in (*SHIPPED_TASKS, SPAM) if t in row and row[t] is not None})
         for row in derive_weak(data)
     ]
     seen: set[str] = set()
@@ -353,8 +355,8 @@ def same_bundle(a: ModelBundle, b: ModelBundle, atol: float = 2e-2) -> bool:
 
 
 def search() -> dict[str, Any]:
-    from caredesk.triage.fitting import choose
-    from caredesk.triage.training import _design
+    from caredesk.triage.training.fitting import choose
+    from caredesk.triage.training.train import _design
 
     examples = load_examples()
     out: dict[str, Any] = {}
@@ -381,7 +383,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     bundle = build(data=args.data)
     if args.check:
         ok = same_bundle(bundle, ModelBundle.load(package_path(MODEL_FILE)))
-        print(f"{MODEL_FILE} is up to date" if ok else f"{MODEL_FILE} is stale: run python -m caredesk.triage.build")
+        stale = f"{MODEL_FILE} is stale: run python -m caredesk.triage.training.build"
+        print(f"{MODEL_FILE} is up to date" if ok else stale)
         return 0 if ok else 1
     out = args.out or package_path(MODEL_FILE)
     bundle.save(out)

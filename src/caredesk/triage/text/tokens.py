@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from caredesk.triage.lexicon import BANG, EMAIL, MENTION, URL
+from caredesk.triage.text.lexicon import BANG, EMAIL, MENTION, URL
 
 SEP = "\x00"
 _LOWER_JOIN = "\x01"  # never produced by the token regex, so it can glue tokens for one lower() call

@@ -1,4 +1,4 @@
-"""Fitting the linear models of training.py: (NB-)logistic regression, stratified folds and the small search for C.
+"""Fitting the linear models of train.py: (NB-)logistic regression, stratified folds and the small search for C.
 
 Works on ready feature matrices (scipy sparse or numpy) and integer labels; knows nothing of texts or tasks.
 """

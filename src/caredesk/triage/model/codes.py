@@ -13,10 +13,10 @@ from itertools import repeat
 import numpy as np
 import numpy.typing as npt
 
-from caredesk.triage.lexicon import NEGATORS
-from caredesk.triage.phrases import PhraseIndex
-from caredesk.triage.text import SEP, TokenBatch, lower_tokens
-from caredesk.triage.vectorize import NEGATED, SCOPE_ENDS, Scorer, mark_negated, negated_positions
+from caredesk.triage.model.vectorize import NEGATED, SCOPE_ENDS, Scorer, mark_negated, negated_positions
+from caredesk.triage.text.lexicon import NEGATORS
+from caredesk.triage.text.phrases import PhraseIndex
+from caredesk.triage.text.tokens import SEP, TokenBatch, lower_tokens
 
 IntArray = npt.NDArray[np.int64]
 
@@ -56,7 +56,7 @@ class Vocabulary:
             self.scope_end[code] = word in SCOPE_ENDS
 
     def code_joined(self, joined: str) -> CodedBatch:
-        """Tokenise a batch joined by :func:`caredesk.triage.text.join_posts` and code its tokens."""
+        """Tokenise a batch joined by :func:`caredesk.triage.text.tokens.join_posts` and code its tokens."""
         return self.code(lower_tokens(joined))
 
     def code(self, lower: list[str]) -> CodedBatch:

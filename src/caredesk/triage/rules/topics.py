@@ -108,7 +108,7 @@ def validate_taxonomy(topics: Taxonomy) -> None:
     """Raise ValueError for a taxonomy that triage cannot use.
 
     Every taxonomy needs the catch-all ``"other"`` key, because ``topic`` must always be one of its keys. (Keywords
-    longer than two tokens are refused when the taxonomy is indexed, by :mod:`caredesk.triage.phrases`.)
+    longer than two tokens are refused when the taxonomy is indexed, by :mod:`caredesk.triage.text.phrases`.)
     """
     if FALLBACK_TOPIC not in topics:
         raise ValueError(f"a topic taxonomy needs the catch-all key {FALLBACK_TOPIC!r}")

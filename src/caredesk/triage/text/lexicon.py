@@ -1,6 +1,6 @@
 """Hand-written word lists for triage v0, all written for this project.
 
-Phrases are one or two lowercase tokens as produced by :mod:`caredesk.triage.text` (apostrophes kept, so both
+Phrases are one or two lowercase tokens as produced by :mod:`caredesk.triage.text.tokens` (apostrophes kept, so both
 "don't" and "dont" appear). Weights are on a rough -3..3 scale for valence and 0..1 "how much evidence" elsewhere;
 they were set by reading support posts, not fitted, so that a person can argue with each one.
 """

@@ -1,0 +1,1 @@
+"""Models: vectorised text features, trained models and their bundle file, the classifier, the result columns. Pure."""

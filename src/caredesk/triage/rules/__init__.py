@@ -1,0 +1,1 @@
+"""Rules: PII, topics, the per-post lexicon counts the rules use, and the reasons they give. Pure."""
