@@ -27,6 +27,7 @@ from procrastinate import RetryStrategy
 from procrastinate.contrib.django import app
 from procrastinate.exceptions import AlreadyEnqueued
 
+from caredesk.cases.actions import lock_case
 from caredesk.connectors.base import CannotTell, ConnectorError, NormalizedAuthor, OutboundReply, SentReply
 from caredesk.connectors.runtime import get_provider
 from caredesk.outbox.actions import (
@@ -68,6 +69,17 @@ def _load(reply_id: int) -> Reply:
     return Reply.objects.select_related("installation__brand", "in_reply_to__author").get(pk=reply_id)
 
 
+def _lock(reply_id: int, case_id: int) -> Reply:
+    """Lock the reply's case, then the reply row alone, in the caller's transaction: the order an agent's action
+    takes (case, then reply). Recording an outcome writes to the case; locking the reply first, or locking the
+    joined post, installation and brand rows with it (``FOR UPDATE`` without ``of``), deadlocked with an agent
+    queueing a reply on the same case."""
+    lock_case(case_id)
+    return Reply.objects.select_for_update(of=("self",)).select_related("installation__brand", "in_reply_to").get(
+        pk=reply_id
+    )
+
+
 def settle_reply(reply_id: int, http: httpx.Client | None = None, now: datetime | None = None) -> str:
     """Settle a reply left *sending* by an interrupted send; returns its state afterwards."""
     reply = _load(reply_id)
@@ -83,9 +95,7 @@ def settle_reply(reply_id: int, http: httpx.Client | None = None, now: datetime 
         verdict = f"delivery unknown: a send was interrupted and asking the platform failed ({exc}); check it"
     now = now or datetime.now(UTC)
     with transaction.atomic():
-        reply = Reply.objects.select_for_update().select_related("installation__brand", "in_reply_to").get(
-            pk=reply_id
-        )
+        reply = _lock(reply_id, reply.case_id)
         if reply.state != Reply.State.SENDING:
             return reply.state  # settled meanwhile
         if found is not None:
@@ -103,7 +113,8 @@ def settle_reply(reply_id: int, http: httpx.Client | None = None, now: datetime 
 def send_reply_now(reply_id: int, http: httpx.Client | None = None) -> str:
     """Run one send attempt; returns the reply's state afterwards. Used by the job and by tests."""
     with transaction.atomic():
-        reply = Reply.objects.select_for_update().select_related("installation__brand").get(pk=reply_id)
+        # The claim writes the reply row only: it locks that row alone, not the joined ones.
+        reply = Reply.objects.select_for_update(of=("self",)).get(pk=reply_id)
         now = datetime.now(UTC)
         if reply.state == Reply.State.SENDING:
             if reply.state_since is None or now - reply.state_since >= lease():
@@ -122,22 +133,20 @@ def send_reply_now(reply_id: int, http: httpx.Client | None = None) -> str:
         sent = provider.send_reply(_outbound(reply), datetime.now(UTC))
     except ConnectorError as exc:
         with transaction.atomic():
-            reply = Reply.objects.select_for_update().get(pk=reply_id)
+            reply = _lock(reply_id, reply.case_id)
             do_mark_reply_failed(reply, str(exc), datetime.now(UTC))
         log.warning("reply %s refused by the platform", reply_id)
         return Reply.State.FAILED
     except (httpx.TransportError, TimeoutError) as exc:
         with transaction.atomic():
-            reply = Reply.objects.select_for_update().get(pk=reply_id)
+            reply = _lock(reply_id, reply.case_id)
             if reply.attempts >= MAX_ATTEMPTS:
                 do_mark_reply_failed(reply, f"gave up after {reply.attempts} attempts: {exc}", datetime.now(UTC))
                 return Reply.State.FAILED
             do_requeue_reply(reply, f"attempt {reply.attempts} failed: {exc}", datetime.now(UTC))
         raise TransientSendError(str(exc)) from exc
     with transaction.atomic():
-        reply = Reply.objects.select_for_update().select_related("installation__brand", "in_reply_to").get(
-            pk=reply_id
-        )
+        reply = _lock(reply_id, reply.case_id)
         if reply.state != Reply.State.SENDING:
             return reply.state  # the sweeper settled it while the platform was slow
         do_mark_reply_sent(reply, sent, datetime.now(UTC))
