@@ -13,7 +13,7 @@ from caredesk.accounts.actions import do_create_brand, do_create_user
 from caredesk.accounts.models import Brand
 from caredesk.cases.actions import ReceiveReport
 from caredesk.cases.models import Case, Post
-from caredesk.connectors.actions import do_create_installation
+from caredesk.connectors.actions import do_create_installation, lock_installation
 from caredesk.connectors.base import NormalizedAuthor, NormalizedPost
 from caredesk.connectors.models import ConnectorInstallation
 from caredesk.ingest.pipeline import ingest_posts
@@ -75,7 +75,7 @@ def make_post(
 
 def ingest(installation: ConnectorInstallation, *posts: NormalizedPost, now: datetime | None = None) -> ReceiveReport:
     with transaction.atomic():
-        locked = ConnectorInstallation.objects.select_for_update().select_related("brand").get(pk=installation.pk)
+        locked = lock_installation(installation.pk)
         return ingest_posts(locked, "x", list(posts), now or T0 + timedelta(hours=1))
 
 

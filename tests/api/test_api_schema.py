@@ -39,7 +39,7 @@ from caredesk.api.schemas import NOT_BLANK_PATTERN, STORABLE_PATTERN
 from caredesk.cases.actions import do_resolve_case, lock_case
 from caredesk.cases.models import Post
 from caredesk.outbox.actions import do_queue_reply
-from caredesk.triage.brand_models import get_brand_topics
+from caredesk.triage.models import get_brand_topics
 
 # Loading needs no database: /api/openapi.json is built from the routers alone.
 SCHEMA = schemathesis.openapi.from_wsgi("/api/openapi.json", get_wsgi_application())

@@ -15,6 +15,20 @@ from caredesk.connectors.registry import get_provider_class
 FAILING_AFTER = 3
 
 
+def lock_installation(installation_id: int) -> ConnectorInstallation:
+    """The installation row locked for the caller's transaction, so one ingest of it runs at a time.
+
+    ``FOR NO KEY UPDATE`` of that row alone: a plain ``FOR UPDATE`` (or one that also locks the joined brand) would
+    block every other transaction that inserts a row pointing at the installation or the brand (a sent reply's
+    outbound post, an activity) while this one waits for a case such a transaction holds: a deadlock.
+    """
+    return (
+        ConnectorInstallation.objects.select_related("brand")
+        .select_for_update(no_key=True, of=("self",))
+        .get(pk=installation_id)
+    )
+
+
 def do_create_installation(
     brand: Brand,
     provider_key: str,

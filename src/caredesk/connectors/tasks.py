@@ -27,7 +27,7 @@ from django.db import close_old_connections, connection, transaction
 from procrastinate.contrib.django import app
 from procrastinate.exceptions import AlreadyEnqueued
 
-from caredesk.connectors.actions import do_record_poll_failure, do_record_poll_success
+from caredesk.connectors.actions import do_record_poll_failure, do_record_poll_success, lock_installation
 from caredesk.connectors.base import Capability, ConnectorError
 from caredesk.connectors.crypto import CredentialsUnreadable
 from caredesk.connectors.models import ConnectorInstallation
@@ -84,9 +84,7 @@ def poll_installation(installation_id: int, now: datetime, http: httpx.Client | 
             provider = get_provider(installation, http)
             result = provider.fetch(cursor, now)  # the network call: outside any transaction
             with transaction.atomic():
-                locked = ConnectorInstallation.objects.select_for_update().select_related("brand").get(
-                    pk=installation_id
-                )
+                locked = lock_installation(installation_id)
                 if dict(locked.cursor) != cursor:
                     return 0  # stored meanwhile (a poll from before the lock was taken): nothing to add
                 report = ingest_posts(locked, provider.platform, result.posts, now)
@@ -96,7 +94,7 @@ def poll_installation(installation_id: int, now: datetime, http: httpx.Client | 
             log.warning("installation %s: poll failed: %s", installation_id, message,
                         exc_info=not isinstance(exc, ConnectorError | httpx.HTTPError | CredentialsUnreadable))
             with transaction.atomic():
-                failed = ConnectorInstallation.objects.select_for_update().get(pk=installation_id)
+                failed = ConnectorInstallation.objects.select_for_update(no_key=True).get(pk=installation_id)
                 do_record_poll_failure(failed, message, now)
             return 0
         for rejected in result.rejected:

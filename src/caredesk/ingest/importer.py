@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from caredesk.accounts.actions import do_create_brand
 from caredesk.cases.actions import ReceiveReport
-from caredesk.connectors.actions import do_create_installation, do_record_import
+from caredesk.connectors.actions import do_create_installation, do_record_import, lock_installation
 from caredesk.connectors.base import ConnectorError, NormalizedPost, RejectedRecord
 from caredesk.connectors.builtin.file import FileProvider
 from caredesk.connectors.models import ConnectorInstallation
@@ -72,9 +72,7 @@ def _file_installation(brand_slug: str, platform: str) -> ConnectorInstallation:
 def _store_batch(installation_id: int, platform: str, posts: Sequence[NormalizedPost]) -> ReceiveReport:
     now = datetime.now(UTC)
     with transaction.atomic():
-        installation = ConnectorInstallation.objects.select_for_update().select_related("brand").get(
-            pk=installation_id
-        )
+        installation = lock_installation(installation_id)
         report = ingest_posts(installation, platform, posts, now)
         do_record_import(installation, report.received, now)
     return report
