@@ -18,6 +18,7 @@ from caredesk.cases.access import Right, access_case, brand_ids_with, visible_ca
 from caredesk.cases.models import Case, Post
 from caredesk.connectors.models import ConnectorInstallation
 from factories import make_brand, make_case, make_installation, make_user
+from roles import SEES, make_people
 
 pytestmark = pytest.mark.django_db
 
@@ -40,28 +41,8 @@ def world(settings) -> World:
     nimbus, acme = make_brand("Nimbus"), make_brand("Acme")
     nimbus_inst: ConnectorInstallation = make_installation(nimbus)
     acme_inst: ConnectorInstallation = make_installation(acme)
-    people = {
-        "owner": make_user("owner", is_site_owner=True),
-        "admin": make_user("admin", role="admin", brands=[nimbus]),
-        "supervisor": make_user("supervisor", role="supervisor", brands=[nimbus]),
-        "agent": make_user("agent", role="agent", brands=[nimbus]),
-        "volunteer": make_user("volunteer", role="volunteer", brands=[nimbus]),
-        "outsider": make_user("outsider", role="agent", brands=[acme]),
-        "nobody": make_user("nobody", brands=[]),
-    }
+    people = make_people(nimbus, acme)
     return World(nimbus, acme, make_case(nimbus_inst), make_case(acme_inst), people)
-
-
-# Who sees which brand's cases.
-SEES = {
-    "owner": {"nimbus", "acme"},
-    "admin": {"nimbus"},
-    "supervisor": {"nimbus"},
-    "agent": {"nimbus"},
-    "volunteer": set(),
-    "outsider": {"acme"},
-    "nobody": set(),
-}
 
 
 def _client(user: User) -> Client:

@@ -5,14 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from django.contrib import auth
 from django.contrib.auth.models import User
 from django.contrib.auth.password_validation import validate_password
 from django.contrib.auth.validators import ASCIIUsernameValidator
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_slug
+from django.http import HttpRequest
 from django.utils.text import slugify
 
 from caredesk.accounts.models import APIToken, Brand, Membership, Role
+from caredesk.cases.events import publish_user_changed
 
 
 class AccountError(Exception):
@@ -100,11 +103,14 @@ def do_create_user(
 def do_set_membership(user: User, brand: Brand, role: str) -> Membership:
     """Give ``user`` this role for ``brand`` (replacing the role they had there)."""
     membership, _ = Membership.objects.update_or_create(user=user, brand=brand, defaults={"role": check_role(role)})
+    publish_user_changed(user.pk)
     return membership
 
 
 def do_remove_membership(user: User, brand: Brand) -> bool:
     deleted, _ = Membership.objects.filter(user=user, brand=brand).delete()
+    if deleted:
+        publish_user_changed(user.pk)
     return bool(deleted)
 
 
@@ -123,7 +129,17 @@ def do_deactivate_user(user: User) -> User:
         s.pk for s in Session.objects.iterator() if str(s.get_decoded().get("_auth_user_id")) == str(user.pk)
     ]
     Session.objects.filter(pk__in=stale).delete()
+    publish_user_changed(user.pk)
     return user
+
+
+def do_log_out(request: HttpRequest) -> None:
+    """End this browser session; the user's open live streams check their sessions at once and the one of this
+    session ends."""
+    user_id = request.user.pk if request.user.is_authenticated else None
+    auth.logout(request)
+    if user_id is not None:
+        publish_user_changed(int(user_id))
 
 
 def get_tokens(username: str | None = None) -> list[APIToken]:

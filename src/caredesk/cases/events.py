@@ -6,7 +6,8 @@ asks :func:`publish` to announce it. The announcement is a PostgreSQL ``NOTIFY``
 database hears it. Listeners then read the Activity rows themselves: the row is the event, the notification is only
 a wake-up call, and a browser that reconnects resumes from the last Activity id it saw.
 
-Ephemeral presence ("Ana is replying") is announced the same way but has no row.
+Ephemeral presence ("Ana is replying") is announced the same way but has no row, and so is a change to who a user
+is allowed to be (logged out, deactivated, memberships changed): open live streams of that user check again at once.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ _MAX_IDS_PER_NOTIFY = 500
 class Published:
     activity_ids: tuple[int, ...] = ()
     presence_case_id: int | None = None
+    presence_brand_id: int | None = None
+    user_id: int | None = None  # this user's sessions or rights changed
 
 
 _subscribers: list[Callable[[Published], None]] = []
@@ -52,7 +55,9 @@ def _deliver(event: Published) -> None:
         chunks = [ids[i : i + _MAX_IDS_PER_NOTIFY] for i in range(0, len(ids), _MAX_IDS_PER_NOTIFY)]
         _notify(json.dumps({"a": chunk}) for chunk in chunks)
     if event.presence_case_id is not None:
-        _notify([json.dumps({"p": event.presence_case_id})])
+        _notify([json.dumps({"p": event.presence_case_id, "b": event.presence_brand_id})])
+    if event.user_id is not None:
+        _notify([json.dumps({"u": event.user_id})])
     for callback in list(_subscribers):
         try:
             callback(event)
@@ -67,13 +72,29 @@ def publish_activities(activity_ids: Iterable[int]) -> None:
         transaction.on_commit(lambda: _deliver(event))
 
 
-def publish_presence(case_id: int) -> None:
-    transaction.on_commit(lambda: _deliver(Published(presence_case_id=case_id)))
+def publish_presence(case_id: int, brand_id: int) -> None:
+    transaction.on_commit(lambda: _deliver(Published(presence_case_id=case_id, presence_brand_id=brand_id)))
+
+
+def publish_user_changed(user_id: int) -> None:
+    """Tell open live streams of this user to check their session and rights again (after commit)."""
+    transaction.on_commit(lambda: _deliver(Published(user_id=user_id)))
+
+
+def _optional_int(value: object) -> int | None:
+    return None if value is None else int(value)  # type: ignore[call-overload]
 
 
 def parse_notification(payload: str) -> Published:
     data = json.loads(payload)
-    return Published(activity_ids=tuple(int(i) for i in data.get("a", ())), presence_case_id=data.get("p"))
+    if not isinstance(data, dict):
+        raise ValueError("notification payload is not an object")
+    return Published(
+        activity_ids=tuple(int(i) for i in data.get("a", ())),
+        presence_case_id=_optional_int(data.get("p")),
+        presence_brand_id=_optional_int(data.get("b")),
+        user_id=_optional_int(data.get("u")),
+    )
 
 
 def apply_activity(state: dict[str, object], kind: str, data: dict[str, object]) -> dict[str, object]:

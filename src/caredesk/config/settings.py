@@ -149,6 +149,8 @@ CAREDESK_POLL_INTERVAL = float(os.environ.get("CAREDESK_POLL_INTERVAL", "2"))
 # How long a reply may stay sending (or queued without a job) before the sweeper settles it: longer than a send's
 # HTTP timeout (20 s), so a slow send is never taken for a dead one.
 CAREDESK_REPLY_LEASE_SECONDS = float(os.environ.get("CAREDESK_REPLY_LEASE_SECONDS", "120"))
+# The most events the live stream replays to a reconnecting browser; beyond it the page reloads its state instead.
+CAREDESK_STREAM_REPLAY_LIMIT = int(os.environ.get("CAREDESK_STREAM_REPLAY_LIMIT", "10000"))
 
 LOGGING = {
     "version": 1,

@@ -24,13 +24,13 @@ def do_heartbeat(case: Case, user: User, mode: str, now: datetime) -> None:
     changed = presence is None or presence.mode != mode or now - presence.last_seen > PRESENCE_TTL
     CasePresence.objects.update_or_create(case=case, user=user, defaults={"mode": mode, "last_seen": now})
     if changed:
-        publish_presence(case.pk)
+        publish_presence(case.pk, case.brand_id)
 
 
 def do_leave_case(case: Case, user: User) -> None:
     deleted, _ = CasePresence.objects.filter(case=case, user=user).delete()
     if deleted:
-        publish_presence(case.pk)
+        publish_presence(case.pk, case.brand_id)
 
 
 def get_presence(case: Case, now: datetime, exclude: User | None = None) -> list[CasePresence]:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from django.contrib.auth import get_user_model
 from django.core.paginator import Page, Paginator
 from django.db import connection
-from django.db.models import Max, OuterRef, Q, QuerySet, Subquery
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 
 from caredesk.accounts.models import Brand
 from caredesk.cases.access import CaseNotFound, access_case, brand_people, visible_brand_ids
@@ -22,6 +22,7 @@ from caredesk.cases.queries import CaseQuery, filter_cases, queue_counts
 from caredesk.inbox.actions import get_presence
 from caredesk.inbox.forms import Queue, Sort, StatusFilter
 from caredesk.inbox.models import CannedReply, CasePresence
+from caredesk.inbox.stream import HORIZON_SQL, format_position
 from caredesk.outbox.actions import ReplyError, check_can_reply
 from caredesk.outbox.length import check_length
 from caredesk.outbox.models import Reply
@@ -242,9 +243,13 @@ def get_case_list(filters: Mapping[str, Any], user: User) -> CaseListResult:
     return CaseListResult(page=page, counts=queue_counts(user, filters.get("brand")), total=paginator.count)
 
 
-def get_last_activity_id() -> int:
-    """The newest event id: a page rendered now has seen everything up to it (the stream resumes after it)."""
-    return int(Activity.objects.aggregate(m=Max("id"))["m"] or 0)
+def get_stream_cursor() -> str:
+    """The live stream's position of "now", taken before the page reads anything: the page shows every event
+    below it, and the stream delivers every event from it (some twice, which a page's refresh absorbs)."""
+    with connection.cursor() as cursor:
+        cursor.execute(HORIZON_SQL)
+        (horizon,) = cursor.fetchone()
+    return format_position((int(horizon), 0))
 
 
 def get_filter_choices(user: User) -> dict[str, Any]:

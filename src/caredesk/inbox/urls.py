@@ -11,7 +11,7 @@ urlpatterns = [
         auth_views.LoginView.as_view(template_name="inbox/login.html", redirect_authenticated_user=True),
         name="login",
     ),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("logout/", views.LogoutView.as_view(), name="logout"),
     path("", views.inbox, name="inbox"),
     path("stream", views.stream, name="stream"),
     path("cases/", views.case_list, name="case-list"),

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from asgiref.sync import sync_to_async
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.models import User
 from django.contrib.auth.views import redirect_to_login
 from django.db import close_old_connections, transaction
@@ -33,6 +34,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from caredesk.accounts.actions import do_log_out
 from caredesk.cases.access import AccessDenied, CaseNotFound, Right, access_case, check_assignment
 from caredesk.cases.actions import (
     CaseActionError,
@@ -66,11 +68,12 @@ from caredesk.inbox.presenters import (
     get_case_view,
     get_composer,
     get_filter_choices,
-    get_last_activity_id,
+    get_stream_cursor,
     get_thread_post,
     latest_inbound_post,
 )
-from caredesk.inbox.stream import event_stream, parse_last_event_id
+from caredesk.inbox.stream import event_stream, parse_position
+from caredesk.inbox.viewers import session_viewer
 from caredesk.outbox.actions import (
     ReplyError,
     do_confirm_reply_posted,
@@ -178,10 +181,15 @@ def _locked_case(request: HttpRequest, case_id: int, right: Right = Right.WORK) 
 
 
 def _page(request: HttpRequest, case: Case | None, status: int = 200, **extra: Any) -> HttpResponse:
+    # The stream's position first, then every read the page shows (the case again too): an event that commits in
+    # between is then both on the page and in the stream, never in neither.
+    stream_cursor = get_stream_cursor()
+    if case is not None:
+        case = _case_or_404(request, case.pk)
     context: dict[str, Any] = {
         **_list_context(request, case.pk if case else None),
         "choices": get_filter_choices(_agent(request)),
-        "last_event_id": get_last_activity_id(),
+        "stream_cursor": stream_cursor,
     }
     if case is not None:
         context.update(_pane_context(request, case))
@@ -383,9 +391,12 @@ def reply_settle(request: HttpRequest, case_id: int, reply_id: int) -> HttpRespo
     agent, now = _agent(request), timezone.now()
 
     def change(case: Case) -> Reply:
-        reply = Reply.objects.select_for_update().select_related("installation__brand", "in_reply_to").filter(
-            pk=reply_id, case=case
-        ).first()
+        reply = (
+            Reply.objects.select_for_update(of=("self",))
+            .select_related("installation__brand", "in_reply_to")
+            .filter(pk=reply_id, case=case)
+            .first()
+        )
         if reply is None:
             raise ReplyError("that reply is not part of this case")
         if choice == "posted":
@@ -502,17 +513,26 @@ def case_leave(request: HttpRequest, case_id: int) -> HttpResponse:
 # Live events
 
 
+class LogoutView(auth_views.LogoutView):
+    """Django's logout, through :func:`do_log_out` so that the session's open live stream ends too."""
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        do_log_out(request)
+        return super().post(request, *args, **kwargs)
+
+
 @agent_required
 async def stream(request: HttpRequest) -> StreamingHttpResponse:
     """Server-Sent Events; see :mod:`caredesk.inbox.stream` for the protocol. Resumes after ``Last-Event-ID``
-    (sent by a reconnecting EventSource) or ``?last_id=`` (the id the page was rendered at)."""
-    last_id = parse_last_event_id(request.headers.get("Last-Event-ID"))
-    if last_id is None:
-        last_id = parse_last_event_id(request.GET.get("last_id"))
+    (sent by a reconnecting EventSource) or ``?cursor=`` (the position the page was rendered at)."""
+    named = request.headers.get("Last-Event-ID") or request.GET.get("cursor")
+    position = parse_position(named)
+    viewer = await session_viewer(request)
     # The login check opened this request's Django connection; the stream reads through the process-wide hub, so
     # do not keep one idle database connection per open browser tab for hours.
     await sync_to_async(close_old_connections)()
-    response = StreamingHttpResponse(event_stream(last_id), content_type="text/event-stream")
+    body = event_stream(position, viewer, resumed_unknown=bool(named) and position is None)
+    response = StreamingHttpResponse(body, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache, no-transform"
     response["X-Accel-Buffering"] = "no"
     return response

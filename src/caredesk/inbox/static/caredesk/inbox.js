@@ -162,7 +162,8 @@
   });
 
   // ---------------------------------------------------------------------------------------------------------------
-  // Live events (Server-Sent Events); the browser resumes with Last-Event-ID after a drop.
+  // Live events (Server-Sent Events); the browser resumes with Last-Event-ID after a drop. Ids are stream
+  // positions: the page names the one it was rendered at, every event carries its own.
 
   var source = null;
   var lastEventId = null;
@@ -177,8 +178,8 @@
   function connect() {
     var body = document.body;
     if (!body.dataset.streamUrl || !window.EventSource) return;
-    var since = lastEventId !== null ? lastEventId : body.dataset.lastEventId || "";
-    source = new EventSource(body.dataset.streamUrl + (since !== "" ? "?last_id=" + encodeURIComponent(since) : ""));
+    var since = lastEventId !== null ? lastEventId : body.dataset.streamCursor || "";
+    source = new EventSource(body.dataset.streamUrl + (since !== "" ? "?cursor=" + encodeURIComponent(since) : ""));
     source.addEventListener("open", function () { setLive("on", "live"); });
     source.addEventListener("error", function () {
       if (source.readyState === EventSource.CLOSED) {
@@ -194,6 +195,18 @@
       try { data = JSON.parse(evt.data); } catch (e) { return; }
       refreshList();
       if (data.case !== null && data.case === openCaseId()) refreshLive();
+    });
+    // Too much was missed to replay (or the position was unknown): re-read the whole state, then go on from here.
+    source.addEventListener("reload", function (evt) {
+      if (evt.lastEventId) lastEventId = evt.lastEventId;
+      refreshList();
+      if (openCaseId() !== null) { refreshLive(); refreshPresence(); }
+    });
+    // The session ended (signed out, deactivated): stop, and let the page go to the login form.
+    source.addEventListener("ended", function () {
+      source.close();
+      setLive("off", "signed out");
+      window.location.reload();
     });
     source.addEventListener("presence", function (evt) {
       var data;
