@@ -3,6 +3,8 @@ Ben is an agent for two of them (so the demo shows that a person sees only their
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.contrib.auth.models import User
 from django.db import transaction
 
@@ -18,18 +20,29 @@ DEMO_AGENTS = ("ana", "ben")
 BEN_BRANDS = 2
 
 
-def seed_demo(speed: float = 1.0) -> list[tuple[str, str]]:
-    """Create what the demo needs, keeping whatever an earlier run left. Returns the agents' logins."""
+def _publish_log(data_dir: Path | None, brand_key: str) -> dict[str, str]:
+    if data_dir is None:
+        return {}
+    return {"publish_log": str(data_dir / f"replay-published-{brand_key}.jsonl")}
+
+
+def seed_demo(speed: float = 1.0, data_dir: Path | None = None) -> list[tuple[str, str]]:
+    """Create what the demo needs, keeping whatever an earlier run left. Returns the agents' logins.
+
+    With ``data_dir``, the simulated platform logs the replies it publishes there, so a send cut short by a stopped
+    worker is settled by asking it (as a real platform would be asked) rather than left as delivery unknown.
+    """
     with transaction.atomic():
         for brand_info in DEMO_BRANDS.values():
             brand = do_create_brand(brand_info.name, brand_info.key)
             installation = ConnectorInstallation.objects.filter(brand=brand, provider_key="replay").first()
             if installation is None:
+                config = {"brand": brand_info.key, "speed": speed, "platform": "x"}
                 do_create_installation(
                     brand,
                     "replay",
                     f"{brand_info.name} on X (replay)",
-                    {"brand": brand_info.key, "speed": speed, "platform": "x"},
+                    {**config, **_publish_log(data_dir, brand_info.key)},
                     own_account_ids=list(brand_info.account_ids),
                     own_handles=[brand_info.handle],
                 )

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from caredesk.cli.context import django_context, setup
 from caredesk.cli.registry import AddParser
@@ -78,7 +79,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         print(f"caredesk demo — data in {env.data_dir}" + (" (embedded PostgreSQL)" if env.embedded else ""))
         _migrate(verbosity=0)
-        logins = seed_demo(speed=args.speed)
+        logins = seed_demo(speed=args.speed, data_dir=Path(env.data_dir))
         me = [sys.executable, "-m", "caredesk"]
         children.append(subprocess.Popen([*me, "worker"], start_new_session=True))
         children.append(
