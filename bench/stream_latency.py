@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 from _db import setup_database
@@ -29,13 +30,14 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _session_cookie() -> str:
+def _session_cookie(brand: Any) -> str:
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
     from django.contrib.sessions.backends.db import SessionStore
 
     from caredesk.accounts.actions import do_create_user
 
-    user = do_create_user("bench-agent", "bench-password-1")
+    # An agent of the benchmark's brand: a stream carries only the events of its person's brands.
+    user = do_create_user("bench-agent", "bench-password-1", memberships=[(brand, "agent")])
     session = SessionStore()
     session[SESSION_KEY] = str(user.pk)
     session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
@@ -52,8 +54,8 @@ def _client(url: str, cookie: str, arrivals: dict[int, float], ready: threading.
                 response.raise_for_status()
                 ready.set()
                 for line in response.iter_lines():
-                    if line.startswith("id:"):
-                        arrivals.setdefault(int(line[3:].strip()), time.perf_counter())
+                    if line.startswith("id:"):  # a position, "txid-activity id"
+                        arrivals.setdefault(int(line[3:].strip().rpartition("-")[2]), time.perf_counter())
                     if stop.is_set():
                         return
     except httpx.HTTPError:
@@ -72,13 +74,13 @@ def main() -> None:
 
     from caredesk.accounts.actions import do_create_brand
     from caredesk.cases.models import Activity
-    from caredesk.connectors.actions import do_create_installation
+    from caredesk.connectors.actions import do_create_installation, lock_installation
     from caredesk.connectors.base import NormalizedAuthor, NormalizedPost
-    from caredesk.connectors.models import ConnectorInstallation
     from caredesk.ingest.pipeline import ingest_posts
 
-    cookie = _session_cookie()
-    installation = do_create_installation(do_create_brand("Bench"), "replay", "bench", {"brand": "nimbus"})
+    brand = do_create_brand("Bench")
+    cookie = _session_cookie(brand)
+    installation = do_create_installation(brand, "replay", "bench", {"brand": "nimbus"})
     port = _free_port()
     env = {**os.environ, "DATABASE_URL": db_url}
     server = subprocess.Popen(
@@ -117,9 +119,7 @@ def main() -> None:
                 text="my internet is down again, any news?", created_at=t0 + timedelta(seconds=i),
             )
             with transaction.atomic():
-                locked = ConnectorInstallation.objects.select_for_update().select_related("brand").get(
-                    pk=installation.pk)
-                report = ingest_posts(locked, "x", [post], datetime.now(UTC))
+                report = ingest_posts(lock_installation(installation.pk), "x", [post], datetime.now(UTC))
             at = time.perf_counter()
             activity = Activity.objects.get(kind="post_received", data__post_id=report.post_ids[0])
             committed[activity.pk] = at
@@ -132,6 +132,8 @@ def main() -> None:
         ]
         missing = sum(1 for arrivals in clients for aid in committed if aid not in arrivals)
         delays.sort()
+        if not delays:
+            raise SystemExit(f"no event reached any client ({missing} missing)")
         p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))]
         print(f"posts: {args.posts}, clients: {args.clients}, events received: {len(delays)}, missing: {missing}")
         print(f"commit → browser stream: p50 {statistics.median(delays):.1f} ms, p99 {p99:.1f} ms, "

@@ -16,6 +16,7 @@ lease is shortened to 2 s so the run takes minutes, not hours. Reported:
 - replies left in a state an agent cannot see or act on (queued or sending after recovery): must be 0
 - replies in *delivery unknown* (visible, with the agent's three choices): counted, allowed
 - posts lost (in the script, not stored) or duplicated (stored twice): must be 0
+- database deadlocks, in any session (the worker's too, from ``pg_stat_database``): counted
 """
 
 from __future__ import annotations
@@ -177,6 +178,10 @@ def main() -> int:
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')")
         jobs_left = cursor.fetchone()[0]
+        # Every deadlock PostgreSQL broke in this (fresh) database, the worker's side included: the count above
+        # sees only those that aborted the agent's transaction.
+        cursor.execute("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
+        db_deadlocks = cursor.fetchone()[0]
 
     print(f"worker killed with SIGKILL {kills} times in {run_s:.0f} s; {len(replies)} replies queued, "
           f"{sum(published.values())} publications on the platform")
@@ -189,6 +194,7 @@ def main() -> int:
     print(f"script posts: {len(expected)}; lost: {posts_lost}; duplicated: {posts_duplicated}")
     print(f"jobs still waiting or running (the periodic ones): {jobs_left}")
     print(f"queueing a reply hit a database deadlock with the worker {len(deadlocks)} times (retried)")
+    print(f"deadlocks in the database, any session (pg_stat_database): {db_deadlocks}")
     ok = twice == 0 and lost == 0 and invisible == 0 and posts_lost == 0 and posts_duplicated == 0
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
