@@ -16,7 +16,7 @@ from inbox_support import HX, MakeCase
 from caredesk.accounts.actions import do_set_membership
 from caredesk.cases.models import Author, Case, Post
 from caredesk.inbox.presenters import get_topics, mask_for_display, pii_warning, topics_in_use, triage_chips
-from factories import ingest, make_brand, make_installation, make_post
+from factories import ingest, make_brand, make_installation, make_post, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -317,13 +317,28 @@ def test_case_pane_query_count_does_not_grow_with_the_thread(
 
 
 def test_topics_in_use_are_listed_from_the_index(make_case: MakeCase) -> None:
-    assert topics_in_use() == []
-    make_case("charged twice", topic="billing")
+    assert topics_in_use(None) == []
+    first = make_case("charged twice", topic="billing")
     make_case("no signal", topic="outage")
     make_case("again charged", topic="billing")
     make_case("hello", topic="")
     make_case("lounge was shut", topic="zz-lounge")  # any key the API accepted
-    assert topics_in_use() == ["billing", "outage", "zz-lounge"]
-    offered = get_topics()
+    assert topics_in_use(None) == ["billing", "outage", "zz-lounge"]
+    assert topics_in_use(frozenset({first.brand_id})) == ["billing", "outage", "zz-lounge"]
+    assert topics_in_use(frozenset()) == []
+    offered = get_topics(None)
     assert "zz-lounge" in offered and "cancellation" in offered and "" not in offered
     assert offered == sorted(offered)
+
+
+def test_one_brands_own_topics_are_not_offered_to_another_brands_people(make_case: MakeCase) -> None:
+    acme = make_brand("Acme")
+    make_case("the merger is off", topic="project-falcon", installation_=make_installation(acme))
+    nimbus_case = make_case("no signal", topic="outage")
+    assert "project-falcon" not in get_topics(frozenset({nimbus_case.brand_id}))
+    assert "project-falcon" in get_topics(frozenset({acme.pk}))
+    agent = make_user("nimbus-only", brands=[nimbus_case.brand])
+    client = Client()
+    client.force_login(agent)
+    assert "project-falcon" not in client.get("/").content.decode()
+    assert "project-falcon" not in client.get(f"/cases/{nimbus_case.pk}/").content.decode()

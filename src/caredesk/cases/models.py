@@ -88,8 +88,8 @@ class Case(models.Model):
             models.Index(fields=["brand", "status", "-last_inbound_at"], name="case_queue_idx"),
             models.Index(fields=["assignee", "status"], name="case_assignee_idx"),
             models.Index(fields=["customer", "status"], name="case_customer_idx"),
-            # Lists the topics in use without reading every case (see inbox.presenters.get_topics).
-            models.Index(fields=["topic"], name="case_topic_idx"),
+            # Lists a brand's topics in use without reading every case (see inbox.presenters.get_topics).
+            models.Index(fields=["brand", "topic"], name="case_brand_topic_idx"),
         ]
 
     def __str__(self) -> str:

@@ -257,7 +257,7 @@ def get_filter_choices(user: User) -> dict[str, Any]:
     visible = visible_brand_ids(user)
     if visible is not None:
         brands = brands.filter(pk__in=visible)
-    return {"brands": list(brands.values_list("pk", "name")), "topics": get_topics()}
+    return {"brands": list(brands.values_list("pk", "name")), "topics": get_topics(visible)}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -443,41 +443,42 @@ def get_case_view(case: Case, user: User, now: datetime) -> CaseView:
         presence=get_presence(case, now, exclude=user),
         timeline=[TimelineEntry(a, describe_activity(a)) for a in activities],
         agents=get_agents(case.brand_id),
-        topics=sorted({*get_topics(), case.topic} - {""}),
+        topics=sorted({*get_topics(frozenset({case.brand_id})), case.topic} - {""}),
         pii_kinds=sorted({kind for item in thread for kind in item.pii_kinds}),
     )
 
 
-def get_topics() -> list[str]:
-    """Topics to offer: the triage taxonomy when it is published, plus every topic already on a case."""
-    known: set[str] = set()
-    try:
-        from caredesk.triage import DEFAULT_TOPICS
-    except ImportError:
-        pass
-    else:
-        known.update(str(key) for key in DEFAULT_TOPICS)
-    known.update(topics_in_use())
+def get_topics(brand_ids: frozenset[int] | None) -> list[str]:
+    """Topics to offer someone who sees ``brand_ids`` (None: every brand): the triage taxonomy, plus every topic
+    already on a case of those brands (one brand's own topic names are not shown to another brand's people)."""
+    known: set[str] = {str(key) for key in DEFAULT_TOPICS}
+    known.update(topics_in_use(brand_ids))
     return sorted(known)
 
 
-# A loose index scan: each step asks the topic index for the next topic above the last one, so listing the topics in
-# use costs one index probe per topic, not a read of every case (PostgreSQL's DISTINCT reads them all).
+# A loose index scan per brand: each step asks the (brand, topic) index for the brand's next topic above the last
+# one, so listing the topics in use costs one index probe per topic, not a read of every case (DISTINCT reads all).
 _TOPICS_IN_USE = """
-WITH RECURSIVE found(topic) AS (
-    (SELECT topic FROM {table} WHERE topic > '' ORDER BY topic LIMIT 1)
+WITH RECURSIVE found(brand_id, topic) AS (
+    SELECT b, (SELECT topic FROM {table} WHERE brand_id = b AND topic > '' ORDER BY topic LIMIT 1)
+    FROM unnest(%s::bigint[]) AS b
     UNION ALL
-    SELECT (SELECT c.topic FROM {table} c WHERE c.topic > found.topic ORDER BY c.topic LIMIT 1)
+    SELECT found.brand_id,
+           (SELECT c.topic FROM {table} c WHERE c.brand_id = found.brand_id AND c.topic > found.topic
+            ORDER BY c.topic LIMIT 1)
     FROM found WHERE found.topic IS NOT NULL
 )
-SELECT topic FROM found WHERE topic IS NOT NULL
+SELECT DISTINCT topic FROM found WHERE topic IS NOT NULL ORDER BY topic
 """
 
 
-def topics_in_use() -> list[str]:
-    """Every non-empty topic some case carries, sorted."""
+def topics_in_use(brand_ids: frozenset[int] | None) -> list[str]:
+    """Every non-empty topic some case of these brands carries (None: every brand), sorted."""
+    brands = sorted(brand_ids) if brand_ids is not None else list(Brand.objects.values_list("pk", flat=True))
+    if not brands:
+        return []
     with connection.cursor() as cursor:
-        cursor.execute(_TOPICS_IN_USE.format(table=connection.ops.quote_name(Case._meta.db_table)))
+        cursor.execute(_TOPICS_IN_USE.format(table=connection.ops.quote_name(Case._meta.db_table)), [brands])
         return [row[0] for row in cursor.fetchall()]
 
 
