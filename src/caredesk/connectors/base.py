@@ -1,23 +1,39 @@
-"""The connector contract.
+"""The connector contract (v2).
 
 A *provider* is code: it knows one platform's wire format. An *installation* is a database row
 (:class:`caredesk.connectors.models.ConnectorInstallation`) holding a provider's config, encrypted credentials,
 cursor and health. Providers are pure adapters: config, credentials and an HTTP client are injected; they return
-frozen :class:`NormalizedPost` objects and a new cursor, and never touch the database, Django settings or globals.
-Saving cursors and health is the job of :mod:`caredesk.connectors.actions`.
+frozen results and a new cursor, and never touch the database, Django settings or globals. Saving cursors and
+health is the job of :mod:`caredesk.connectors.actions`.
+
+What a provider can do is a set of capabilities, each a protocol below (a provider implements the methods of the
+capabilities it declares):
+
+* **poll** (:class:`Pollable`): ``fetch(cursor, now)`` returns a :class:`FetchResult`;
+* **stream** (:class:`Streamable`): ``stream(cursor, http)`` is an async iterator of :class:`FetchResult`
+  batches over one long-lived connection, each with the cursor to save once its posts are stored;
+* **webhook** (:class:`WebhookReceiver`): ``verify(request)`` checks a delivery's signature or answers the
+  platform's challenge, ``parse(body)`` turns a stored payload into a :class:`FetchResult`;
+* **reply** / **direct messages**: ``send_reply`` and ``find_reply`` (see :class:`Provider`), and the platform's
+  :class:`ReplyRules` (``reply_rules()``), which the composer and the outbox both check;
+* ``whoami()`` checks credentials at setup and learns the brand's own account ids and handles.
+
+Results are events: new posts (``posts``), edits and deletions of posts already delivered (``changes``), and
+credentials the platform rotated (``credentials``), which the runtime stores encrypted. Errors are typed:
+:class:`AuthRevoked`, :class:`RateLimited`, :class:`Refused` (permanent), :class:`Transient`.
 """
 
 from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 import httpx
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, SecretStr
 
 
 class Capability(enum.StrEnum):
@@ -35,6 +51,27 @@ class ConnectorError(Exception):
 
 class CannotTell(ConnectorError):
     """The platform cannot say whether a reply was published."""
+
+
+class AuthRevoked(ConnectorError):
+    """The credentials no longer work (revoked, expired, wrong): an admin must reconnect the installation."""
+
+
+class RateLimited(ConnectorError):
+    """The platform asks us to wait; try again at ``retry_at`` (UTC), not before."""
+
+    def __init__(self, message: str, retry_at: datetime) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at
+
+
+class Refused(ConnectorError):
+    """The platform refused this request for good (a reply too long, a deleted parent, no permission); the
+    message is the platform's reason, shown to the agent. Retrying the same request cannot succeed."""
+
+
+class Transient(ConnectorError):
+    """A failure that may pass (a 5xx, a dropped connection, a timeout): retry with back-off."""
 
 
 class MalformedPayload(ConnectorError):
@@ -99,10 +136,60 @@ class RejectedRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class PostEdited:
+    """A post already delivered was edited on the platform: ``post`` is its new version (same external id)."""
+
+    post: NormalizedPost
+
+
+@dataclass(frozen=True, slots=True)
+class PostDeleted:
+    """A post was deleted on the platform: its text is removed here too."""
+
+    external_id: str
+
+
+PostChange = PostEdited | PostDeleted
+
+
+@dataclass(frozen=True, slots=True)
 class FetchResult:
+    """One batch from a platform: store ``posts``, apply ``changes`` (after the posts, in order), store
+    ``credentials`` if set, and only then save ``cursor``."""
+
     posts: Sequence[NormalizedPost]
     cursor: Mapping[str, Any]
     rejected: Sequence[RejectedRecord] = ()
+    changes: Sequence[PostChange] = ()
+    credentials: Mapping[str, Any] | None = None  # rotated by the platform (OAuth refresh): store these instead
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who the credentials act as: the brand's own account ids and handles (without @) on this platform."""
+
+    account_ids: tuple[str, ...]
+    handles: tuple[str, ...]
+    display_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRequest:
+    """A delivery to ``/hooks/<installation id>`` as the provider sees it (header names lower-case)."""
+
+    method: str
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookAnswer:
+    """What to answer a platform's challenge or check with, instead of storing anything."""
+
+    status: int
+    body: bytes
+    content_type: str = "application/json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +210,63 @@ class SentReply:
     url: str = ""
 
 
+class ReplyRules:
+    """What a platform accepts as a reply, stated by its provider; the composer and the outbox both check it.
+
+    ``measure`` counts a text the platform's way (weighted characters, graphemes, ...); ``max_length`` is the
+    limit in that unit and ``max_bytes`` a UTF-8 byte limit where the platform has one. ``answers_unsummoned``:
+    whether a post that only matched a keyword (nobody addressed the brand) may be answered through the API;
+    ``direct_messages``: whether a private reply is possible at all.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_length: int,
+        unit: str = "characters",
+        measure: Callable[[str], int] = len,
+        max_bytes: int | None = None,
+        answers_unsummoned: bool = True,
+        direct_messages: bool = False,
+    ) -> None:
+        self.max_length = max_length
+        self.unit = unit
+        self.measure = measure
+        self.max_bytes = max_bytes
+        self.answers_unsummoned = answers_unsummoned
+        self.direct_messages = direct_messages
+
+    def problem(self, text: str, *, direct: bool = False, summoned: bool = True) -> str | None:
+        """Why ``text`` cannot be sent as such a reply, or None when it can."""
+        if not text.strip():
+            return "a reply needs some text"
+        if direct and not self.direct_messages:
+            return "this platform offers no private replies here"
+        if not summoned and not self.answers_unsummoned:
+            return ("the author did not address the brand (the post only matched a keyword), and this platform's "
+                    "rules forbid answering such posts through its API: open it on the platform to answer")
+        length = self.measure(text)
+        if length > self.max_length:
+            return f"too long: {length} {self.unit}, the limit is {self.max_length}"
+        if self.max_bytes is not None and len(text.encode("utf-8")) > self.max_bytes:
+            return f"too long: {len(text.encode('utf-8'))} bytes, the limit is {self.max_bytes}"
+        return None
+
+
 class ProviderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProviderCredentials(BaseModel):
+    """A provider's credentials: secret fields are ``SecretStr`` (never printed); stored encrypted as JSON."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def to_storage(self) -> dict[str, Any]:
+        """The JSON to encrypt and store, secrets revealed."""
+        return {
+            k: (v.get_secret_value() if isinstance(v, SecretStr) else v) for k, v in self.model_dump().items()
+        }
 
 
 ConfigT = TypeVar("ConfigT", bound=ProviderConfig)
@@ -138,6 +280,7 @@ class Provider(ABC, Generic[ConfigT]):
     display_name: ClassVar[str]
     capabilities: ClassVar[frozenset[Capability]]
     config_model: ClassVar[type[ProviderConfig]]
+    credentials_model: ClassVar[type[ProviderCredentials]] = ProviderCredentials
 
     def __init__(self, config: ConfigT, credentials: Mapping[str, Any], http: httpx.Client | None = None) -> None:
         self.config = config
@@ -147,6 +290,18 @@ class Provider(ABC, Generic[ConfigT]):
     @classmethod
     def parse_config(cls, raw: Mapping[str, Any]) -> ProviderConfig:
         return cls.config_model.model_validate(dict(raw))
+
+    @classmethod
+    def parse_credentials(cls, raw: Mapping[str, Any]) -> ProviderCredentials:
+        return cls.credentials_model.model_validate(dict(raw))
+
+    def reply_rules(self) -> ReplyRules:
+        """What this platform accepts as a reply (the instance's own limits where the config knows them)."""
+        return ReplyRules(max_length=5000)
+
+    def whoami(self) -> Identity:
+        """Check the credentials and return who they act as. Raise :class:`AuthRevoked` when they do not work."""
+        raise ConnectorError(f"{self.display_name} cannot tell which account it acts as")
 
     @property
     @abstractmethod
@@ -166,3 +321,26 @@ class Provider(ABC, Generic[ConfigT]):
         None when it is certainly not there. Raise :class:`CannotTell` where the platform cannot say; the desk
         then shows the reply as "delivery unknown" for an agent to decide, and never sends it again by itself."""
         raise CannotTell(f"{self.display_name} cannot look up a reply it may have published")
+
+
+@runtime_checkable
+class Pollable(Protocol):
+    def fetch(self, cursor: Mapping[str, Any], now: datetime) -> FetchResult: ...
+
+
+@runtime_checkable
+class Streamable(Protocol):
+    def stream(self, cursor: Mapping[str, Any], http: httpx.AsyncClient) -> AsyncIterator[FetchResult]:
+        """Batches from one long-lived connection, from ``cursor`` on; each carries the cursor to save once its
+        posts are stored. Ends (or raises :class:`Transient`) when the connection drops; the runtime reconnects."""
+        ...
+
+
+@runtime_checkable
+class WebhookReceiver(Protocol):
+    def verify(self, request: WebhookRequest) -> WebhookAnswer | None:
+        """Raise :class:`Refused` for a delivery whose signature is wrong; return an answer for a challenge (the
+        delivery is then not stored); None for a genuine delivery to store."""
+        ...
+
+    def parse(self, body: bytes, now: datetime) -> FetchResult: ...
