@@ -114,6 +114,10 @@ class NormalizedPost:
     language: str = ""
     url: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict)
+    # False when the post only matched a listening rule: the author did not address the brand (no mention, not a
+    # reply to it, not a DM). Some platforms' rules forbid answering such a post through their API.
+    summoned: bool = True
+    matched_keywords: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.created_at.tzinfo is None or self.created_at.utcoffset() is None:
