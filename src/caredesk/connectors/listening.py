@@ -85,7 +85,8 @@ _UNSPACED = re.compile(r"[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u
 def _patterns(phrases: Iterable[str]) -> tuple[re.Pattern[str], ...]:
     """One expression for the phrases that must stand as whole words and one for those in unspaced scripts (kept
     apart: a lookbehind on each alternative stops the engine from scanning fast for the first characters)."""
-    spaced, unspaced = [], []
+    spaced: list[str] = []
+    unspaced: list[str] = []
     for phrase in sorted({p.casefold().lstrip("#@") for p in phrases if p.strip("#@ ")}, key=len, reverse=True):
         # Words of a phrase may be separated by any run of spaces.
         body = r"\s+".join(re.escape(word) for word in phrase.split())
