@@ -213,7 +213,7 @@ class PdsServer(ThreadingHTTPServer):
 @contextmanager
 def running_pds(pds: Pds | None = None) -> Iterator[PdsServer]:
     server = PdsServer(pds or Pds())
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield server

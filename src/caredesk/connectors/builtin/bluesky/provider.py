@@ -368,8 +368,8 @@ class BlueskyProvider(Provider[BlueskyConfig]):
     def _sent(self, existing: Mapping[str, Any], did: str, rkey: str, now: datetime) -> SentReply:
         value = existing.get("value")
         stamp = value.get("createdAt") if isinstance(value, dict) else None
-        created = created_at_of(stamp, int(now.timestamp() * 1_000_000) + 1)
-        return SentReply(external_id=f"at://{did}/{POST}/{rkey}", created_at=created, url=post_url(did, rkey))
+        return SentReply(external_id=f"at://{did}/{POST}/{rkey}", created_at=_stamp(stamp, now),
+                         url=post_url(did, rkey))
 
     def _our_record(self, rkey: str) -> dict[str, Any] | None:
         return self._get_record(f"at://{self.session.ensure_did()}/{POST}/{rkey}")
@@ -417,6 +417,16 @@ class BlueskyProvider(Provider[BlueskyConfig]):
         message_id = body.get("id") if isinstance(body, dict) else None
         if not isinstance(message_id, str):
             raise Transient("Bluesky sendMessage: an answer without a message id")
-        sent_at = body.get("sentAt")
-        created = created_at_of(sent_at, int(now.timestamp() * 1_000_000) + 1) if isinstance(sent_at, str) else now
-        return SentReply(external_id=f"chat:{convo_id}:{message_id}", created_at=created.astimezone(UTC))
+        return SentReply(external_id=f"chat:{convo_id}:{message_id}", created_at=_stamp(body.get("sentAt"), now))
+
+
+def _stamp(value: Any, now: datetime) -> datetime:
+    """The platform's own timestamp of what we published, else ``now``."""
+    if isinstance(value, str) and len(value) <= 40:
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return now.astimezone(UTC)
+        if parsed.utcoffset() is not None:
+            return parsed.astimezone(UTC)
+    return now.astimezone(UTC)
