@@ -45,8 +45,8 @@ MAX_RECENT = 5000
 @dataclass(frozen=True, slots=True)
 class StreamCursor:
     """``time_us``: the latest event read (the last one, but never earlier than the cursor it resumed from);
-    ``recent``: (time_us, key) of the events handed out within the
-    rewind window before it, so that the events a rewound reconnection repeats are dropped."""
+    ``recent``: (time_us, key) of the posts and edits handed out within the rewind window before it, so that the
+    ones a rewound reconnection repeats are dropped (a repeated deletion is harmless and not remembered)."""
 
     time_us: int = 0
     recent: tuple[tuple[int, str], ...] = ()

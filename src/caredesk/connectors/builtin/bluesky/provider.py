@@ -30,6 +30,7 @@ from caredesk.connectors.base import (
     NormalizedPost,
     OutboundReply,
     PostChange,
+    PostDeleted,
     Provider,
     ProviderConfig,
     ProviderCredentials,
@@ -128,10 +129,13 @@ class BlueskyProvider(Provider[BlueskyConfig]):
                 opened = last_yield = time.monotonic()
                 saved_us = last_us
                 while True:
-                    wait = (opened + BATCH_SECONDS) - time.monotonic() if events else IDLE_CURSOR_SECONDS
                     try:
-                        async with asyncio.timeout(max(wait, 0.001)):
-                            line = await ws.recv()
+                        if posts or changes or rejected:
+                            # Something waits to be handed out: it must not wait for the next line.
+                            async with asyncio.timeout(max((opened + BATCH_SECONDS) - time.monotonic(), 0.001)):
+                                line = await ws.recv()
+                        else:
+                            line = await ws.recv()  # a cursor alone moves only with lines, so nothing is late
                     except TimeoutError:
                         line = None
                     except ConnectionClosed as exc:
@@ -153,7 +157,10 @@ class BlueskyProvider(Provider[BlueskyConfig]):
                         if got is not None:
                             # A rewound reconnection replays events before the saved cursor: it never goes back.
                             last_us = max(last_us, got.time_us)
-                            if (got.post or got.change) and got.key not in recent:
+                            if isinstance(got.change, PostDeleted):
+                                # Deleting twice is harmless, and remembering the network's deletions is not.
+                                changes.append(got.change)
+                            elif (got.post or got.change) and got.key not in recent:
                                 recent[got.key] = got.time_us
                                 if got.post:
                                     posts.append(got.post)
