@@ -171,3 +171,17 @@ def test_unreachable_jetstream_is_transient(make_provider: ProviderFactory) -> N
         dead = url.replace("/subscribe", "")  # the server closes anything but /subscribe
     _, error = play(with_did(make_provider, jetstream=dead), {})
     assert error is not None and "Jetstream" in str(error)
+
+
+def test_a_quote_of_the_brands_post_is_summoned() -> None:
+    line = json.loads(lines("brand_stream.jsonl")[5])  # an unrelated post
+    brand_post = {"uri": f"at://{BRAND_DID}/app.bsky.feed.post/3mmojbrjwbs26", "cid": "bafyreiainko5un5pbcdos"}
+    listener = Listener(BRAND_DID, ListeningRules(keywords=("acme",)))
+    for embed in ({"$type": "app.bsky.embed.record", "record": brand_post},
+                  {"$type": "app.bsky.embed.recordWithMedia", "record": {"record": brand_post}, "media": {}}):
+        line["commit"]["record"]["embed"] = embed
+        got = listener.classify(json.dumps(line))
+        assert got is not None and got.post is not None and got.post.summoned
+    line["commit"]["record"]["embed"] = {"$type": "app.bsky.embed.record", "record": {"uri": "at://did:plc:x/a/b"}}
+    got = listener.classify(json.dumps(line))
+    assert got is not None and got.post is None and got.change is None

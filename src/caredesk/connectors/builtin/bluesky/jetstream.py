@@ -1,10 +1,10 @@
 """Jetstream v1 (``/subscribe``): the whole network's posts as JSON lines, filtered here.
 
 Jetstream has no keyword filter, so every post of the network passes through :meth:`Listener.classify`: a post is
-kept when it addresses the brand (a mention facet with the brand's DID, or a reply in a thread of the brand's),
-when the brand wrote it, or when it matches the listening rules (keywords in the configured languages). Deletions
-and edits of posts are passed on whatever their author: Jetstream cannot say whether caredesk holds the post, and
-a deletion must not be missed because caredesk restarted in between.
+kept when it addresses the brand (a mention facet with the brand's DID, a reply in a thread of the brand's, a
+quote of a brand's post), when the brand wrote it, or when it matches the listening rules (keywords in the
+configured languages). Deletions and edits of posts are passed on whatever their author: Jetstream cannot say
+whether caredesk holds the post, and a deletion must not be missed because caredesk restarted in between.
 
 The line format (``did``, ``time_us``, ``kind``, ``commit.operation/collection/rkey/rev/record/cid``) is the one of
 bluesky-social/jetstream ``internal/subscribe/testdata/golden_v1.jsonl``.
@@ -154,7 +154,8 @@ class Listener:
             record.get("langs"), list) else []
         ours = did == self.brand_did
         summoned = not ours and (parent_uri.startswith(self.brand_prefix) or root_uri.startswith(self.brand_prefix)
-                                 or self._mentions_brand(record.get("facets")))
+                                 or self._mentions_brand(record.get("facets"))
+                                 or self._quotes_brand(record.get("embed")))
         keywords = self.matcher.match(text)
         if not (ours or summoned or edited):
             if not keywords or not (not langs or any(self.rules.wants_language(v) for v in langs)):
@@ -183,6 +184,16 @@ class Listener:
                         and feature.get("did") == self.brand_did):
                     return True
         return False
+
+
+    def _quotes_brand(self, embed: Any) -> bool:
+        """Whether the post quotes one of the brand's posts (app.bsky.embed.record, or recordWithMedia)."""
+        if not isinstance(embed, dict):
+            return False
+        inner = embed.get("record")
+        if embed.get("$type") == "app.bsky.embed.recordWithMedia" and isinstance(inner, dict):
+            inner = inner.get("record")
+        return ref_uri(inner).startswith(self.brand_prefix)
 
 
 def ref_uri(ref: Any) -> str:
