@@ -122,3 +122,26 @@ def test_polling_errors_are_typed(make_provider: ProviderFactory, pds: PdsServer
     assert (caught.value.retry_at - now).total_seconds() == 30
     with pytest.raises(Transient):
         provider.fetch({}, now)
+
+
+def test_credentials_still_wrapped_in_secretstr_work(pds: PdsServer) -> None:
+    import httpx
+
+    wrapped = BlueskyProvider.parse_credentials({"identifier": BRAND_HANDLE, "app_password": APP_PASSWORD}).model_dump()
+    config = BlueskyProvider.parse_config({"service": pds.url})
+    with httpx.Client() as http:
+        provider = BlueskyProvider(config, wrapped, http)  # type: ignore[arg-type]
+        assert provider.whoami().account_ids == (BRAND_DID,)
+
+
+def test_config_refuses_plain_http_beyond_loopback_and_bad_rules() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="only allowed to 127.0.0.1"):
+        BlueskyProvider.parse_config({"service": "http://pds.example.com"})
+    with pytest.raises(ValidationError, match="wss://"):
+        BlueskyProvider.parse_config({"jetstream": "https://jetstream.example.com/subscribe"})
+    with pytest.raises(ValidationError):
+        BlueskyProvider.parse_config({"hashtags": ["not a tag"]})
+    config = BlueskyProvider.parse_config({"handle": "@Acme.Example.com", "service": "https://pds.example.com/"})
+    assert config.handle == "acme.example.com" and config.service == "https://pds.example.com"  # type: ignore[attr-defined]

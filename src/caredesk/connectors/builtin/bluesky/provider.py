@@ -53,7 +53,7 @@ from caredesk.connectors.builtin.bluesky.jetstream import (
     subscribe_url,
 )
 from caredesk.connectors.builtin.bluesky.richtext import facets, post_url, split_at_uri, tid_from_key
-from caredesk.connectors.builtin.bluesky.xrpc import TIMEOUT, Session, error_of, typed_error
+from caredesk.connectors.builtin.bluesky.xrpc import TIMEOUT, Session, error_of, plain, typed_error
 from caredesk.outbox.length import grapheme_count
 
 # A stream batch closes after this many events or this long, whichever comes first.
@@ -109,7 +109,7 @@ class BlueskyProvider(Provider[BlueskyConfig]):
         connection normally; raises :class:`Transient` when it drops."""
         state = StreamCursor.from_mapping(cursor)
         rotated: Mapping[str, Any] | None = None
-        brand_did = str(self.credentials.get("did") or "")
+        brand_did = plain(self.credentials.get("did"))
         if not brand_did:
             brand_did, rotated = await self._login_async(http)
         listener = Listener(brand_did, self.config.listening, self.config.handle)
@@ -195,8 +195,8 @@ class BlueskyProvider(Provider[BlueskyConfig]):
 
     async def _login_async(self, http: httpx.AsyncClient) -> tuple[str, dict[str, Any]]:
         """The brand's DID (unknown before the first login) and the session to store."""
-        identifier = str(self.credentials.get("identifier") or "")
-        password = str(self.credentials.get("app_password") or "")
+        identifier = plain(self.credentials.get("identifier"))
+        password = plain(self.credentials.get("app_password"))
         try:
             response = await http.post(f"{self.config.service}/xrpc/com.atproto.server.createSession",
                                        json={"identifier": identifier, "password": password}, timeout=TIMEOUT)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from caredesk.connectors.base import AuthRevoked, ConnectorError, RateLimited, Refused, Transient
 
@@ -69,6 +70,13 @@ def retry_at(response: httpx.Response, now: datetime | None = None) -> datetime:
     return now + DEFAULT_BACKOFF
 
 
+def plain(value: Any) -> str:
+    """A credential as text, whether it comes decrypted from storage or still wrapped in ``SecretStr``."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    return value if isinstance(value, str) else ""
+
+
 class Session:
     """Calls XRPC methods as the brand: logs in with the app password when there is no token, refreshes an
     expired access token, and logs in again when the refresh token is gone too. ``rotated`` holds the tokens
@@ -77,11 +85,11 @@ class Session:
     def __init__(self, http: httpx.Client, service: str, credentials: Mapping[str, Any]) -> None:
         self.http = http
         self.service = service
-        self.identifier = str(credentials.get("identifier") or "")
-        self.app_password = str(credentials.get("app_password") or "")
-        self.access_jwt = str(credentials.get("access_jwt") or "")
-        self.refresh_jwt = str(credentials.get("refresh_jwt") or "")
-        self.did = str(credentials.get("did") or "")
+        self.identifier = plain(credentials.get("identifier"))
+        self.app_password = plain(credentials.get("app_password"))
+        self.access_jwt = plain(credentials.get("access_jwt"))
+        self.refresh_jwt = plain(credentials.get("refresh_jwt"))
+        self.did = plain(credentials.get("did"))
         self.handle = ""
         self.rotated: dict[str, Any] | None = None
 
