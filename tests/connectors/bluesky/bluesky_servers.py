@@ -193,7 +193,8 @@ class XrpcHandler(BaseHTTPRequestHandler):
                          "message": "Invalid app.bsky.feed.post record: Record/text must not be longer than 300 "
                                     "graphemes"}
         if (repo, collection, rkey) in pds.records:
-            return 400, {"error": "InvalidRequest", "message": "Record already exists"}
+            # What @atproto/pds 0.5.35 answers: its MST throws "There is already a value at key", a plain Error.
+            return 500, {"error": "InternalServerError", "message": "Internal Server Error"}
         entry = pds.add_record(repo, rkey, record)
         return 200, {"uri": entry["uri"], "cid": entry["cid"]}
 

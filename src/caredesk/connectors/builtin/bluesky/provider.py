@@ -354,14 +354,14 @@ class BlueskyProvider(Provider[BlueskyConfig]):
             uri = response.json().get("uri")
             uri = uri if isinstance(uri, str) else f"at://{did}/{POST}/{rkey}"
             return SentReply(external_id=uri, created_at=created_at, url=post_url(did, rkey))
-        if response.status_code == 429 or response.status_code >= 500:
-            raise typed_error(response, "createRecord", now)
-        # A refusal may be the PDS finding the record a lost answer had created already: look before refusing.
-        existing = self._our_record(rkey)
-        if existing is not None:
-            if existing.get("value", {}).get("text") != reply.text:
-                raise Refused(f"record key {rkey} already holds another post (an idempotency key used twice?)")
-            return self._sent(existing, did, rkey, now)
+        if response.status_code != 429:
+            # The record a lost answer had created may be there already: the reference PDS then fails inside its
+            # repo tree and answers 500, others 400 or 409. Look before calling it a refusal or a passing fault.
+            existing = self._our_record(rkey)
+            if existing is not None:
+                if existing.get("value", {}).get("text") != reply.text:
+                    raise Refused(f"record key {rkey} already holds another post (an idempotency key used twice?)")
+                return self._sent(existing, did, rkey, now)
         raise typed_error(response, "createRecord", now)
 
     def find_reply(self, reply: OutboundReply, now: datetime) -> SentReply | None:
