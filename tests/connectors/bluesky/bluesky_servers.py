@@ -5,6 +5,7 @@ honours ``cursor``."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import re
@@ -30,10 +31,18 @@ ProviderFactory = Callable[..., Any]  # conftest's make_provider: (credentials=N
 
 
 def graphemes(text: str) -> int:
-    # The server's own rough count (combining marks and ZWJ sequences join), independent of caredesk's.
-    count, joined = 0, False
+    """The server's own rough count, independent of caredesk's: combining marks, ZWJ sequences, variation
+    selectors, skin tones and regional-indicator pairs join the character before them."""
+    count, joined, flag_half = 0, False, False
     for char in text:
-        if not (count and (joined or unicodedata.combining(char) or char in "\ufe0f\u200d")):
+        code = ord(char)
+        flag = 0x1F1E6 <= code <= 0x1F1FF
+        joins = joined or unicodedata.combining(char) or char in "\ufe0f\u200d" or 0x1F3FB <= code <= 0x1F3FF
+        if flag and flag_half:
+            joins, flag_half = True, False
+        else:
+            flag_half = flag
+        if not (count and joins):
             count += 1
         joined = char == "\u200d"
     return count
@@ -68,7 +77,9 @@ class Pds:
 
     def add_record(self, repo: str, rkey: str, value: dict[str, Any]) -> dict[str, Any]:
         uri = f"at://{repo}/{value.get('$type', 'app.bsky.feed.post')}/{rkey}"
-        cid = "bafyrei" + hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:52]
+        # A CIDv1 (dag-cbor, sha2-256) in base32, the shape a PDS returns (of the JSON here, not of the CBOR).
+        digest = hashlib.sha256(json.dumps(value, sort_keys=True).encode()).digest()
+        cid = "b" + base64.b32encode(bytes([1, 0x71, 0x12, 0x20]) + digest).decode().lower().rstrip("=")
         entry = {"uri": uri, "cid": cid, "value": value}
         self.records[(repo, "app.bsky.feed.post", rkey)] = entry
         return entry
