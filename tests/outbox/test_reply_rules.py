@@ -56,3 +56,14 @@ def test_a_direct_message_is_kept_direct_summoned_or_not() -> None:
     installation = make_installation(platform="x")
     ingest(installation, dataclasses.replace(make_post("my account number is..."), is_direct=True, summoned=False))
     assert Post.objects.get().summoned is True  # a DM is addressed to the brand by definition
+
+
+def test_the_thread_marks_a_post_nobody_addressed_to_the_brand() -> None:
+    from django.test import Client
+
+    case = _keyword_match_case("x")
+    agent = make_user(brands=[case.brand])
+    client = Client()
+    client.force_login(agent)
+    html = client.get(f"/cases/{case.pk}/").content.decode()
+    assert 'class="chip chip--heard"' in html and "heard: nimbus" in html
