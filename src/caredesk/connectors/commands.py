@@ -11,8 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any
 
 from caredesk.cli.registry import AddParser, Setup
@@ -59,15 +58,6 @@ def _find(name: str, brand_slug: str | None) -> Any:
     return matches[0]
 
 
-def _identity(provider_key: str, config: Mapping[str, Any], credentials: Mapping[str, Any]) -> Any:
-    """Ask the platform who these credentials act as (outside any transaction)."""
-    from caredesk.connectors.registry import get_provider_class
-
-    cls = get_provider_class(provider_key)
-    provider = cls(cls.parse_config(config), cls.parse_credentials(credentials).to_storage(), None)
-    return provider.whoami()
-
-
 def cmd_add(args: argparse.Namespace, setup: Setup) -> int:
     try:
         config = _json_object(args.config, "--config")
@@ -75,39 +65,19 @@ def cmd_add(args: argparse.Namespace, setup: Setup) -> int:
     except ValueError as exc:
         return _error(str(exc))
     with setup(args):
-        from django.db import transaction
-
         from caredesk.accounts.models import Brand
-        from caredesk.connectors.actions import _first_error, do_add_installation
-        from caredesk.connectors.base import AuthRevoked, ConnectorError
-        from caredesk.connectors.registry import get_provider_class
+        from caredesk.connectors.setup import PlatformUnreachable, SetupRefused, add_connection
 
         brand = Brand.objects.filter(slug=args.brand).first()
         if brand is None:
             return _error(f"no brand {args.brand!r} (caredesk brand list)")
         try:
-            cls = get_provider_class(args.provider)
-        except ConnectorError as exc:
+            installation = add_connection(brand, args.provider, args.name, config, credentials,
+                                          check=not args.no_check)
+        except SetupRefused as exc:
             return _error(str(exc))
-        for what, parse, raw in (("config", cls.parse_config, config), ("credentials", cls.parse_credentials,
-                                                                          credentials)):
-            try:
-                parse(raw)
-            except ValueError as exc:
-                return _error(f"invalid {what} for {args.provider}: {_first_error(exc)}")
-        identity = None
-        if not args.no_check:
-            try:
-                identity = _identity(args.provider, config, credentials)
-            except AuthRevoked as exc:
-                return _error(f"the platform refused these credentials: {exc}")
-            except ConnectorError as exc:
-                return _error(str(exc), EXIT_FAILED)
-        try:
-            with transaction.atomic():
-                installation = do_add_installation(brand, args.provider, args.name, config, credentials, identity)
-        except ConnectorError as exc:
-            return _error(str(exc))
+        except PlatformUnreachable as exc:
+            return _error(str(exc), EXIT_FAILED)
         who = f" as {', '.join('@' + h for h in installation.own_handles)}" if installation.own_handles else ""
         print(f"installation {installation.name!r} ({installation.provider_key}) added for {brand.slug}{who}")
         return 0
@@ -131,29 +101,17 @@ def cmd_list(args: argparse.Namespace, setup: Setup) -> int:
 
 def cmd_test(args: argparse.Namespace, setup: Setup) -> int:
     with setup(args):
-        from caredesk.connectors.base import AuthRevoked, Capability, ConnectorError, RateLimited
-        from caredesk.connectors.crypto import CredentialsUnreadable
-        from caredesk.connectors.runtime import get_provider
+        from caredesk.connectors.setup import PlatformUnreachable, SetupRefused, test_connection
 
         try:
             installation = _find(args.name, args.brand)
-            provider = get_provider(installation)
-        except (ValueError, ConnectorError, CredentialsUnreadable) as exc:
+            report = test_connection(installation)
+        except (ValueError, SetupRefused) as exc:
             return _error(str(exc))
-        try:
-            identity = provider.whoami()
-            if identity is not None:
-                print(f"credentials work: {', '.join('@' + h for h in identity.handles) or identity.account_ids}")
-            if Capability.POLL in provider.capabilities:
-                result = provider.fetch(dict(installation.cursor), datetime.now(UTC))
-                print(f"fetched {len(result.posts)} posts and {len(result.changes)} changes (not stored), "
-                      f"{len(result.rejected)} rejected")
-        except AuthRevoked as exc:
-            return _error(f"the platform refused the credentials: {exc}", EXIT_FAILED)
-        except RateLimited as exc:
-            return _error(f"rate limited until {exc.retry_at:%H:%M:%S} UTC: {exc}", EXIT_FAILED)
-        except ConnectorError as exc:
+        except PlatformUnreachable as exc:
             return _error(str(exc), EXIT_FAILED)
+        for line in report.lines():
+            print(line)
         print(f"{installation.name}: ok")
         return 0
 
