@@ -6,6 +6,7 @@ import pytest
 from django.test import Client
 
 from caredesk.connectors.models import ConnectorInstallation
+from csp_markup import blocked
 from factories import make_brand, make_installation, make_user
 
 pytestmark = pytest.mark.django_db
@@ -83,8 +84,6 @@ def test_a_refused_connection_says_why_and_escapes_what_was_typed(brands) -> Non
 
 
 def test_the_connections_page_has_nothing_the_csp_blocks(brands) -> None:
-    from inbox.test_inbox_csp_markup import blocked
-
     nimbus, _ = brands
     make_installation(nimbus)
     admin = _client(make_user("nadmin", role="admin", brands=[nimbus]))
