@@ -285,6 +285,9 @@ class Provider(ABC, Generic[ConfigT]):
     capabilities: ClassVar[frozenset[Capability]]
     config_model: ClassVar[type[ProviderConfig]]
     credentials_model: ClassVar[type[ProviderCredentials]] = ProviderCredentials
+    # True when the platform drops a repeated send of the same reply (an idempotency key, a deterministic record
+    # key): a send that failed midway can simply be tried again. Otherwise the outbox looks (find_reply) first.
+    idempotent_replies: ClassVar[bool] = False
 
     def __init__(self, config: ConfigT, credentials: Mapping[str, Any], http: httpx.Client | None = None) -> None:
         self.config = config

@@ -105,6 +105,8 @@ class ReplayProvider(Provider[ReplayConfig]):
         {Capability.POLL, Capability.REPLY, Capability.DIRECT_MESSAGES}
     )
     config_model: ClassVar[type[ProviderConfig]] = ReplayConfig
+    # The simulated platform answers a repeated idempotency key with the post it already made.
+    idempotent_replies: ClassVar[bool] = True
 
     @property
     def platform(self) -> str:
@@ -193,6 +195,9 @@ class ReplayProvider(Provider[ReplayConfig]):
             raise ConnectorError("cannot send a reply without an idempotency key")
         sent = SentReply(external_id=_reply_id(reply), created_at=_utc(now))
         if self.config.publish_log:
+            already = self.find_reply(reply, now)
+            if already is not None:
+                return already  # as a platform honouring idempotency keys does: the post it already made
             # One write of one line with O_APPEND: a crash of the caller after this returns cannot unpublish it.
             line = json.dumps({"key": reply.idempotency_key, "id": sent.external_id, "at": sent.created_at.isoformat(),
                                "in_reply_to": reply.in_reply_to_external_id}) + "\n"
