@@ -285,6 +285,9 @@ class Provider(ABC, Generic[ConfigT]):
     capabilities: ClassVar[frozenset[Capability]]
     config_model: ClassVar[type[ProviderConfig]]
     credentials_model: ClassVar[type[ProviderCredentials]] = ProviderCredentials
+    # True when the platform drops a repeated send of the same reply (an idempotency key, a deterministic record
+    # key): a send that failed midway can simply be tried again. Otherwise the outbox looks (find_reply) first.
+    idempotent_replies: ClassVar[bool] = False
 
     def __init__(self, config: ConfigT, credentials: Mapping[str, Any], http: httpx.Client | None = None) -> None:
         self.config = config
@@ -303,9 +306,10 @@ class Provider(ABC, Generic[ConfigT]):
         """What this platform accepts as a reply (the instance's own limits where the config knows them)."""
         return ReplyRules(max_length=5000)
 
-    def whoami(self) -> Identity:
-        """Check the credentials and return who they act as. Raise :class:`AuthRevoked` when they do not work."""
-        raise ConnectorError(f"{self.display_name} cannot tell which account it acts as")
+    def whoami(self) -> Identity | None:
+        """Check the credentials and return who they act as (None: a provider with no account, such as news
+        feeds). Raise :class:`AuthRevoked` when they do not work."""
+        return None
 
     @property
     @abstractmethod
