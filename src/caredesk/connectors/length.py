@@ -42,12 +42,6 @@ def _graphemes(text: str) -> list[str]:
     return clusters
 
 
-def grapheme_count(text: str) -> int:
-    """User-perceived characters, as Bluesky counts its 300 (an approximation that errs long on some Indic
-    clusters: a reply is then refused a little early, never by the platform)."""
-    return len(_graphemes(text))
-
-
 def x_weighted_length(text: str) -> int:
     text = unicodedata.normalize("NFC", text)
     total = 0

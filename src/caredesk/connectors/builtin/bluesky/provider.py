@@ -54,7 +54,7 @@ from caredesk.connectors.builtin.bluesky.jetstream import (
 )
 from caredesk.connectors.builtin.bluesky.richtext import facets, post_url, split_at_uri, tid_from_key
 from caredesk.connectors.builtin.bluesky.xrpc import TIMEOUT, Session, error_of, plain, typed_error
-from caredesk.outbox.length import grapheme_count
+from caredesk.connectors.length import bluesky_reply_rules
 
 # A stream batch closes after this many events or this long, whichever comes first.
 BATCH_EVENTS = 500
@@ -88,8 +88,7 @@ class BlueskyProvider(Provider[BlueskyConfig]):
         return Session(self.http, self.config.service, self.credentials)
 
     def reply_rules(self) -> ReplyRules:
-        return ReplyRules(max_length=300, unit="graphemes", measure=grapheme_count, max_bytes=3000,
-                          answers_unsummoned=True, direct_messages=self.config.direct_messages)
+        return bluesky_reply_rules(direct_messages=self.config.direct_messages)
 
     def whoami(self) -> Identity:
         response = self.session.call("com.atproto.server.getSession")
