@@ -165,6 +165,8 @@ def _apply(sorter: Sorter, source: str, event: ServerSentEvent, batch: Batch, cu
     if name not in ("update", "notification", "status.update", "delete", "conversation"):
         return cursor  # filters_changed, announcements, notifications_merged: nothing to store
     listening = source != "notifications"
+    if name == "update" and not listening:
+        return cursor  # the home timeline on the user stream: mentions of the brand come as notifications
     try:
         if name == "delete":
             status_id = event.data.strip()
@@ -195,9 +197,10 @@ def _apply(sorter: Sorter, source: str, event: ServerSentEvent, batch: Batch, cu
                 _add_new(batch, [post], seen)
             new_id = payload.get("id") if isinstance(payload, Mapping) else None
             return cursor.advanced(source, str(new_id)) if isinstance(new_id, str | int) else cursor
-        return cursor  # home timeline updates on the user stream: mentions come as notifications
+        return cursor
     except MalformedPayload as exc:
-        batch.reject(f"{source} stream, {name} event: {exc}", event.data[:MAX_RAW])
+        label = "user" if source == "notifications" else source
+        batch.reject(f"{label} stream, {name} event: {exc}", event.data[:MAX_RAW])
         return cursor
 
 
