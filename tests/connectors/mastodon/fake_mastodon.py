@@ -91,6 +91,7 @@ class FakeMastodon:
     def __init__(self) -> None:
         self.notifications: list[dict[str, Any]] = []
         self.tags: dict[str, list[dict[str, Any]]] = {}
+        self.public: list[dict[str, Any]] = []
         self.statuses: dict[str, dict[str, Any]] = {}  # parents that can be answered and looked up
         self.posted: list[dict[str, Any]] = []  # statuses created through POST /api/v1/statuses
         self.idempotency: dict[str, dict[str, Any]] = {}
@@ -212,6 +213,8 @@ class FakeMastodon:
             if "types[]" in q:
                 items = [n for n in items if n["type"] in q["types[]"]]
             return self._page(items, q, path)
+        if path == "/api/v1/timelines/public":
+            return self._page(self.public, q, path)
         if path.startswith("/api/v1/timelines/tag/"):
             return self._page(self.tags.get(path.rsplit("/", 1)[1], []), q, path)
         if path == "/api/v1/statuses" and request.method == "POST":
@@ -248,7 +251,7 @@ class FakeMastodon:
             page = ordered[:limit]
         headers = {}
         if page:
-            extra = [(k, v) for k, vs in q.items() if k in ("types[]",) for v in vs]
+            extra = [(k, v) for k, vs in q.items() if k not in ("limit", "min_id", "max_id", "since_id") for v in vs]
             older = urlencode([("limit", limit), ("max_id", page[-1]["id"]), *extra])
             newer_q = urlencode([("limit", limit), ("min_id", page[0]["id"]), *extra])
             headers["Link"] = f'<{self.url}{path}?{older}>; rel="next", <{self.url}{path}?{newer_q}>; rel="prev"'

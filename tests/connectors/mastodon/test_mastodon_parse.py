@@ -107,15 +107,15 @@ def test_link_header() -> None:
 def test_listening_sorter_marks_leads_unsummoned_and_filters() -> None:
     rules = ListeningRules(keywords=("caredesk",), hashtags=("caredesk",), exclude=("job offer",), languages=("en",))
     sorter = Sorter(OUR_ID, rules)
-    lead = sorter.listened(status("1", "my CareDesk login is broken", tags=("caredesk",)), hashtag=True)
+    lead = sorter.listened(status("1", "my CareDesk login is broken", tags=("caredesk",)))
     assert lead is not None and not lead.summoned and lead.matched_keywords in (("caredesk",), ("#caredesk",))
-    addressed = sorter.listened(status("2", "@trwnh help #caredesk", mention_us=True), hashtag=True)
+    addressed = sorter.listened(status("2", "@trwnh help #caredesk", mention_us=True))
     assert addressed is not None and addressed.summoned
-    assert sorter.listened(status("3", "caredesk job offer here"), hashtag=True) is None
-    assert sorter.listened(status("4", "caredesk ist kaputt", language="de"), hashtag=True) is None
-    assert sorter.listened(status("5", "nothing relevant"), hashtag=False) is None
+    assert sorter.listened(status("3", "caredesk job offer here")) is None
+    assert sorter.listened(status("4", "caredesk ist kaputt", language="de")) is None
+    assert sorter.listened(status("5", "nothing relevant")) is None
     ours = status("6", "caredesk news", author=fixture("verify_credentials.json"))
-    assert sorter.listened(ours, hashtag=True) is None
+    assert sorter.listened(ours) is None
 
 
 def test_config_validation() -> None:

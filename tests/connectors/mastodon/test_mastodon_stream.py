@@ -175,3 +175,21 @@ def test_own_statuses_on_a_hashtag_are_not_leads(fake: FakeMastodon, make_provid
     batches, _ = consume(make_provider(hashtags=("caredesk",)), {}, stop=lambda b: "9102" in posts_of(b))
     assert posts_of(batches) == ["9102"]
     assert fixture("verify_credentials.json")["id"] == OUR_ID
+
+
+def test_public_timeline_listening_keeps_only_keyword_matches(fake: FakeMastodon, make_provider: Make) -> None:
+    fake.public.append(status("9200", "the Router from acme died", language="en"))
+    fake.script_stream("public/local", [
+        frame("update", status("9201", "nice weather today")),
+        frame("update", status("9202", "is anyone else's ROUTER blinking red?")),
+        frame("update", status("9203", "router jokes", language="de")),
+    ])
+    provider = make_provider(keywords=("router",), public_timeline="local", languages=("en",))
+    batches, error = consume(provider, {}, stop=lambda b: "9202" in posts_of(b))
+    assert error is None
+    assert posts_of(batches) == ["9200", "9202"]
+    assert all(not p.summoned and p.matched_keywords == ("router",) for b in batches for p in b.posts)
+    catch_up = fake.requests_to("/api/v1/timelines/public")
+    assert all(r.query["local"] == ["true"] for r in catch_up) and "min_id" not in catch_up[0].query
+    assert fake.connections["public/local"] == 1
+    assert batches[-1].cursor["public"] in ("9202", "9203")  # 9203 (dropped: German) may share the last batch

@@ -32,7 +32,7 @@ from caredesk.connectors.base import (
     unstorable,
 )
 from caredesk.connectors.builtin.mastodon.api import headers_for, raise_for, run_async
-from caredesk.connectors.builtin.mastodon.timelines import PUBLIC_PARAMS, Batch, Cursor, Sorter, catch_up, sources
+from caredesk.connectors.builtin.mastodon.timelines import Batch, Cursor, Sorter, catch_up, sources
 
 # Mastodon sends a heartbeat every 15 s or so: this much silence means the connection is dead.
 READ_TIMEOUT_S = 60.0
@@ -62,7 +62,7 @@ def stream_url(streaming_base: str, source: str, public_timeline: str) -> tuple[
         return f"{streaming_base}/api/v1/streaming/user", {}
     if source == "public":
         suffix = {"local": "/local", "remote": "/remote"}.get(public_timeline, "")
-        return f"{streaming_base}/api/v1/streaming/public{suffix}", dict(PUBLIC_PARAMS.get(public_timeline, {}))
+        return f"{streaming_base}/api/v1/streaming/public{suffix}", {}
     return f"{streaming_base}/api/v1/streaming/hashtag", {"tag": source.removeprefix("tag:")}
 
 
@@ -192,7 +192,7 @@ def _apply(sorter: Sorter, source: str, event: ServerSentEvent, batch: Batch, cu
             _add_new(batch, sorter.direct(payload), seen)
             return cursor
         if name == "update" and listening:
-            post = sorter.listened(payload, hashtag=source != "public")
+            post = sorter.listened(payload)
             if post:
                 _add_new(batch, [post], seen)
             new_id = payload.get("id") if isinstance(payload, Mapping) else None

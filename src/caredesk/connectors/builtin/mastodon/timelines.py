@@ -135,7 +135,7 @@ class Sorter:
         conversation_id = conversation.get("id")
         return [post_from_status(status, conversation_id=str(conversation_id) if conversation_id else "")]
 
-    def listened(self, status: Any, *, hashtag: bool) -> NormalizedPost | None:
+    def listened(self, status: Any) -> NormalizedPost | None:
         """A hashtag or public timeline status as an unsummoned lead, or None when the rules do not want it. A
         status that mentions the brand is summoned (it also arrives as a notification; either copy is the post)."""
         if not isinstance(status, Mapping):
@@ -166,7 +166,7 @@ class Sorter:
         if not isinstance(status, Mapping):
             raise MalformedPayload(f"status.update payload is not a JSON object: {status!r:.80}")
         if listening:
-            post = self.listened(status, hashtag=True)
+            post = self.listened(status)
             return PostEdited(post) if post else None
         if self.own_id in mentions_of(status) or status.get("visibility") == "direct":
             if not self._ours(status):
@@ -279,7 +279,7 @@ def _sort(sorter: Sorter, source: str, record: Any, batch: Batch) -> None:
         batch.add(posts)
         batch.changes.extend(changes)
         return
-    post = sorter.listened(record, hashtag=source != "public")
+    post = sorter.listened(record)
     if post:
         batch.add([post])
         if isinstance(record, Mapping) and is_edited(record):
