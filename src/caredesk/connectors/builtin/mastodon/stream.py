@@ -129,11 +129,18 @@ async def stream(base: str, streaming_base: str, token: str, sorter: Sorter, pub
         else:
             raise Transient("Mastodon catch-up did not finish; reconnecting to go on from the saved cursor")
 
-        while True:
+        ended: ConnectorError | None = None
+        while ended is None:
             events = pending or [await _event(queue)]
             pending = []
             while len(events) < MAX_BATCH and not queue.empty():
-                events.append(await _event(queue))
+                item = queue.get_nowait()
+                if isinstance(item, _Ended):
+                    # Hand out what came before the drop first: it is stored, and the cursor moves past it.
+                    ended = item.error or Transient(f"the {item.source} stream ended")
+                    break
+                if not isinstance(item, _Opened):
+                    events.append(item)
             batch = Batch(seen=set())
             before = cursor
             for source, event in events:
@@ -143,6 +150,7 @@ async def stream(base: str, streaming_base: str, token: str, sorter: Sorter, pub
                     del seen[key]
             if batch.posts or batch.changes or batch.rejected or cursor != before:
                 yield batch.result(cursor)
+        raise ended
     finally:
         for task in tasks:
             task.cancel()
