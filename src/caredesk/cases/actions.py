@@ -276,6 +276,8 @@ def do_receive_posts(
                 author=author,
                 direction=Post.Direction.OUTBOUND if own else Post.Direction.INBOUND,
                 is_direct=normalized.is_direct,
+                summoned=normalized.summoned or normalized.is_direct,
+                matched_keywords=list(normalized.matched_keywords),
                 text=normalized.text,
                 language=normalized.language or triage.language,
                 url=normalized.url,

@@ -6,5 +6,6 @@ from caredesk.api.urls import api
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("api/", api.urls),
+    path("settings/connections/", include("caredesk.connectors.urls")),
     path("", include("caredesk.inbox.urls")),
 ]

@@ -303,9 +303,10 @@ class Provider(ABC, Generic[ConfigT]):
         """What this platform accepts as a reply (the instance's own limits where the config knows them)."""
         return ReplyRules(max_length=5000)
 
-    def whoami(self) -> Identity:
-        """Check the credentials and return who they act as. Raise :class:`AuthRevoked` when they do not work."""
-        raise ConnectorError(f"{self.display_name} cannot tell which account it acts as")
+    def whoami(self) -> Identity | None:
+        """Check the credentials and return who they act as (None: a provider with no account, such as news
+        feeds). Raise :class:`AuthRevoked` when they do not work."""
+        return None
 
     @property
     @abstractmethod

@@ -27,9 +27,11 @@ from caredesk.connectors.base import (
     OutboundReply,
     Provider,
     ProviderConfig,
+    ReplyRules,
     SentReply,
 )
 from caredesk.connectors.builtin.replay.script import Script, ScriptPost, load_script
+from caredesk.connectors.length import RULES_BY_PLATFORM
 
 # A poll never returns more than this many posts; the rest come on the next poll.
 MAX_BATCH = 500
@@ -177,6 +179,11 @@ class ReplayProvider(Provider[ReplayConfig]):
             # The brand lets a replay of every brand be routed; the script id ties a post back to its line.
             raw={"replay": {"brand": post.brand, "script_id": post.external_id, "loop": loop}},
         )
+
+    def reply_rules(self) -> ReplyRules:
+        """The rules of the platform this replay plays (X by default), counted as that platform counts."""
+        factory = RULES_BY_PLATFORM.get(self.config.platform)
+        return factory() if factory is not None else super().reply_rules()
 
     def send_reply(self, reply: OutboundReply, now: datetime) -> SentReply:
         """Simulate publishing: nothing is sent anywhere. The id depends only on the idempotency key."""

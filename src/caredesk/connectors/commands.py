@@ -1,0 +1,166 @@
+"""``caredesk connector …``: add, list, test, enable and disable a brand's platform connections.
+
+``add`` checks the credentials with the platform (``whoami``) before anything is stored, and takes the brand's own
+account ids and handles from the answer; ``test`` asks the platform again and fetches once without storing. The
+network is never called inside a transaction. Refusals print ``error: …`` and exit 2; a platform that cannot be
+reached exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from caredesk.cli.registry import AddParser, Setup
+
+EXIT_FAILED = 1
+EXIT_REFUSED = 2
+
+
+def _error(message: str, code: int = EXIT_REFUSED) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def _json_object(value: str | None, what: str) -> dict[str, Any]:
+    if not value:
+        return {}
+    if value.startswith("@"):
+        try:
+            with open(value[1:], encoding="utf-8") as f:
+                value = f.read()
+        except OSError as exc:
+            raise ValueError(f"cannot read {what} file {value[1:]!r}: {exc.strerror}") from None
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{what} is not valid JSON: {exc.msg} at character {exc.pos}") from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"{what} must be a JSON object")
+    return parsed
+
+
+def _find(name: str, brand_slug: str | None) -> Any:
+    """The installation called ``name`` (of ``brand_slug`` when given); a ValueError says why there is none."""
+    from caredesk.connectors.models import ConnectorInstallation
+
+    found = ConnectorInstallation.objects.select_related("brand").filter(name=name)
+    if brand_slug:
+        found = found.filter(brand__slug=brand_slug)
+    matches = list(found[:2])
+    if not matches:
+        raise ValueError(f"no installation called {name!r}" + (f" for brand {brand_slug}" if brand_slug else ""))
+    if len(matches) > 1:
+        raise ValueError(f"several brands have an installation called {name!r}: give --brand")
+    return matches[0]
+
+
+def cmd_add(args: argparse.Namespace, setup: Setup) -> int:
+    try:
+        config = _json_object(args.config, "--config")
+        credentials = _json_object(args.credentials, "--credentials")
+    except ValueError as exc:
+        return _error(str(exc))
+    with setup(args):
+        from caredesk.accounts.models import Brand
+        from caredesk.connectors.setup import PlatformUnreachable, SetupRefused, add_connection
+
+        brand = Brand.objects.filter(slug=args.brand).first()
+        if brand is None:
+            return _error(f"no brand {args.brand!r} (caredesk brand list)")
+        try:
+            installation = add_connection(brand, args.provider, args.name, config, credentials,
+                                          check=not args.no_check)
+        except SetupRefused as exc:
+            return _error(str(exc))
+        except PlatformUnreachable as exc:
+            return _error(str(exc), EXIT_FAILED)
+        who = f" as {', '.join('@' + h for h in installation.own_handles)}" if installation.own_handles else ""
+        print(f"installation {installation.name!r} ({installation.provider_key}) added for {brand.slug}{who}")
+        return 0
+
+
+def cmd_list(args: argparse.Namespace, setup: Setup) -> int:
+    with setup(args):
+        from caredesk.connectors.models import ConnectorInstallation
+
+        rows = ConnectorInstallation.objects.select_related("brand").order_by("brand__slug", "name")
+        if args.brand:
+            rows = rows.filter(brand__slug=args.brand)
+        for i in rows:
+            state = "enabled" if i.enabled else "disabled"
+            last = i.last_success_at.strftime("%Y-%m-%d %H:%M UTC") if i.last_success_at else "never"
+            error = f"\t{i.last_error.splitlines()[0][:100]}" if i.last_error else ""
+            print(f"{i.brand.slug}\t{i.name}\t{i.provider_key}\t{state}\t{i.health}\tlast ok {last}\t"
+                  f"{i.posts_received} posts{error}")
+        return 0
+
+
+def cmd_test(args: argparse.Namespace, setup: Setup) -> int:
+    with setup(args):
+        from caredesk.connectors.setup import PlatformUnreachable, SetupRefused, test_connection
+
+        try:
+            installation = _find(args.name, args.brand)
+            report = test_connection(installation)
+        except (ValueError, SetupRefused) as exc:
+            return _error(str(exc))
+        except PlatformUnreachable as exc:
+            return _error(str(exc), EXIT_FAILED)
+        for line in report.lines():
+            print(line)
+        print(f"{installation.name}: ok")
+        return 0
+
+
+def cmd_enable(args: argparse.Namespace, setup: Setup, enabled: bool) -> int:
+    with setup(args):
+        from django.db import transaction
+
+        from caredesk.connectors.actions import do_set_enabled
+
+        try:
+            installation = _find(args.name, args.brand)
+        except ValueError as exc:
+            return _error(str(exc))
+        with transaction.atomic():
+            do_set_enabled(installation, enabled)
+        print(f"{installation.name}: {'enabled' if enabled else 'disabled'}")
+        return 0
+
+
+def add_connector_commands(add: AddParser, setup: Setup) -> None:
+    def bind(func: Callable[..., int], **kw: Any) -> Callable[[argparse.Namespace], int]:
+        return lambda args: func(args, setup, **kw)
+
+    parent = add("connector", "platform connections: add, list, test, enable, disable", data_dir=False)
+    sub = parent.add_subparsers(dest="connector_command", required=True)
+
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return add(name, text, parent=sub)
+
+    p = command("add", "connect a brand to a platform (the credentials are checked first)")
+    p.add_argument("provider", help="mastodon, bluesky, rss, replay, ... (installed providers)")
+    p.add_argument("--brand", required=True, help="the brand's slug")
+    p.add_argument("--name", required=True, help="a name for this connection, unique within the brand")
+    p.add_argument("--config", help="the provider's settings as a JSON object, or @FILE")
+    p.add_argument("--credentials", help="the credentials as a JSON object, or @FILE (stored encrypted)")
+    p.add_argument("--no-check", action="store_true", help="store without asking the platform first")
+    p.set_defaults(func=bind(cmd_add))
+
+    p = command("list", "list connections with their health")
+    p.add_argument("--brand", help="only this brand's")
+    p.set_defaults(func=bind(cmd_list))
+
+    for name, text, func in (
+        ("test", "check the credentials and fetch once, storing nothing", bind(cmd_test)),
+        ("enable", "start listening on a connection", bind(cmd_enable, enabled=True)),
+        ("disable", "stop listening on a connection (nothing is deleted)", bind(cmd_enable, enabled=False)),
+    ):
+        p = command(name, text)
+        p.add_argument("name")
+        p.add_argument("--brand", help="the brand, where several have a connection of that name")
+        p.set_defaults(func=func)
