@@ -73,9 +73,12 @@ def test_instance_limits_and_streaming_host(fake: FakeMastodon, make_provider: M
     assert make_provider(max_characters=300).reply_rules().max_length == 300
 
 
-def test_reply_rules_fall_back_to_500_when_the_server_is_down(fake: FakeMastodon, make_provider: Make) -> None:
-    fake.fail("/api/v2/instance", 503)
-    assert make_provider().reply_rules().max_length == 500
+def test_reply_rules_never_ask_the_server(fake: FakeMastodon, make_provider: Make) -> None:
+    fake.max_characters = 1000
+    rules = make_provider().reply_rules()
+    assert rules.max_length == 500 and fake.requests == []
+    assert rules.measure("@carol@example.social see https://example.com/" + "x" * 60) == len("@carol see ") + 23
+    assert make_provider(max_characters=1000).reply_rules().max_length == 1000
 
 
 def test_poll_pages_mentions_from_the_cursor_with_min_id(fake: FakeMastodon, make_provider: Make) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from caredesk.connectors.base import AuthRevoked, Identity, Refused, Transient
 from caredesk.connectors.builtin.mastodon.api import Call, Conversation, json_of, raise_for
 from caredesk.connectors.builtin.mastodon.config import check_base_url
-from caredesk.outbox.length import MASTODON_MENTION_RE, URL_RE, X_URL_LENGTH, mastodon_length
+from caredesk.connectors.length import MASTODON_MENTION_RE, URL_RE, X_URL_LENGTH, mastodon_length
 
 DEFAULT_MAX_CHARACTERS = 500
 

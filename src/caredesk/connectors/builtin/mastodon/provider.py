@@ -15,7 +15,6 @@ from caredesk.connectors.base import (
     AuthRevoked,
     CannotTell,
     Capability,
-    ConnectorError,
     FetchResult,
     Identity,
     MalformedPayload,
@@ -110,13 +109,10 @@ class MastodonProvider(Provider[MastodonConfig]):
         return self._instance
 
     def reply_rules(self) -> ReplyRules:
-        info = self._instance
-        if info is None and self.config.max_characters is None:
-            try:
-                info = self.instance_info()
-            except ConnectorError:
-                info = None  # the server is unreachable now: Mastodon's default is the safe guess
-        info = info or account.InstanceInfo()
+        """The limit is ``config.max_characters``, else what :meth:`instance_info` read on this object, else
+        Mastodon's default of 500. Never asks the server: the composer asks for the rules on every render, and a
+        slow server must not slow the desk (setup can copy ``instance_info().max_characters`` into the config)."""
+        info = self._instance or account.InstanceInfo()
         return ReplyRules(
             max_length=self.config.max_characters or info.max_characters,
             unit="characters",
