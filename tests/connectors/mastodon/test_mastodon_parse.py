@@ -145,3 +145,17 @@ def test_length_rules_count_urls_and_remote_mentions_as_mastodon_does() -> None:
     assert measure("@someone@very.long.example.social hi") == len("@someone hi")
     assert measure("see https://example.com/" + "x" * 80) == len("see ") + 23
     assert InstanceInfo(characters_reserved_per_url=30).measure()("https://example.com/abc") == 30
+
+
+def test_a_reply_as_mastodon_renders_it_compares_equal_to_what_was_sent() -> None:
+    from caredesk.connectors.builtin.mastodon.timelines import plain
+
+    sent = "@carol@example.social Fixed now:\nsee https://status.example.com/incidents/42"
+    rendered = (
+        '<p><span class="h-card" translate="no"><a href="https://example.social/@carol" class="u-url mention">'
+        '@<span>carol</span></a></span> Fixed now:<br />see <a href="https://status.example.com/incidents/42" '
+        'target="_blank" rel="nofollow noopener" translate="no"><span class="invisible">https://</span>'
+        '<span class="">status.example.com/incidents/42</span><span class="invisible"></span></a></p>'
+    )
+    assert plain(rendered) == plain(sent)
+    assert plain(rendered) != plain(sent + " (edited)")
