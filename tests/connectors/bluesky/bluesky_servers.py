@@ -155,6 +155,10 @@ class XrpcHandler(BaseHTTPRequestHandler):
                 pds.refresh.discard(token)  # refresh tokens rotate: each works once
                 return 200, pds.new_tokens()
             return 400, {"error": "ExpiredToken", "message": "Token has expired"}
+        if method == "com.atproto.identity.resolveHandle":
+            if query.get("handle") == [BRAND_HANDLE]:
+                return 200, {"did": BRAND_DID}
+            return 400, {"error": "HandleNotFound", "message": "Unable to resolve handle"}
         if token in pds.expired:
             return 400, {"error": "ExpiredToken", "message": "Token has expired"}
         if token not in pds.access:

@@ -15,6 +15,7 @@ from bluesky_servers import (
     BRAND_HANDLE,
     FIXTURES,
     Jetstream,
+    PdsServer,
     ProviderFactory,
     running_jetstream,
 )
@@ -155,14 +156,13 @@ def test_drop_and_resume_loses_nothing_and_repeats_nothing(make_provider: Provid
     assert sum(jetstream.sent) > 0
 
 
-def test_stream_logs_in_when_the_did_is_unknown_and_hands_the_session_over(make_provider: ProviderFactory) -> None:
+def test_stream_resolves_the_brands_handle_without_logging_in(make_provider: ProviderFactory, pds: PdsServer) -> None:
     jetstream = Jetstream.of(lines("brand_stream.jsonl")[:3])
     with running_jetstream(jetstream) as url:
         batches, error = play(make_provider(jetstream=url, **RULES), {})
     assert error is None
-    assert batches[0].credentials is not None and batches[0].credentials["did"] == BRAND_DID
-    assert batches[0].credentials["access_jwt"].startswith("access-")
-    assert all(b.credentials is None for b in batches[1:])
+    assert pds.pds.calls["com.atproto.identity.resolveHandle"] == 1
+    assert pds.pds.calls["com.atproto.server.createSession"] == 0  # sessions are rate limited: none spent here
     assert [p.summoned for b in batches for p in b.posts] == [True, True, False]
 
 

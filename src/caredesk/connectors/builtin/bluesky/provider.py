@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any, ClassVar
@@ -19,7 +20,6 @@ import websockets
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from caredesk.connectors.base import (
-    AuthRevoked,
     CannotTell,
     Capability,
     ConnectorError,
@@ -83,14 +83,31 @@ class BlueskyProvider(Provider[BlueskyConfig]):
 
     @cached_property
     def session(self) -> Session:
-        if self.http is None:
-            raise ConnectorError("the Bluesky provider needs an HTTP client")
         return Session(self.http, self.config.service, self.credentials)
+
+    @contextmanager
+    def _client(self) -> Iterator[Session]:
+        """The session, on the injected HTTP client or (setup checks construct providers without one) on a client
+        of its own for the length of one operation."""
+        session = self.session
+        if self.http is not None:
+            yield session
+            return
+        with httpx.Client(timeout=TIMEOUT) as client:
+            session.http = client
+            try:
+                yield session
+            finally:
+                session.http = None
 
     def reply_rules(self) -> ReplyRules:
         return bluesky_reply_rules(direct_messages=self.config.direct_messages)
 
     def whoami(self) -> Identity:
+        with self._client():
+            return self._whoami()
+
+    def _whoami(self) -> Identity:
         response = self.session.call("com.atproto.server.getSession")
         if response.status_code != 200:
             raise typed_error(response, "getSession")
@@ -107,10 +124,7 @@ class BlueskyProvider(Provider[BlueskyConfig]):
         ``rewind_s``; the events handed out already are dropped by their key). Ends when Jetstream closes the
         connection normally; raises :class:`Transient` when it drops."""
         state = StreamCursor.from_mapping(cursor)
-        rotated: Mapping[str, Any] | None = None
-        brand_did = plain(self.credentials.get("did"))
-        if not brand_did:
-            brand_did, rotated = await self._login_async(http)
+        brand_did = await self._brand_did(http)
         listener = Listener(brand_did, self.config.listening, self.config.handle)
         rewind_us = int(self.config.rewind_s * 1_000_000)
         start = max(0, state.time_us - rewind_us) if state.time_us else 0
@@ -139,7 +153,7 @@ class BlueskyProvider(Provider[BlueskyConfig]):
                         line = None
                     except ConnectionClosed as exc:
                         if posts or changes or rejected or last_us != saved_us:
-                            yield self._batch(posts, changes, rejected, last_us, recent, rewind_us, rotated)
+                            yield self._batch(posts, changes, rejected, last_us, recent, rewind_us)
                         if exc.rcvd is not None and exc.rcvd.code == 1000:
                             return
                         raise Transient(f"Jetstream connection lost ({exc})") from None
@@ -169,8 +183,7 @@ class BlueskyProvider(Provider[BlueskyConfig]):
                     full = events >= BATCH_EVENTS or (events and now - opened >= BATCH_SECONDS)
                     has_work = bool(posts or changes or rejected)
                     if (full and has_work) or (last_us != saved_us and now - last_yield >= IDLE_CURSOR_SECONDS):
-                        yield self._batch(posts, changes, rejected, last_us, recent, rewind_us, rotated)
-                        rotated = None
+                        yield self._batch(posts, changes, rejected, last_us, recent, rewind_us)
                         posts, changes, rejected = [], [], []
                         saved_us, last_yield = last_us, now
                     if full or line is None:
@@ -180,8 +193,7 @@ class BlueskyProvider(Provider[BlueskyConfig]):
 
     @staticmethod
     def _batch(posts: list[NormalizedPost], changes: list[PostChange], rejected: list[RejectedRecord],
-               last_us: int, recent: dict[str, int], rewind_us: int,
-               rotated: Mapping[str, Any] | None) -> FetchResult:
+               last_us: int, recent: dict[str, int], rewind_us: int) -> FetchResult:
         # Events come roughly in time order: a margin of twice the rewind keeps the keys a reconnection can meet.
         floor = last_us - 2 * rewind_us
         for key in [k for k, t in recent.items() if t < floor]:
@@ -190,30 +202,34 @@ class BlueskyProvider(Provider[BlueskyConfig]):
             del recent[next(iter(recent))]
         cursor = StreamCursor(last_us, tuple((t, k) for k, t in recent.items()))
         return FetchResult(posts=tuple(posts), cursor=cursor.to_mapping(), rejected=tuple(rejected),
-                           changes=tuple(changes), credentials=rotated)
+                           changes=tuple(changes))
 
-    async def _login_async(self, http: httpx.AsyncClient) -> tuple[str, dict[str, Any]]:
-        """The brand's DID (unknown before the first login) and the session to store."""
-        identifier = plain(self.credentials.get("identifier"))
-        password = plain(self.credentials.get("app_password"))
+    async def _brand_did(self, http: httpx.AsyncClient) -> str:
+        """The brand's DID: stored after the first login, the identifier itself, or its handle resolved (no
+        login: sessions are rate limited, 30 per 5 minutes, and a flapping stream must not use them up)."""
+        did = plain(self.credentials.get("did"))
+        identifier = plain(self.credentials.get("identifier")).lstrip("@")
+        if did or identifier.startswith("did:"):
+            return did or identifier
         try:
-            response = await http.post(f"{self.config.service}/xrpc/com.atproto.server.createSession",
-                                       json={"identifier": identifier, "password": password}, timeout=TIMEOUT)
+            response = await http.get(f"{self.config.service}/xrpc/com.atproto.identity.resolveHandle",
+                                      params={"handle": identifier}, timeout=TIMEOUT)
         except httpx.TransportError as exc:
-            raise Transient(f"Bluesky createSession: {type(exc).__name__}") from exc
-        if response.status_code == 401:
-            raise AuthRevoked(f"Bluesky refused the app password: {error_of(response).message or 'unauthorized'}")
+            raise Transient(f"Bluesky resolveHandle: {type(exc).__name__}") from exc
         if response.status_code != 200:
-            raise typed_error(response, "createSession")
-        body = response.json()
-        if not all(isinstance(body.get(k), str) for k in ("did", "accessJwt", "refreshJwt")):
-            raise Transient("Bluesky createSession: an answer without tokens")
-        return body["did"], {"identifier": identifier, "app_password": password, "access_jwt": body["accessJwt"],
-                             "refresh_jwt": body["refreshJwt"], "did": body["did"]}
+            raise typed_error(response, "resolveHandle")
+        found = response.json().get("did")
+        if not isinstance(found, str) or not found.startswith("did:"):
+            raise Transient("Bluesky resolveHandle: an answer without a DID")
+        return found
 
     # -- polling notifications --------------------------------------------------------------------------------
 
     def fetch(self, cursor: Mapping[str, Any], now: datetime) -> FetchResult:
+        with self._client():
+            return self._fetch(cursor, now)
+
+    def _fetch(self, cursor: Mapping[str, Any], now: datetime) -> FetchResult:
         """Mentions, replies and quotes of the brand newer than ``cursor`` (``seen_at``, the newest indexedAt
         handed out, and ``seen``, the URIs handed out at that instant). The first poll takes one page."""
         seen_at = str(cursor.get("seen_at") or "")
@@ -317,6 +333,10 @@ class BlueskyProvider(Provider[BlueskyConfig]):
     # -- replies ----------------------------------------------------------------------------------------------
 
     def send_reply(self, reply: OutboundReply, now: datetime) -> SentReply:
+        with self._client():
+            return self._send_reply(reply, now)
+
+    def _send_reply(self, reply: OutboundReply, now: datetime) -> SentReply:
         if not reply.idempotency_key:
             raise ConnectorError("cannot send a Bluesky reply without an idempotency key")
         if problem := self.reply_rules().problem(reply.text, direct=reply.is_direct):
@@ -364,6 +384,10 @@ class BlueskyProvider(Provider[BlueskyConfig]):
         raise typed_error(response, "createRecord", now)
 
     def find_reply(self, reply: OutboundReply, now: datetime) -> SentReply | None:
+        with self._client():
+            return self._find_reply(reply, now)
+
+    def _find_reply(self, reply: OutboundReply, now: datetime) -> SentReply | None:
         if reply.is_direct:
             raise CannotTell("Bluesky chat messages have no key to look them up by")
         did = self.session.ensure_did()

@@ -82,7 +82,7 @@ class Session:
     expired access token, and logs in again when the refresh token is gone too. ``rotated`` holds the tokens
     obtained since construction, for the runtime to store."""
 
-    def __init__(self, http: httpx.Client, service: str, credentials: Mapping[str, Any]) -> None:
+    def __init__(self, http: httpx.Client | None, service: str, credentials: Mapping[str, Any]) -> None:
         self.http = http
         self.service = service
         self.identifier = plain(credentials.get("identifier"))
@@ -98,6 +98,8 @@ class Session:
 
     def _send(self, method: str, *, params: Any = None, body: Any = None, token: str = "",
               headers: Mapping[str, str] | None = None) -> httpx.Response:
+        if self.http is None:
+            raise ConnectorError("the Bluesky session has no HTTP client")
         h = dict(headers or {})
         if token:
             h["authorization"] = f"Bearer {token}"
