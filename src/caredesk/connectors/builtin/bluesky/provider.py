@@ -66,6 +66,9 @@ NOTIFICATION_PAGE = 100
 NOTIFICATION_PAGES = 50
 CHAT_PROXY = {"atproto-proxy": "did:web:api.bsky.chat#bsky_chat"}
 MAX_REJECT_RAW = 10_000
+# Far above any real line (a record is at most 1 MiB of CBOR): a longer one would close the connection (1009), and
+# the reconnection would meet it again, so the bound only guards memory.
+MAX_LINE_BYTES = 16 * 2 ** 20
 
 
 class BlueskyProvider(Provider[BlueskyConfig]):
@@ -132,7 +135,8 @@ class BlueskyProvider(Provider[BlueskyConfig]):
         last_us = state.time_us
         try:
             connection = websockets.connect(subscribe_url(self.config.jetstream, start), open_timeout=15,
-                                            max_size=2 ** 21, ping_interval=20, ping_timeout=30, compression=None)
+                                            max_size=MAX_LINE_BYTES, ping_interval=20, ping_timeout=30,
+                                            compression=None)
             async with connection as ws:
                 posts: list[NormalizedPost] = []
                 changes: list[PostChange] = []
