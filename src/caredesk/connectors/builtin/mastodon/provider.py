@@ -64,6 +64,8 @@ class MastodonProvider(Provider[MastodonConfig]):
     )
     config_model: ClassVar[type[ProviderConfig]] = MastodonConfig
     credentials_model: ClassVar[type[ProviderCredentials]] = MastodonCredentials
+    # The Idempotency-Key makes a repeated send (within the hour the server keeps it) return the first status.
+    idempotent_replies: ClassVar[bool] = True
 
     def __init__(
         self, config: MastodonConfig, credentials: Mapping[str, Any], http: httpx.Client | None = None
