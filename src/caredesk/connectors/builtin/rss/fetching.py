@@ -80,6 +80,10 @@ def get_feed(http: httpx.Client, url: str, etag: str, last_modified: str, now: d
         headers["If-Modified-Since"] = last_modified
     try:
         with http.stream("GET", url, headers=headers, follow_redirects=True) as response:
+            if response.status_code == 304 or response.status_code >= 400:
+                # Read what little there is: a connection closed mid-response is not reused, and with several
+                # feeds asked at once that costs far more than the read (a second a poll, measured).
+                _drain(response)
             _raise_for_status(response, now)
             final_url = str(response.url)
             new_etag = validator(response.headers.get("etag")) or etag
@@ -140,6 +144,14 @@ def _read_capped(response: httpx.Response) -> bytes:
         if time.monotonic() - started > FEED_DEADLINE_S:
             raise Transient(f"the feed took more than {FEED_DEADLINE_S:.0f} s to download")
     return bytes(body)
+
+
+def _drain(response: httpx.Response, limit: int = 64 * 1024) -> None:
+    read = 0
+    for chunk in response.iter_raw():
+        read += len(chunk)
+        if read > limit:
+            return  # an error page this large is not worth the wait: the connection is dropped instead
 
 
 def _size(n: int) -> str:
