@@ -360,3 +360,24 @@ def test_redirects_are_followed_and_relative_links_resolved_against_the_final_ad
     assert post.url == feeds.url("/new/post/1")
     seen: list[Seen] = feeds.requests_for("/new/feed.xml")
     assert seen[0].headers["user-agent"].startswith("caredesk-feed-reader/")
+
+
+def test_a_gzip_bomb_is_cut_off_at_the_limit_after_decompression(feeds: FeedServer, http: httpx.Client):
+    import gzip
+
+    bomb = gzip.compress(b"<rss version='2.0'><channel>" + b" " * (MAX_FEED_BYTES + 1) + b"</channel></rss>")
+    assert len(bomb) < 100_000
+    url = feeds.serve("/bomb.xml", Route(bomb, headers={"Content-Encoding": "gzip"}))
+    with pytest.raises(ConnectorError, match="larger than the 5.0 MB limit"):
+        provider(http, [url]).fetch({}, NOW)
+
+
+def test_entity_declarations_are_neither_expanded_nor_fetched(feeds: FeedServer, http: httpx.Client):
+    laughs = "".join(f'<!ENTITY lol{n} "{f"&lol{n - 1};" * 10}">' for n in range(1, 10))
+    body = (f'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY lol0 "lol">{laughs}'
+            f'<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
+            "<rss version='2.0'><channel><title>t</title><item><title>Nimbus &lol9; &xxe;</title>"
+            "<link>https://laughs.example/1</link></item></channel></rss>").encode()
+    url = feeds.serve("/laughs.xml", Route(body))
+    [post] = provider(http, [url]).fetch({}, NOW).posts
+    assert post.text == "Nimbus &lol9; &xxe;"  # left as written: nothing expanded, no file read

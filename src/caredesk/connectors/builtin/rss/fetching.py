@@ -113,6 +113,8 @@ def get_feed(http: httpx.Client, url: str, etag: str, last_modified: str, now: d
         raise Refused("the feed address (or a redirect) is not an http:// or https:// address") from None
     except httpx.TransportError as exc:
         raise Transient(f"cannot reach the feed server ({type(exc).__name__}: {exc})") from None
+    except httpx.HTTPError as exc:
+        raise Transient(f"the feed's answer could not be read ({type(exc).__name__}: {exc})") from None
 
 
 def _raise_for_status(response: httpx.Response, now: datetime) -> None:

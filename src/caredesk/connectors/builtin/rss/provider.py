@@ -156,7 +156,8 @@ class RssProvider(Provider[RssConfig]):
         states = {url: previous.get(url, FeedState()) for url in self.config.feeds}
         waiting = {url: s.retry_at for url, s in states.items() if s.retry_at is not None and s.retry_at > now}
         due = [url for url in self.config.feeds if url not in waiting]
-        outcomes = self._each_feed(due, lambda http, url: self._poll_feed(http, url, states[url], now))
+        filters = self.filters  # built here, once, rather than by whichever feed's thread gets there first
+        outcomes = self._each_feed(due, lambda http, url: self._poll_feed(http, url, states[url], filters, now))
         posts: list[NormalizedPost] = []
         rejected: list[RejectedRecord] = []
         errors: list[ConnectorError] = []
@@ -177,7 +178,10 @@ class RssProvider(Provider[RssConfig]):
     def whoami(self) -> Identity:
         """Read every feed once: the feeds' titles, or a :class:`ConnectorError` naming each one that fails."""
         now = datetime.now(UTC)
-        outcomes = self._each_feed(self.config.feeds, lambda http, url: self._poll_feed(http, url, FeedState(), now))
+        filters = self.filters
+        outcomes = self._each_feed(
+            self.config.feeds, lambda http, url: self._poll_feed(http, url, FeedState(), filters, now)
+        )
         failures = [f"{o.url}: {o.error}" for o in outcomes if o.error is not None]
         if failures:
             raise ConnectorError(f"{len(failures)} of {len(outcomes)} feeds cannot be read: " + "; ".join(failures))
@@ -196,21 +200,23 @@ class RssProvider(Provider[RssConfig]):
                                                           thread_name_prefix="rss-feed"))
             return list(pool.map(lambda url: work(http, url), urls))
 
-    def _poll_feed(self, http: httpx.Client, url: str, state: FeedState, now: datetime) -> _FeedOutcome:
+    @staticmethod
+    def _poll_feed(
+        http: httpx.Client, url: str, state: FeedState, filters: EntryFilter, now: datetime
+    ) -> _FeedOutcome:
         """One feed, every failure caught: the others go on whatever this one does."""
         try:
             response = get_feed(http, url, state.etag, state.last_modified, now)
             if response.not_modified:
                 return _FeedOutcome(url, state.succeeded(response.etag, response.last_modified))
             parsed, info, notes = _parse(url, response)
+            read = read_entries(parsed, info, state, filters, now)
         except RateLimited as exc:
             return _FeedOutcome(url, state.failed(str(exc), exc.retry_at), error=exc)
         except ConnectorError as exc:
             return _FeedOutcome(url, state.failed(str(exc)), error=exc)
-        try:
-            read = read_entries(parsed, info, state, self.filters, now)
-        except Exception as exc:  # a feed shape nobody foresaw: that feed fails, the others go on
-            error = ConnectorError(f"unexpected error reading the feed's entries: {type(exc).__name__}: {exc}"[:500])
+        except Exception as exc:  # a feed or an answer nobody foresaw: that feed fails, the others go on
+            error = ConnectorError(f"unexpected error reading the feed: {type(exc).__name__}: {exc}"[:500])
             return _FeedOutcome(url, state.failed(str(error)), error=error)
         return _FeedOutcome(url, read.state.succeeded(response.etag, response.last_modified), read.posts,
                             (*notes, *read.rejected), title=info.title)
