@@ -67,7 +67,7 @@ def _trie_pattern(node: dict[str, Any]) -> str:
     """A regex matching every path of ``node``; longer alternatives first, so the longest keyword wins."""
     alternatives = [token + _trie_pattern(child) for token, child in sorted(node.items()) if token != _END]
     if _END in node:
-        alternatives.append(node[_END])  # the end-of-keyword guard (a lookahead), or "" where none is needed
+        alternatives.append("")  # the keyword may end here
     if len(alternatives) == 1:
         return alternatives[0]
     return "(?:" + "|".join(alternatives) + ")"
@@ -82,22 +82,33 @@ def _compile(keywords: Iterable[str]) -> tuple[re.Pattern[str] | None, dict[str,
             originals.setdefault(key, keyword.strip())
     if not originals:
         return None, originals
-    trie: dict[str, Any] = {}
+    # One branch per first character, so that every alternative of the pattern starts with a literal: the regex
+    # engine then skips straight to the next place one of those characters occurs instead of trying every
+    # position. The word-start guard comes after that first character (it depends on it) and looks one
+    # character further back. Under it, two tries of the rest: keywords that end in a word character need the
+    # word-end guard, once after their whole trie (backtracking into it still finds a shorter keyword where a
+    # longer one fails the guard) rather than once per keyword, as each guard is a large class to compile.
+    # The unguarded trie goes first: its keywords end in punctuation ("c++", "acme!") and are usually the
+    # longer spelling of a guarded one.
+    by_first: dict[str, dict[bool, dict[str, Any]]] = {}
     for key in originals:
-        node = trie
-        for token in _tokens(key):
+        first, *rest = _tokens(key)
+        node = by_first.setdefault(first, {False: {}, True: {}})[_needs_edge(key[-1])]
+        for token in rest:
             node = node.setdefault(token, {})
-        node[_END] = _NOT_BEFORE_WORD if _needs_edge(key[-1]) else ""
-    # The word-start guard comes after each first character (it depends on that character) and looks one
-    # character further back: a pattern whose alternatives start with literals lets the regex engine skip
-    # straight to the next place one of those characters occurs instead of trying every position.
+        node[_END] = ""
     branches = []
-    for piece, child in sorted(trie.items()):
-        first = " " if piece == _SPACE_RUN else re.sub(r"\\(.)", r"\1", piece)
-        guard = _NOT_AFTER_WORD if _needs_edge(first) else ""
-        branches.append(piece + guard + _trie_pattern(child))
-    pattern = "|".join(branches)
-    return re.compile(pattern), originals
+    for piece, tries in sorted(by_first.items()):
+        first_char = " " if piece == _SPACE_RUN else re.sub(r"\\(.)", r"\1", piece)
+        guard = _NOT_AFTER_WORD if _needs_edge(first_char) else ""
+        rests = []
+        if tries[False]:
+            rests.append(_trie_pattern(tries[False]))
+        if tries[True]:
+            rests.append("(?:" + _trie_pattern(tries[True]) + ")" + _NOT_BEFORE_WORD)
+        rest = rests[0] if len(rests) == 1 else "(?:" + "|".join(rests) + ")"
+        branches.append(piece + guard + rest)
+    return re.compile("|".join(branches)), originals
 
 
 class KeywordMatcher:
