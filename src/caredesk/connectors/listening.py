@@ -92,9 +92,9 @@ def _compile(keywords: Iterable[str]) -> tuple[re.Pattern[str] | None, dict[str,
     # longer spelling of a guarded one.
     by_first: dict[str, dict[bool, dict[str, Any]]] = {}
     for key in originals:
-        first, *rest = _tokens(key)
+        first, *others = _tokens(key)
         node = by_first.setdefault(first, {False: {}, True: {}})[_needs_edge(key[-1])]
-        for token in rest:
+        for token in others:
             node = node.setdefault(token, {})
         node[_END] = ""
     branches = []
