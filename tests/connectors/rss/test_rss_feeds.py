@@ -381,3 +381,24 @@ def test_entity_declarations_are_neither_expanded_nor_fetched(feeds: FeedServer,
     url = feeds.serve("/laughs.xml", Route(body))
     [post] = provider(http, [url]).fetch({}, NOW).posts
     assert post.text == "Nimbus &lol9; &xxe;"  # left as written: nothing expanded, no file read
+
+
+def test_a_feed_that_does_not_answer_in_time_fails_alone_as_transient(feeds: FeedServer):
+    import threading
+
+    released = threading.Event()
+
+    def hang(_: Seen) -> Route:
+        released.wait(5)  # longer than the client waits; let go at the end of the test
+        return Route(fixture("telecom_blog_rss2.xml"))
+
+    slow = feeds.serve("/slow.xml", hang)
+    atom = feeds.serve("/atom.xml", Route(fixture("operators_news_atom.xml"), content_type=ATOM))
+    try:
+        with httpx.Client(timeout=0.5) as impatient:
+            result = provider(impatient, [slow, atom]).fetch({}, NOW)
+            assert len(result.posts) == 3
+            assert [r.reason for r in result.rejected] == [f"{slow}: the feed server did not answer in time"]
+            assert result.rejected[0].raw["kind"] == "Transient"
+    finally:
+        released.set()
