@@ -122,7 +122,8 @@ def main() -> None:
             port = int(port_path.read_text())
             provider = BlueskyProvider(
                 BlueskyProvider.parse_config({"jetstream": f"ws://127.0.0.1:{port}/subscribe",
-                                              "keywords": keywords, "exclude": exclude}),  # type: ignore[arg-type]
+                                              "appview": "", "keywords": keywords,
+                                              "exclude": exclude}),  # type: ignore[arg-type]
                 {"identifier": "brand.example.com", "app_password": "x", "did": BRAND_DID})
 
             async def consume() -> tuple[int, int, int, float]:

@@ -61,6 +61,7 @@ class Pds:
     faults: dict[str, list[tuple[int, dict[str, str], dict[str, Any]]]] = field(default_factory=dict)
     lose_answer: set[str] = field(default_factory=set)  # methods whose next answer is lost after doing the work
     messages: list[dict[str, Any]] = field(default_factory=list)
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)  # what the appview knows, by DID
     serial: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -155,6 +156,11 @@ class XrpcHandler(BaseHTTPRequestHandler):
                 pds.refresh.discard(token)  # refresh tokens rotate: each works once
                 return 200, pds.new_tokens()
             return 400, {"error": "ExpiredToken", "message": "Token has expired"}
+        if method == "app.bsky.actor.getProfiles":  # the appview's, public
+            actors = query.get("actors", [])
+            if len(actors) > 25:
+                return 400, {"error": "InvalidRequest", "message": "actors must not have more than 25 elements"}
+            return 200, {"profiles": [pds.profiles[a] for a in actors if a in pds.profiles]}
         if method == "com.atproto.identity.resolveHandle":
             if query.get("handle") == [BRAND_HANDLE]:
                 return 200, {"did": BRAND_DID}

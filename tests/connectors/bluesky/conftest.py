@@ -35,7 +35,7 @@ def http() -> Iterator[httpx.Client]:
 @pytest.fixture
 def make_provider(pds: PdsServer, http: httpx.Client) -> ProviderFactory:
     def make(credentials: dict[str, Any] | None = None, **config: Any) -> BlueskyProvider:
-        cfg = BlueskyProvider.parse_config({"service": pds.url, "handle": BRAND_HANDLE, **config})
+        cfg = BlueskyProvider.parse_config({"service": pds.url, "appview": pds.url, "handle": BRAND_HANDLE, **config})
         creds = BlueskyProvider.parse_credentials(
             credentials if credentials is not None else {"identifier": BRAND_HANDLE, "app_password": APP_PASSWORD}
         ).to_storage()

@@ -185,3 +185,26 @@ def test_a_quote_of_the_brands_post_is_summoned() -> None:
     line["commit"]["record"]["embed"] = {"$type": "app.bsky.embed.record", "record": {"uri": "at://did:plc:x/a/b"}}
     got = listener.classify(json.dumps(line))
     assert got is not None and got.post is None and got.change is None
+
+
+def test_authors_get_their_handles_from_the_appview_and_keep_their_did_when_it_fails(
+        make_provider: ProviderFactory, pds: PdsServer) -> None:
+    pds.pds.profiles["did:plc:customer1aaaaaaaaaaaaaaa"] = {
+        "did": "did:plc:customer1aaaaaaaaaaaaaaa", "handle": "kim.bsky.social", "displayName": "Kim 🌸",
+        "followersCount": 42, "avatar": "https://cdn.bsky.app/img/avatar/plain/x", "labels": []}
+    pds.pds.profiles["did:plc:customer2aaaaaaaaaaaaaaa"] = {
+        "did": "did:plc:customer2aaaaaaaaaaaaaaa", "handle": "handle.invalid"}  # a handle that no longer resolves
+    jetstream = Jetstream.of(lines("brand_stream.jsonl")[:3])
+    with running_jetstream(jetstream) as url:
+        batches, _ = play(with_did(make_provider, jetstream=url, **RULES), {})
+    authors = [p.author for b in batches for p in b.posts]
+    assert (authors[0].handle, authors[0].name, authors[0].followers) == ("kim.bsky.social", "Kim 🌸", 42)
+    assert authors[1].handle == "did:plc:customer2aaaaaaaaaaaaaaa"
+    assert authors[2].handle == "did:plc:customer3aaaaaaaaaaaaaaa"  # unknown to the appview
+    pds.pds.faults["app.bsky.actor.getProfiles"] = [(502, {}, {"error": "UpstreamFailure", "message": "down"})]
+    jetstream = Jetstream.of(lines("brand_stream.jsonl")[:3])
+    with running_jetstream(jetstream) as url:
+        batches, error = play(with_did(make_provider, jetstream=url, **RULES), {})
+    assert error is None
+    assert [p.author.handle for b in batches for p in b.posts] == [
+        "did:plc:customer1aaaaaaaaaaaaaaa", "did:plc:customer2aaaaaaaaaaaaaaa", "did:plc:customer3aaaaaaaaaaaaaaa"]

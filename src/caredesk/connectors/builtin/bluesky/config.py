@@ -11,6 +11,7 @@ from caredesk.connectors.listening import MAX_RULES, ListeningRules
 
 DEFAULT_SERVICE = "https://bsky.social"
 DEFAULT_JETSTREAM = "wss://jetstream.us-east.bsky.network/subscribe"
+DEFAULT_APPVIEW = "https://public.api.bsky.app"
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -28,6 +29,11 @@ def _checked_url(value: str, secure: str, plain: str) -> str:
 class BlueskyConfig(ProviderConfig):
     service: str = Field(default=DEFAULT_SERVICE, description="The brand account's PDS (or the bsky.social entryway).")
     jetstream: str = Field(default=DEFAULT_JETSTREAM, description="A Jetstream v1 /subscribe URL.")
+    appview: str = Field(
+        default=DEFAULT_APPVIEW,
+        description="Where the handles and names of the authors Jetstream names only by DID are looked up ('' for "
+        "none: authors then show as their DID).",
+    )
     handle: str = Field(default="", max_length=253, description="The brand's handle, without @.")
     keywords: tuple[str, ...] = Field(default=(), max_length=MAX_RULES)
     hashtags: tuple[str, ...] = Field(default=(), max_length=MAX_RULES)
@@ -46,6 +52,11 @@ class BlueskyConfig(ProviderConfig):
     @classmethod
     def _service(cls, value: str) -> str:
         return _checked_url(value, "https", "http")
+
+    @field_validator("appview")
+    @classmethod
+    def _appview(cls, value: str) -> str:
+        return _checked_url(value, "https", "http") if value else ""
 
     @field_validator("jetstream")
     @classmethod

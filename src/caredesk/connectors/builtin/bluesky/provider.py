@@ -8,9 +8,11 @@ hits the record already there instead of posting twice, and ``find_reply`` reads
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any, ClassVar
@@ -56,6 +58,8 @@ from caredesk.connectors.builtin.bluesky.richtext import facets, post_url, split
 from caredesk.connectors.builtin.bluesky.xrpc import TIMEOUT, Session, error_of, plain, typed_error
 from caredesk.connectors.length import bluesky_reply_rules
 
+log = logging.getLogger(__name__)
+
 # A stream batch closes after this many events or this long, whichever comes first.
 BATCH_EVENTS = 500
 BATCH_SECONDS = 0.5
@@ -66,6 +70,10 @@ NOTIFICATION_PAGE = 100
 NOTIFICATION_PAGES = 50
 CHAT_PROXY = {"atproto-proxy": "did:web:api.bsky.chat#bsky_chat"}
 MAX_REJECT_RAW = 10_000
+# Authors' profiles from the appview: getProfiles takes 25 actors; a stream remembers this many between batches.
+PROFILES_PER_CALL = 25
+MAX_PROFILES = 10_000
+PROFILE_TIMEOUT = httpx.Timeout(5.0)
 # Far above any real line (a record is at most 1 MiB of CBOR): a longer one would close the connection (1009), and
 # the reconnection would meet it again, so the bound only guards memory.
 MAX_LINE_BYTES = 16 * 2 ** 20
@@ -132,6 +140,7 @@ class BlueskyProvider(Provider[BlueskyConfig]):
         rewind_us = int(self.config.rewind_s * 1_000_000)
         start = max(0, state.time_us - rewind_us) if state.time_us else 0
         recent = dict((key, t) for t, key in state.recent)
+        profiles: dict[str, NormalizedAuthor] = {}
         last_us = state.time_us
         try:
             connection = websockets.connect(subscribe_url(self.config.jetstream, start), open_timeout=15,
@@ -157,6 +166,7 @@ class BlueskyProvider(Provider[BlueskyConfig]):
                         line = None
                     except ConnectionClosed as exc:
                         if posts or changes or rejected or last_us != saved_us:
+                            posts = await self._with_profiles(posts, http, profiles)
                             yield self._batch(posts, changes, rejected, last_us, recent, rewind_us)
                         if exc.rcvd is not None and exc.rcvd.code == 1000:
                             return
@@ -187,6 +197,7 @@ class BlueskyProvider(Provider[BlueskyConfig]):
                     full = events >= BATCH_EVENTS or (events and now - opened >= BATCH_SECONDS)
                     has_work = bool(posts or changes or rejected)
                     if (full and has_work) or (last_us != saved_us and now - last_yield >= IDLE_CURSOR_SECONDS):
+                        posts = await self._with_profiles(posts, http, profiles)
                         yield self._batch(posts, changes, rejected, last_us, recent, rewind_us)
                         posts, changes, rejected = [], [], []
                         saved_us, last_yield = last_us, now
@@ -194,6 +205,32 @@ class BlueskyProvider(Provider[BlueskyConfig]):
                         events, opened = 0, now
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
             raise Transient(f"cannot reach Jetstream at {self.config.jetstream}: {exc}") from None
+
+    async def _with_profiles(self, posts: list[NormalizedPost], http: httpx.AsyncClient,
+                             known: dict[str, NormalizedAuthor]) -> list[NormalizedPost]:
+        """``posts`` with their authors' handles and names from the appview where it answers; where it does not,
+        the DID stays as the handle (a post is never held back for its author's name)."""
+        wanted = sorted({p.author.external_id for p in posts if p.author.handle == p.author.external_id} - set(known))
+        if self.config.appview:
+            for start in range(0, len(wanted), PROFILES_PER_CALL):
+                chunk = wanted[start:start + PROFILES_PER_CALL]
+                try:
+                    response = await http.get(f"{self.config.appview}/xrpc/app.bsky.actor.getProfiles",
+                                              params=[("actors", did) for did in chunk], timeout=PROFILE_TIMEOUT)
+                    found = response.json().get("profiles") if response.status_code == 200 else None
+                except (httpx.HTTPError, ValueError, AttributeError) as exc:
+                    log.info("Bluesky appview getProfiles failed: %s", type(exc).__name__)
+                    break
+                if not isinstance(found, list):
+                    log.info("Bluesky appview getProfiles answered %s", response.status_code)
+                    break
+                for profile in found:
+                    if isinstance(profile, dict) and profile.get("did") in chunk:
+                        known[profile["did"]] = author_of(profile)
+            if len(known) > MAX_PROFILES:
+                known.clear()
+        return [replace(p, author=known[p.author.external_id]) if p.author.external_id in known else p
+                for p in posts]
 
     @staticmethod
     def _batch(posts: list[NormalizedPost], changes: list[PostChange], rejected: list[RejectedRecord],
@@ -452,6 +489,18 @@ class BlueskyProvider(Provider[BlueskyConfig]):
         if not isinstance(message_id, str):
             raise Transient("Bluesky sendMessage: an answer without a message id")
         return SentReply(external_id=f"chat:{convo_id}:{message_id}", created_at=_stamp(body.get("sentAt"), now))
+
+
+def author_of(profile: Mapping[str, Any]) -> NormalizedAuthor:
+    """An author from an appview profile view (``did``, ``handle``, ``displayName``, ``followersCount``)."""
+    did = str(profile["did"])
+    handle, name, followers = profile.get("handle"), profile.get("displayName"), profile.get("followersCount")
+    return NormalizedAuthor(
+        external_id=did,
+        handle=handle[:253] if isinstance(handle, str) and handle and handle != "handle.invalid" else did,
+        name=name[:200] if isinstance(name, str) else "",
+        followers=followers if isinstance(followers, int) and not isinstance(followers, bool) and followers > 0 else 0,
+    )
 
 
 def _stamp(value: Any, now: datetime) -> datetime:
