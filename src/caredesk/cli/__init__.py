@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     # may import caredesk.cli.context without a cycle through this package.
     from caredesk.accounts.commands import add_account_commands
     from caredesk.cli.server import add_server_commands
+    from caredesk.connectors.commands import add_connector_commands
     from caredesk.connectors.keys import add_key_commands
     from caredesk.ingest.commands import add_ingest_commands
     from caredesk.triage.cli import add_triage_commands
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_account_commands(add, django_context)
     add_ingest_commands(add, django_context)
     add_key_commands(add, django_context)
+    add_connector_commands(add, django_context)
     add_triage_commands(sub, setup)
     return parser
 

@@ -82,6 +82,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         logins = seed_demo(speed=args.speed, data_dir=Path(env.data_dir))
         me = [sys.executable, "-m", "caredesk"]
         children.append(subprocess.Popen([*me, "worker"], start_new_session=True))
+        children.append(subprocess.Popen([*me, "listen"], start_new_session=True))  # streaming connectors
         children.append(
             subprocess.Popen([*me, "serve", "--host", args.host, "--port", str(args.port)], start_new_session=True)
         )
@@ -120,7 +121,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def add_server_commands(add: AddParser) -> None:
-    p = add("demo", "run the whole desk with demo data: database, worker, web server")
+    p = add("demo", "run the whole desk with demo data: database, worker, listener, web server")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--speed", type=float, default=1.0, help="replay speed multiplier")
