@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from django.db import connection
 
@@ -58,3 +62,31 @@ def listening(lease_seconds: float = 2.0) -> Iterator[Listener]:
         assert not thread.is_alive(), "the listener did not stop"
     if failure:
         raise failure[0]
+
+
+RUN_CAREDESK = Path(__file__).resolve().parent / "run_caredesk.py"
+
+
+def database_env(tmp_path: Path) -> dict[str, str]:
+    """The environment for a ``caredesk`` subprocess on this test run's database (its schema is migrated, and
+    with ``transaction=True`` what the test writes is committed and visible to it)."""
+    params = connection.settings_dict
+    host = params["HOST"]
+    auth = params["USER"] + (f":{params['PASSWORD']}" if params["PASSWORD"] else "")
+    if host.startswith("/"):
+        url = f"postgresql://{auth}@/{params['NAME']}?host={host}"
+    else:
+        url = f"postgresql://{auth}@{host}:{params['PORT'] or 5432}/{params['NAME']}"
+    return {**os.environ, "DATABASE_URL": url, "CAREDESK_DATA_DIR": str(tmp_path)}
+
+
+def caredesk(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run ``caredesk ARGS`` (with the test providers) to its end."""
+    return subprocess.run([sys.executable, str(RUN_CAREDESK), *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def start_caredesk(*args: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, str(RUN_CAREDESK), *args], env=env, stdout=out,
+                                stderr=subprocess.STDOUT)

@@ -18,7 +18,7 @@ Wire format (defined here; modelled on Server-Sent Events streams such as Mastod
   network cut or a platform restart does. A *graceful end* closes it with the final chunk.
 
 A second endpoint serves the poll tests: ``GET /posts?after=N`` answers ``{"posts": [...], "next": M}`` with the
-same post objects (or the same 401 / 429).
+same post objects and ``X-RateLimit-Remaining: R`` (or the same 401 / 429).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ class Platform:
         self.tokens = {"good-token"}
         self.rate_limited = 0  # how many requests to answer 429 next
         self.retry_after = 1
+        self.remaining = 300  # requests left in the poll API's window (X-RateLimit-Remaining)
         self.drops: list[int] = []  # for the next connections, in order: drop after that many events
         self.requests: list[tuple[str, int]] = []  # (path, after) of every request
         self.request_times: list[float] = []  # time.time() of every request
@@ -116,8 +117,10 @@ def _handler(platform: Platform) -> type[BaseHTTPRequestHandler]:
                 return
             if url.path == "/posts":
                 events = [e for e in platform.events if e["seq"] > after and e["kind"] == "post"]
+                platform.remaining -= 1
                 self._json(200, {"posts": [{**e["data"], "seq": e["seq"]} for e in events],
-                                 "next": max((e["seq"] for e in events), default=after)})
+                                 "next": max((e["seq"] for e in events), default=after)},
+                           {"X-RateLimit-Remaining": str(platform.remaining)})
                 return
             if url.path != "/stream":
                 self._json(404, {"error": "not found"})

@@ -137,8 +137,9 @@ class PollTestProvider(Provider[PollConfig]):
             raise Transient(str(exc)) from exc
         _check_status(response)
         body = response.json()
+        remaining = response.headers.get("X-RateLimit-Remaining")
         return FetchResult(posts=[_post(p) for p in body["posts"]], cursor={"after": body["next"]},
-                           rate_limit_remaining=int(response.headers.get("X-RateLimit-Remaining", "-1")) or None)
+                           rate_limit_remaining=int(remaining) if remaining is not None else None)
 
 
 class HookCredentials(ProviderCredentials):
