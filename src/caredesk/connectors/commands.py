@@ -15,8 +15,9 @@ def cmd_listen(args: argparse.Namespace, setup: Setup) -> int:
     with setup(args):
         from caredesk.connectors.listen.runner import Listener
 
-        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                            format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        # Logs go where caredesk's logging settings send them (CAREDESK_LOG_LEVEL); --quiet keeps warnings only.
+        if args.quiet:
+            logging.getLogger("caredesk.connectors").setLevel(logging.WARNING)
         listener = Listener(lease_seconds=args.lease_seconds, scan_seconds=args.scan_seconds)
 
         def _stop(signum: int, frame: object) -> None:
@@ -95,7 +96,7 @@ def add_connector_commands(add: AddParser, setup: Setup) -> None:
     p.add_argument("--lease-seconds", type=float, default=10.0,
                    help="how long a killed listener's streams wait before another listener takes them over")
     p.add_argument("--scan-seconds", type=float, default=2.0, help="how often to look for streams to take")
-    p.add_argument("--verbose", action="store_true", help="log connections and reconnects")
+    p.add_argument("--quiet", action="store_true", help="log only problems, not connections and takeovers")
     p.set_defaults(func=lambda args: cmd_listen(args, setup))
 
     group = add("connector", "connector payloads: list what streams and webhooks delivered, retry failures",

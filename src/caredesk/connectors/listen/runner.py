@@ -43,7 +43,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from django.db import close_old_connections, connection, transaction
+from django.db import DatabaseError, close_old_connections, connection, transaction
 
 from caredesk.connectors.actions import do_record_auth_revoked, do_record_failure
 from caredesk.connectors.base import AuthRevoked, Capability, ConnectorError, FetchResult, RateLimited
@@ -276,19 +276,21 @@ class Listener:
     def run(self) -> None:
         log.info("listening as %s", self.holder)
         next_scan = 0.0
-        clock = threading.Event()  # only for its wait()
         try:
             while not self.stopping.is_set():
-                close_old_connections()
-                self._heartbeat()
-                self._reap()
-                now = time.monotonic()
-                if now >= next_scan:
-                    next_scan = now + self.scan_seconds
-                    self._scan()
-                clock.wait(min(self.heartbeat_seconds, self.scan_seconds))
-                if self.stopping.is_set():
-                    break
+                try:
+                    close_old_connections()
+                    self._heartbeat()
+                    self._reap()
+                    now = time.monotonic()
+                    if now >= next_scan:
+                        next_scan = now + self.scan_seconds
+                        self._scan()
+                except DatabaseError as exc:
+                    # The database is away: our leases lapse, and so do everyone's; keep trying to come back.
+                    log.warning("listener: database error (%s); retrying", str(exc).strip().splitlines()[0])
+                    connection.close()
+                self.stopping.wait(min(self.heartbeat_seconds, self.scan_seconds))
         finally:
             self.stopping.set()
             for stream in self.streams.values():
