@@ -12,7 +12,8 @@ Wire format (defined here; modelled on Server-Sent Events streams such as Mastod
       data: {"id": "p7", "author": {"id": "u1", "handle": "casey", "name": "Casey"}, "text": "...",
              "created_at": "2026-11-23T12:00:00+00:00", "published_at": 1700000000.123}
 
-  ``delete`` events carry only ``{"id": ..., "published_at": ...}``. ``published_at``: the server's clock
+  ``delete`` events carry only ``{"id": ..., "published_at": ...}``; a ``token`` event ``{"token": NEW}`` hands
+  the client a new token, the only one accepted from then on. ``published_at``: the server's clock
   (``time.time()``) when the event was published, for the delay benchmark.
 * A *drop* ends a connection abruptly after a number of events (the socket closes inside the chunked body), as a
   network cut or a platform restart does. A *graceful end* closes it with the final chunk.
@@ -63,6 +64,12 @@ class Platform:
 
     def delete(self, external_id: str) -> int:
         return self._publish("delete", {"id": external_id})
+
+    def rotate_token(self, new: str) -> int:
+        """The platform issues a new token (as an OAuth refresh does) and stops accepting the old ones."""
+        seq = self._publish("token", {"token": new})
+        self.tokens = {new}
+        return seq
 
     def _publish(self, kind: str, data: dict[str, Any]) -> int:
         with self.changed:
@@ -152,14 +159,14 @@ def _handler(platform: Platform) -> type[BaseHTTPRequestHandler]:
                         self._chunk(": keep-alive\n\n")
                         continue
                     for event in fresh:
-                        if drop is not None and sent >= drop:
-                            self.close_connection = True
-                            self.connection.shutdown(2)  # abrupt: no final chunk
-                            return
                         self._chunk(f"id: {event['seq']}\nevent: {event['kind']}\n"
                                     f"data: {json.dumps(event['data'])}\n\n")
                         position = event["seq"]
                         sent += 1
+                        if drop is not None and sent >= drop:
+                            self.close_connection = True
+                            self.connection.shutdown(2)  # abrupt: no final chunk
+                            return
                 self.wfile.write(b"0\r\n\r\n")  # the server shuts down: a graceful end
             except OSError:
                 pass  # the client went away

@@ -90,7 +90,8 @@ class StreamTestProvider(Provider[StreamConfig]):
             changes.append(PostEdited(_post(data)))
         elif kind == "delete":
             changes.append(PostDeleted(data["id"]))
-        return FetchResult(posts=posts, cursor={"after": seq}, changes=changes)
+        credentials = {"token": data["token"]} if kind == "token" else None
+        return FetchResult(posts=posts, cursor={"after": seq}, changes=changes, credentials=credentials)
 
     async def stream(self, cursor: Mapping[str, Any], http: httpx.AsyncClient) -> AsyncIterator[FetchResult]:
         headers = {"Authorization": f"Bearer {self.credentials.get('token', '')}"}

@@ -125,3 +125,21 @@ def test_a_rate_limited_stream_waits_for_the_platform(platform):
     installation.refresh_from_db()
     assert installation.retry_at is None and installation.health == "ok"
     assert Case.objects.count() == 1
+
+
+def test_credentials_the_platform_rotates_are_stored_encrypted_and_used_on_reconnect(platform):
+    installation = stream_installation(make_brand(), platform.url)
+    platform.post("p1", "my internet is down", author="u1")
+    platform.drops = [3]  # cut after three events: the reconnection must use the new token
+    with listening():
+        wait_until(lambda: len(_ids(installation)) == 1, what="the first post")
+        platform.rotate_token("fresh-token")  # good-token is refused from now on
+        platform.post("p2", "still down", author="u2")
+        wait_until(lambda: platform.connections >= 2 and len(_ids(installation)) == 2, what="the reconnection")
+        platform.post("p3", "hello?", author="u3")
+        wait_until(lambda: len(_ids(installation)) == 3, what="a post on the new token")
+    installation.refresh_from_db()
+    assert installation.get_credentials() == {"token": "fresh-token"}
+    assert "fresh-token" not in installation.credentials_encrypted
+    assert not any(b"fresh-token" in bytes(p.body) for p in RawPayload.objects.all())
+    assert installation.auth_revoked_at is None

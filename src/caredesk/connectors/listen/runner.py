@@ -104,6 +104,7 @@ class InstallationStream(threading.Thread):
         self.lost = threading.Event()
         self.read_timeout = read_timeout
         self.reason = ""
+        self.delivered = 0  # batches the current connection delivered
 
     def _ended(self) -> bool:
         return self.stopping.is_set() or self.lost.is_set()
@@ -140,11 +141,11 @@ class InstallationStream(threading.Thread):
                 continue
             for payload_id in pending_payload_ids(self.installation_id, RawPayload.Source.STREAM):
                 process_payload(payload_id, datetime.now(UTC), holder=self.holder)
-            delivered = 0
+            self.delivered = 0
             try:
-                delivered = self._consume(installation)
+                self._consume(installation)
                 # The platform closed the connection: come back soon, later each time it closes without a word.
-                attempt = 0 if delivered else attempt + 1
+                attempt = 0 if self.delivered else attempt + 1
                 if not self._ended():
                     self._sleep(backoff(max(attempt, 1)), installation.config_version)
             except _Stop:
@@ -160,8 +161,9 @@ class InstallationStream(threading.Thread):
             except LeaseLost:
                 raise
             except Exception as exc:  # Transient, a dropped connection, a provider bug: back off and reconnect
-                attempt = 0 if delivered else attempt + 1
-                delay = backoff(max(attempt, 1))
+                # A connection that delivered something before it broke starts the back-off again from the start.
+                attempt = 1 if self.delivered else attempt + 1
+                delay = backoff(attempt)
                 log.warning("installation %s: stream failed (%s); reconnecting in %.1f s", self.installation_id,
                             _message(exc), delay, exc_info=not isinstance(exc, ConnectorError | httpx.HTTPError))
                 self._fail(_message(exc), retry_at=datetime.now(UTC) + timedelta(seconds=delay))
@@ -190,16 +192,15 @@ class InstallationStream(threading.Thread):
             "enabled", "auth_revoked_at", "config_version").first()
         return row is None or not row[0] or row[1] is not None or row[2] != version
 
-    def _consume(self, installation: ConnectorInstallation) -> int:
-        """One connection: returns how many batches it delivered when it ended; raises what the provider raised,
-        or :class:`_Stop`."""
+    def _consume(self, installation: ConnectorInstallation) -> None:
+        """One connection, until the platform ends it; raises what the provider raised, or :class:`_Stop`.
+        Counts the batches it delivered in ``self.delivered``."""
         provider = get_provider(installation)
         version = installation.config_version
         loop = asyncio.new_event_loop()
         http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=self.read_timeout))
         batches: AsyncIterator[FetchResult] = provider.stream(dict(installation.cursor), http).__aiter__()  # type: ignore[attr-defined]
         pending: asyncio.Task[FetchResult | None] | None = None
-        delivered = 0
         checked = loop.time()
         try:
             while True:
@@ -212,9 +213,9 @@ class InstallationStream(threading.Thread):
                     batch = pending.result()  # raises the provider's error
                     pending = None
                     if batch is None:
-                        return delivered
-                    delivered += 1
+                        return
                     self._store(batch)
+                    self.delivered += 1
                 if self._ended():
                     raise _Stop
                 if loop.time() - checked >= CHECK_SECONDS:
