@@ -132,7 +132,7 @@ def test_reply_over_the_x_limit_is_422_and_nothing_is_queued(api: Client, make_c
     url = f"/api/cases/{case.pk}/replies"
     response = api.post(url, {"text": "a" * 281}, content_type="application/json")
     assert response.status_code == 422
-    assert response.json()["detail"] == "the reply is 281 weighted characters long; x allows 280"
+    assert response.json()["detail"] == "x: too long: 281 weighted characters, the limit is 280"
     # X weighs CJK and emoji double: 141 of them are 282 units although only 141 characters.
     wide = api.post(url, {"text": "好" * 141}, content_type="application/json")
     assert wide.status_code == 422

@@ -53,7 +53,7 @@ def test_reply_too_long_is_refused_and_not_queued(agent_client: Client, case: Ca
     key = uuid.uuid4().hex
     status, html = _reply(agent_client, case, too_long, key)
     assert status == 422
-    assert "the reply is 281 weighted characters long; x allows 280" in html
+    assert "x: too long: 281 weighted characters, the limit is 280" in html
     assert Reply.objects.count() == 0 and ProcrastinateJob.objects.count() == 0
     assert too_long in html  # the agent's text is kept for editing
     assert key in html  # nothing was queued, so the same key stays valid
@@ -92,7 +92,7 @@ def test_reply_without_htmx_redirects_back(agent_client: Client, case: Case) -> 
                                                               "idempotency_key": uuid.uuid4().hex})
     assert response.status_code == 303 and response["Location"] == f"/cases/{case.pk}/"
     page = agent_client.post(f"/cases/{case.pk}/reply", {"text": "x" * 300, "idempotency_key": "k1"})
-    assert page.status_code == 422 and b"<html" in page.content and b"allows 280" in page.content
+    assert page.status_code == 422 and b"<html" in page.content and b"the limit is 280" in page.content
 
 
 def test_failed_reply_shows_error_and_retry(agent_client: Client, case: Case, agent: User) -> None:

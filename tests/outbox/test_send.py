@@ -31,6 +31,7 @@ class HttpPlatform(Provider[HttpPlatformConfig]):
     display_name = "HTTP test platform"
     capabilities = frozenset({Capability.REPLY})
     config_model = HttpPlatformConfig
+    idempotent_replies = True  # it sends the Idempotency-Key, which the platform honours
 
     @property
     def platform(self) -> str:

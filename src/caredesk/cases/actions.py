@@ -276,6 +276,8 @@ def do_receive_posts(
                 author=author,
                 direction=Post.Direction.OUTBOUND if own else Post.Direction.INBOUND,
                 is_direct=normalized.is_direct,
+                summoned=normalized.summoned or normalized.is_direct,
+                matched_keywords=list(normalized.matched_keywords),
                 text=normalized.text,
                 language=normalized.language or triage.language,
                 url=normalized.url,
@@ -370,13 +372,15 @@ def do_edit_posts(
         post.raw = dict(normalized.raw)
         post.triage = triage.as_dict()
         post.language = normalized.language or triage.language
+        post.summoned = normalized.summoned or normalized.is_direct
+        post.matched_keywords = list(normalized.matched_keywords)
         post.edited_at = now
         changed.append(post)
         if post.case_id and post.pk in first:
             Case.objects.filter(pk=post.case_id).update(subject=_subject(normalized.text, triage), updated_at=now)
         activities.append(Activity(kind=Activity.Kind.POST_EDITED, brand_id=installation.brand_id,
                                    case_id=post.case_id, created_at=now, data={"post_id": post.pk}))
-    _update_rows(changed, ["text", "raw", "triage", "language", "edited_at"])
+    _update_rows(changed, ["text", "raw", "triage", "language", "summoned", "matched_keywords", "edited_at"])
     Activity.objects.bulk_create(activities)
     publish_activities(a.pk for a in activities)
     return [p.pk for p in changed]
@@ -393,12 +397,12 @@ def do_delete_posts(installation: ConnectorInstallation, external_ids: Sequence[
     first = _first_post_ids({p.case_id for p in posts.values() if p.case_id})
     activities: list[Activity] = []
     for post in posts.values():
-        post.text, post.raw, post.triage, post.deleted_at = "", {}, {}, now
+        post.text, post.raw, post.triage, post.matched_keywords, post.deleted_at = "", {}, {}, [], now
         if post.case_id and post.pk in first:
             Case.objects.filter(pk=post.case_id).update(subject=DELETED_SUBJECT, updated_at=now)
         activities.append(Activity(kind=Activity.Kind.POST_DELETED, brand_id=installation.brand_id,
                                    case_id=post.case_id, created_at=now, data={"post_id": post.pk}))
-    _update_rows(list(posts.values()), ["text", "raw", "triage", "deleted_at"])
+    _update_rows(list(posts.values()), ["text", "raw", "triage", "matched_keywords", "deleted_at"])
     Activity.objects.bulk_create(activities)
     publish_activities(a.pk for a in activities)
     return [p.pk for p in posts.values()]

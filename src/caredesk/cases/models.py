@@ -115,6 +115,10 @@ class Post(models.Model):
     case = models.ForeignKey(Case, null=True, blank=True, on_delete=models.SET_NULL, related_name="posts")
     direction = models.CharField(max_length=10, choices=Direction.choices, default=Direction.INBOUND)
     is_direct = models.BooleanField(default=False)
+    # False when the post only matched a listening rule: its author did not address the brand. Some platforms'
+    # rules forbid answering such a post through their API (the provider's ReplyRules say so).
+    summoned = models.BooleanField(default=True)
+    matched_keywords = models.JSONField(default=list, blank=True)
     text = models.TextField()
     language = models.CharField(max_length=12, blank=True, default="")
     url = models.URLField(max_length=500, blank=True, default="")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import subprocess
 import sys
@@ -75,11 +76,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     try:
-        from caredesk.demo import seed_demo
+        from caredesk.connectors.setup import PlatformUnreachable, SetupRefused
+        from caredesk.demo import DemoConnectionsError, load_connections, seed_demo
 
         print(f"caredesk demo — data in {env.data_dir}" + (" (embedded PostgreSQL)" if env.embedded else ""))
         _migrate(verbosity=0)
-        logins = seed_demo(speed=args.speed, data_dir=Path(env.data_dir))
+        try:
+            real = load_connections(Path(args.connections)) if args.connections else None
+            logins = seed_demo(speed=args.speed, data_dir=Path(env.data_dir), connections=real)
+        except (DemoConnectionsError, SetupRefused, PlatformUnreachable) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         me = [sys.executable, "-m", "caredesk"]
         children.append(subprocess.Popen([*me, "worker"], start_new_session=True))
         children.append(subprocess.Popen([*me, "listen"], start_new_session=True))  # streaming connectors
@@ -125,6 +132,9 @@ def add_server_commands(add: AddParser) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--speed", type=float, default=1.0, help="replay speed multiplier")
+    p.add_argument("--connections", type=Path, default=os.environ.get("CAREDESK_DEMO_CONNECTIONS") or None,
+                   help="a JSON file of real connections (brand, provider, name, config, credentials) to listen "
+                        "on instead of the replay (default: $CAREDESK_DEMO_CONNECTIONS)")
     p.set_defaults(func=cmd_demo)
 
     p = add("serve", "run the web server (ASGI)")

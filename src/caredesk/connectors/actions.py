@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from caredesk.accounts.models import Brand
-from caredesk.connectors.base import ConnectorError
+from caredesk.connectors.base import ConnectorError, Identity
 from caredesk.connectors.models import ConnectorInstallation
 from caredesk.connectors.registry import get_provider_class
 
@@ -42,7 +42,7 @@ def do_create_installation(
     try:
         parsed = cls.parse_config(config)
     except ValueError as exc:
-        raise ConnectorError(f"invalid config for {provider_key}: {exc}") from exc
+        raise ConnectorError(f"invalid config for {provider_key}: {_first_error(exc)}") from exc
     installation = ConnectorInstallation(
         brand=brand,
         provider_key=provider_key,
@@ -54,6 +54,48 @@ def do_create_installation(
     installation.set_credentials(dict(credentials or {}))
     installation.save()
     return installation
+
+
+def do_add_installation(
+    brand: Brand,
+    provider_key: str,
+    name: str,
+    config: Mapping[str, Any],
+    credentials: Mapping[str, Any],
+    identity: Identity | None,
+) -> ConnectorInstallation:
+    """A new installation, its credentials checked against the provider's model and stored encrypted, and the
+    brand's own account ids and handles taken from ``identity`` (what ``whoami`` said), never typed by hand."""
+    name = " ".join(name.split())
+    if not name or len(name) > 120:
+        raise ConnectorError("an installation name needs 1 to 120 characters")
+    if ConnectorInstallation.objects.filter(brand=brand, name=name).exists():
+        raise ConnectorError(f"brand {brand.slug} already has an installation called {name!r}")
+    cls = get_provider_class(provider_key)
+    try:
+        creds = cls.parse_credentials(credentials).to_storage()
+    except ValueError as exc:
+        raise ConnectorError(f"invalid credentials for {provider_key}: {_first_error(exc)}") from exc
+    return do_create_installation(
+        brand, provider_key, name, config, creds,
+        own_account_ids=list(identity.account_ids) if identity else None,
+        own_handles=list(identity.handles) if identity else None,
+    )
+
+
+def _first_error(exc: ValueError) -> str:
+    """A pydantic error without the input it echoes (credentials must not be printed)."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        parts = [f"{'.'.join(str(x) for x in e.get('loc', ()))}: {e.get('msg', '')}" for e in errors()]
+        return "; ".join(parts) or "invalid"
+    return str(exc)
+
+
+def do_set_enabled(installation: ConnectorInstallation, enabled: bool) -> None:
+    installation.enabled = enabled
+    installation.config_version += 1  # a running stream notices and stops (or, enabled, is started)
+    installation.save(update_fields=["enabled", "config_version"])
 
 
 def do_record_poll_success(

@@ -114,6 +114,10 @@ class NormalizedPost:
     language: str = ""
     url: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict)
+    # False when the post only matched a listening rule: the author did not address the brand (no mention, not a
+    # reply to it, not a DM). Some platforms' rules forbid answering such a post through their API.
+    summoned: bool = True
+    matched_keywords: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.created_at.tzinfo is None or self.created_at.utcoffset() is None:
@@ -282,6 +286,9 @@ class Provider(ABC, Generic[ConfigT]):
     capabilities: ClassVar[frozenset[Capability]]
     config_model: ClassVar[type[ProviderConfig]]
     credentials_model: ClassVar[type[ProviderCredentials]] = ProviderCredentials
+    # True when the platform drops a repeated send of the same reply (an idempotency key, a deterministic record
+    # key): a send that failed midway can simply be tried again. Otherwise the outbox looks (find_reply) first.
+    idempotent_replies: ClassVar[bool] = False
 
     def __init__(self, config: ConfigT, credentials: Mapping[str, Any], http: httpx.Client | None = None) -> None:
         self.config = config
@@ -300,9 +307,10 @@ class Provider(ABC, Generic[ConfigT]):
         """What this platform accepts as a reply (the instance's own limits where the config knows them)."""
         return ReplyRules(max_length=5000)
 
-    def whoami(self) -> Identity:
-        """Check the credentials and return who they act as. Raise :class:`AuthRevoked` when they do not work."""
-        raise ConnectorError(f"{self.display_name} cannot tell which account it acts as")
+    def whoami(self) -> Identity | None:
+        """Check the credentials and return who they act as (None: a provider with no account, such as news
+        feeds). Raise :class:`AuthRevoked` when they do not work."""
+        return None
 
     @property
     @abstractmethod

@@ -40,6 +40,8 @@ def _post(post: NormalizedPost) -> dict[str, Any]:
         "language": post.language,
         "url": post.url,
         "raw": dict(post.raw),
+        "summoned": post.summoned,
+        "matched_keywords": list(post.matched_keywords),
     }
 
 
@@ -55,6 +57,8 @@ def _unpost(data: Mapping[str, Any]) -> NormalizedPost:
         language=data["language"],
         url=data["url"],
         raw=data["raw"],
+        summoned=data["summoned"],
+        matched_keywords=tuple(data["matched_keywords"]),
     )
 
 

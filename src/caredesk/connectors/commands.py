@@ -1,114 +1,171 @@
-"""``caredesk listen`` and ``caredesk connector payloads|retry``."""
+"""``caredesk connector …``: add, list, test, enable and disable a brand's platform connections.
+
+``add`` checks the credentials with the platform (``whoami``) before anything is stored, and takes the brand's own
+account ids and handles from the answer; ``test`` asks the platform again and fetches once without storing. The
+network is never called inside a transaction. Refusals print ``error: …`` and exit 2; a platform that cannot be
+reached exits 1.
+"""
 
 from __future__ import annotations
 
 import argparse
-import logging
-import signal
+import json
 import sys
+from collections.abc import Callable
+from typing import Any
 
-from caredesk.cli.context import CommandError
 from caredesk.cli.registry import AddParser, Setup
 
+EXIT_FAILED = 1
+EXIT_REFUSED = 2
 
-def cmd_listen(args: argparse.Namespace, setup: Setup) -> int:
+
+def _error(message: str, code: int = EXIT_REFUSED) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def _json_object(value: str | None, what: str) -> dict[str, Any]:
+    if not value:
+        return {}
+    if value.startswith("@"):
+        try:
+            with open(value[1:], encoding="utf-8") as f:
+                value = f.read()
+        except OSError as exc:
+            raise ValueError(f"cannot read {what} file {value[1:]!r}: {exc.strerror}") from None
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{what} is not valid JSON: {exc.msg} at character {exc.pos}") from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"{what} must be a JSON object")
+    return parsed
+
+
+def _find(name: str, brand_slug: str | None) -> Any:
+    """The installation called ``name`` (of ``brand_slug`` when given); a ValueError says why there is none."""
+    from caredesk.connectors.models import ConnectorInstallation
+
+    found = ConnectorInstallation.objects.select_related("brand").filter(name=name)
+    if brand_slug:
+        found = found.filter(brand__slug=brand_slug)
+    matches = list(found[:2])
+    if not matches:
+        raise ValueError(f"no installation called {name!r}" + (f" for brand {brand_slug}" if brand_slug else ""))
+    if len(matches) > 1:
+        raise ValueError(f"several brands have an installation called {name!r}: give --brand")
+    return matches[0]
+
+
+def cmd_add(args: argparse.Namespace, setup: Setup) -> int:
+    try:
+        config = _json_object(args.config, "--config")
+        credentials = _json_object(args.credentials, "--credentials")
+    except ValueError as exc:
+        return _error(str(exc))
     with setup(args):
-        from caredesk.connectors.listen.runner import Listener
+        from caredesk.accounts.models import Brand
+        from caredesk.connectors.setup import PlatformUnreachable, SetupRefused, add_connection
 
-        # Logs go where caredesk's logging settings send them (CAREDESK_LOG_LEVEL); --quiet keeps warnings only.
-        if args.quiet:
-            logging.getLogger("caredesk.connectors").setLevel(logging.WARNING)
-        listener = Listener(lease_seconds=args.lease_seconds, scan_seconds=args.scan_seconds)
-
-        def _stop(signum: int, frame: object) -> None:
-            listener.stop()
-
-        signal.signal(signal.SIGTERM, _stop)
-        signal.signal(signal.SIGINT, _stop)
-        print(f"listening as {listener.holder}", flush=True)
-        listener.run()
-    return 0
-
-
-def _preview(body: bytes | memoryview, width: int = 80) -> str:
-    text = " ".join(bytes(body[: width * 4]).decode("utf-8", errors="replace").split())
-    return text if len(text) <= width else text[: width - 1] + "…"
+        brand = Brand.objects.filter(slug=args.brand).first()
+        if brand is None:
+            return _error(f"no brand {args.brand!r} (caredesk brand list)")
+        try:
+            installation = add_connection(brand, args.provider, args.name, config, credentials,
+                                          check=not args.no_check)
+        except SetupRefused as exc:
+            return _error(str(exc))
+        except PlatformUnreachable as exc:
+            return _error(str(exc), EXIT_FAILED)
+        who = f" as {', '.join('@' + h for h in installation.own_handles)}" if installation.own_handles else ""
+        print(f"installation {installation.name!r} ({installation.provider_key}) added for {brand.slug}{who}")
+        return 0
 
 
-def cmd_payloads(args: argparse.Namespace, setup: Setup) -> int:
+def cmd_list(args: argparse.Namespace, setup: Setup) -> int:
     with setup(args):
-        from caredesk.connectors.models import RawPayload
+        from caredesk.connectors.models import ConnectorInstallation
 
-        rows = RawPayload.objects.select_related("installation").order_by("-pk")
-        if args.failed:
-            rows = rows.filter(status=RawPayload.Status.FAILED)
-        if args.installation:
-            rows = rows.filter(installation_id=args.installation)
-        listed = list(rows[: args.limit])
-        if not listed:
-            print("no failed payloads" if args.failed else "no payloads")
-        for p in listed:
-            print(f"{p.pk}\t{p.installation.name}\t{p.source}\t{p.status}\tattempts={p.attempts}\t"
-                  f"{p.received_at.isoformat()}\t{len(p.body)} bytes")
-            if p.error:
-                print(f"\terror: {p.error.splitlines()[0] if p.error.strip() else p.error}")
-            if args.body:
-                print(f"\tbody: {_preview(p.body)}")
-    return 0
+        rows = ConnectorInstallation.objects.select_related("brand").order_by("brand__slug", "name")
+        if args.brand:
+            rows = rows.filter(brand__slug=args.brand)
+        for i in rows:
+            state = "enabled" if i.enabled else "disabled"
+            last = i.last_success_at.strftime("%Y-%m-%d %H:%M UTC") if i.last_success_at else "never"
+            error = f"\t{i.last_error.splitlines()[0][:100]}" if i.last_error else ""
+            print(f"{i.brand.slug}\t{i.name}\t{i.provider_key}\t{state}\t{i.health}\tlast ok {last}\t"
+                  f"{i.posts_received} posts{error}")
+        return 0
 
 
-def cmd_retry(args: argparse.Namespace, setup: Setup) -> int:
-    if not args.ids and not args.all_failed:
-        raise CommandError("name payload ids, or --all-failed")
+def cmd_test(args: argparse.Namespace, setup: Setup) -> int:
     with setup(args):
-        from datetime import UTC, datetime
+        from caredesk.connectors.setup import PlatformUnreachable, SetupRefused, test_connection
 
-        from caredesk.connectors.models import RawPayload
-        from caredesk.connectors.processing import process_payload
-
-        if args.all_failed:
-            ids = list(RawPayload.objects.filter(status=RawPayload.Status.FAILED).order_by("pk")
-                       .values_list("pk", flat=True))
-        else:
-            ids = list(args.ids)
-            known = set(RawPayload.objects.filter(pk__in=ids).values_list("pk", flat=True))
-            missing = [i for i in ids if i not in known]
-            if missing:
-                raise CommandError(f"no payload {', '.join(map(str, missing))}")
-        failed = 0
-        for payload_id in ids:
-            outcome = process_payload(payload_id, datetime.now(UTC))
-            line = f"payload {payload_id}: {outcome}"
-            if outcome == "failed":
-                failed += 1
-                line += f": {RawPayload.objects.get(pk=payload_id).error.splitlines()[0]}"
+        try:
+            installation = _find(args.name, args.brand)
+            report = test_connection(installation)
+        except (ValueError, SetupRefused) as exc:
+            return _error(str(exc))
+        except PlatformUnreachable as exc:
+            return _error(str(exc), EXIT_FAILED)
+        for line in report.lines():
             print(line)
-        if not ids:
-            print("no failed payloads")
-        if failed:
-            print(f"{failed} of {len(ids)} failed again", file=sys.stderr)
-            return 1
-    return 0
+        print(f"{installation.name}: ok")
+        return 0
+
+
+def cmd_enable(args: argparse.Namespace, setup: Setup, enabled: bool) -> int:
+    with setup(args):
+        from django.db import transaction
+
+        from caredesk.connectors.actions import do_set_enabled
+
+        try:
+            installation = _find(args.name, args.brand)
+        except ValueError as exc:
+            return _error(str(exc))
+        with transaction.atomic():
+            do_set_enabled(installation, enabled)
+        print(f"{installation.name}: {'enabled' if enabled else 'disabled'}")
+        return 0
 
 
 def add_connector_commands(add: AddParser, setup: Setup) -> None:
-    p = add("listen", "hold the stream connections of every streaming connector (run one or more, anywhere)")
-    p.add_argument("--lease-seconds", type=float, default=10.0,
-                   help="how long a killed listener's streams wait before another listener takes them over")
-    p.add_argument("--scan-seconds", type=float, default=2.0, help="how often to look for streams to take")
-    p.add_argument("--quiet", action="store_true", help="log only problems, not connections and takeovers")
-    p.set_defaults(func=lambda args: cmd_listen(args, setup))
+    def bind(func: Callable[..., int], **kw: Any) -> Callable[[argparse.Namespace], int]:
+        return lambda args: func(args, setup, **kw)
 
-    group = add("connector", "connector payloads: list what streams and webhooks delivered, retry failures",
-                data_dir=False)
-    sub = group.add_subparsers(dest="connector_command", required=True)
-    p = add("payloads", "list stored payloads, newest first", parent=sub)
-    p.add_argument("--failed", action="store_true", help="only those whose processing failed")
-    p.add_argument("--installation", type=int, help="only this installation's (its id)")
-    p.add_argument("--limit", type=int, default=50)
-    p.add_argument("--body", action="store_true", help="show the start of each body")
-    p.set_defaults(func=lambda args: cmd_payloads(args, setup))
-    p = add("retry", "process stored payloads again (failed ones); exit 1 if some fail again", parent=sub)
-    p.add_argument("ids", nargs="*", type=int, metavar="ID")
-    p.add_argument("--all-failed", action="store_true", help="every failed payload")
-    p.set_defaults(func=lambda args: cmd_retry(args, setup))
+    parent = add("connector", "platform connections: add, list, test, enable, disable; payloads, retry",
+                 data_dir=False)
+    sub = parent.add_subparsers(dest="connector_command", required=True)
+
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return add(name, text, parent=sub)
+
+    p = command("add", "connect a brand to a platform (the credentials are checked first)")
+    p.add_argument("provider", help="mastodon, bluesky, rss, replay, ... (installed providers)")
+    p.add_argument("--brand", required=True, help="the brand's slug")
+    p.add_argument("--name", required=True, help="a name for this connection, unique within the brand")
+    p.add_argument("--config", help="the provider's settings as a JSON object, or @FILE")
+    p.add_argument("--credentials", help="the credentials as a JSON object, or @FILE (stored encrypted)")
+    p.add_argument("--no-check", action="store_true", help="store without asking the platform first")
+    p.set_defaults(func=bind(cmd_add))
+
+    p = command("list", "list connections with their health")
+    p.add_argument("--brand", help="only this brand's")
+    p.set_defaults(func=bind(cmd_list))
+
+    for name, text, func in (
+        ("test", "check the credentials and fetch once, storing nothing", bind(cmd_test)),
+        ("enable", "start listening on a connection", bind(cmd_enable, enabled=True)),
+        ("disable", "stop listening on a connection (nothing is deleted)", bind(cmd_enable, enabled=False)),
+    ):
+        p = command(name, text)
+        p.add_argument("name")
+        p.add_argument("--brand", help="the brand, where several have a connection of that name")
+        p.set_defaults(func=func)
+
+    from caredesk.connectors.listen.commands import add_runtime_commands
+
+    add_runtime_commands(add, setup, command)

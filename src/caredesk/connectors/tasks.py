@@ -17,7 +17,8 @@ Any exception is recorded as that installation's failure (health, last error), n
 The platform's limits are obeyed: :class:`RateLimited` stores its ``retry_at`` and no poll runs before it; any
 other failure backs off exponentially with the number of failures in a row (``retry_at`` again, up to
 ``MAX_BACKOFF_SECONDS``); :class:`AuthRevoked` marks the installation failing and stops its polls until an admin
-changes its credentials. Providers that stream are left to ``caredesk listen``.
+changes its credentials. A provider that can also stream is polled only while no ``caredesk listen`` holds its
+stream (the fallback); one that only streams is never polled.
 
 A webhook delivery is processed by :func:`process_payload_job`, deferred in the transaction that stored it.
 """
@@ -37,7 +38,7 @@ from procrastinate.exceptions import AlreadyEnqueued
 from caredesk.connectors.actions import do_record_auth_revoked, do_record_poll_failure, lock_installation
 from caredesk.connectors.base import AuthRevoked, Capability, ConnectorError, RateLimited
 from caredesk.connectors.crypto import CredentialsUnreadable
-from caredesk.connectors.models import ConnectorInstallation
+from caredesk.connectors.models import ConnectorInstallation, ConnectorLease
 from caredesk.connectors.processing import apply_result, process_payload
 from caredesk.connectors.registry import get_provider_class
 from caredesk.connectors.runtime import get_provider
@@ -93,6 +94,8 @@ def poll_installation(installation_id: int, now: datetime, http: httpx.Client | 
             return None
         if installation.retry_at and installation.retry_at > now:
             return 0  # rate limited, or backing off after failures
+        if _streaming_ids(installation_id):
+            return 0  # streamed by caredesk listen
         if installation.last_polled_at and (
             (now - installation.last_polled_at).total_seconds() < settings.CAREDESK_POLL_INTERVAL * 0.5
         ):
@@ -127,14 +130,24 @@ def poll_installation(installation_id: int, now: datetime, http: httpx.Client | 
 def pollable_installation_ids() -> list[int]:
     ids = []
     rows = ConnectorInstallation.objects.filter(enabled=True, auth_revoked_at=None).values_list("pk", "provider_key")
+    streaming = _streaming_ids()
     for pk, key in rows:
         try:
             cls = get_provider_class(key)
         except ConnectorError:
             continue
-        if Capability.POLL in cls.capabilities and Capability.STREAM not in cls.capabilities:
+        if Capability.POLL in cls.capabilities and pk not in streaming:
             ids.append(pk)
     return ids
+
+
+def _streaming_ids(installation_id: int | None = None) -> set[int]:
+    """Installations whose stream a ``caredesk listen`` process holds now: a provider that can both stream and
+    poll is polled only as the fallback, while nobody streams it, so two readers never race on one cursor."""
+    leases = ConnectorLease.objects.filter(expires_at__gt=datetime.now(UTC))
+    if installation_id is not None:
+        leases = leases.filter(installation_id=installation_id)
+    return set(leases.values_list("installation_id", flat=True))
 
 
 @app.task(name="connectors.poll_installation", queue="connectors", pass_context=False)

@@ -19,12 +19,12 @@ from caredesk.accounts.models import Brand
 from caredesk.cases.access import CaseNotFound, access_case, brand_people, visible_brand_ids
 from caredesk.cases.models import Activity, Author, Case, Note, Post
 from caredesk.cases.queries import CaseQuery, filter_cases, queue_counts
+from caredesk.connectors.base import ReplyRules
 from caredesk.inbox.actions import get_presence
 from caredesk.inbox.forms import Queue, Sort, StatusFilter
 from caredesk.inbox.models import CannedReply, CasePresence
 from caredesk.inbox.stream import HORIZON_SQL, format_position
-from caredesk.outbox.actions import ReplyError, check_can_reply
-from caredesk.outbox.length import check_length
+from caredesk.outbox.actions import ReplyError, check_can_reply, reply_rules_for
 from caredesk.outbox.models import Reply
 from caredesk.triage import DEFAULT_TOPICS, detect_pii, mask_pii
 from caredesk.triage.models import Task, get_brand_topics, label_as_text
@@ -503,14 +503,21 @@ def latest_inbound_post(case: Case) -> Post | None:
 def get_composer(case: Case) -> Composer:
     post = latest_inbound_post(case)
     platform = post.author.platform if post else ""
-    configured = post.installation.config.get("max_characters") if post else None
-    rule = check_length(platform, "", int(configured) if configured else None)
     canned = list(CannedReply.objects.filter(Q(brand=case.brand_id) | Q(brand__isnull=True)).order_by("title"))
-    refusal = ""
+    refusal, limit, unit = "", 0, "characters"
     if post is not None:
         try:
             check_can_reply(post)
+            rules = reply_rules_for(post)
         except ReplyError as exc:
             refusal = str(exc)
-    return Composer(platform=platform, limit=rule.limit, unit=rule.unit, in_reply_to=post, canned=canned,
-                    refusal=refusal)
+        else:
+            limit, unit = rules.max_length, rules.unit
+            # Said as soon as the case opens, not after the agent has written the reply.
+            refusal = _unsummoned_refusal(post, rules)
+    return Composer(platform=platform, limit=limit, unit=unit, in_reply_to=post, canned=canned, refusal=refusal)
+
+
+def _unsummoned_refusal(post: Post, rules: ReplyRules) -> str:
+    problem = rules.problem("x", direct=post.is_direct, summoned=post.summoned)
+    return f"{post.author.platform}: {problem}" if problem else ""

@@ -35,7 +35,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from caredesk.accounts.actions import do_log_out
-from caredesk.cases.access import AccessDenied, CaseNotFound, Right, access_case, check_assignment
+from caredesk.cases.access import AccessDenied, CaseNotFound, Right, access_case, brand_ids_with, check_assignment
 from caredesk.cases.actions import (
     CaseActionError,
     do_add_note,
@@ -190,6 +190,7 @@ def _page(request: HttpRequest, case: Case | None, status: int = 200, **extra: A
         **_list_context(request, case.pk if case else None),
         "choices": get_filter_choices(_agent(request)),
         "stream_cursor": stream_cursor,
+        "manages_connections": brand_ids_with(_agent(request), Right.ADMINISTER) != frozenset(),
     }
     if case is not None:
         context.update(_pane_context(request, case))

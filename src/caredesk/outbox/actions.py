@@ -15,9 +15,8 @@ from caredesk.cases.actions import (
     do_record_reply_event,
 )
 from caredesk.cases.models import Activity, Case, Post
-from caredesk.connectors.base import Capability, ConnectorError, SentReply
-from caredesk.connectors.runtime import brand_account
-from caredesk.outbox.length import check_length
+from caredesk.connectors.base import Capability, ConnectorError, ReplyRules, SentReply
+from caredesk.connectors.runtime import brand_account, get_provider
 from caredesk.outbox.models import Reply
 
 if TYPE_CHECKING:
@@ -51,16 +50,22 @@ def check_can_reply(post: Post) -> None:
         )
 
 
-def check_reply_text(post: Post, text: str) -> str:
+def reply_rules_for(post: Post) -> ReplyRules:
+    """What the platform of ``post`` accepts as a reply, as its installation's provider states it."""
+    try:
+        return get_provider(post.installation).reply_rules()
+    except ConnectorError as exc:
+        raise ReplyError(str(exc)) from None
+
+
+def check_reply_text(post: Post, text: str, *, is_direct: bool = False) -> str:
+    """The reply text, stripped, if the platform accepts it as a reply to ``post``; ReplyError says why not."""
     text = text.strip()
     if not text:
         raise ReplyError("the reply is empty")
-    limit = post.installation.config.get("max_characters")
-    result = check_length(platform_of(post), text, int(limit) if limit else None)
-    if not result.ok:
-        raise ReplyError(
-            f"the reply is {result.length} {result.unit} long; {platform_of(post)} allows {result.limit}"
-        )
+    problem = reply_rules_for(post).problem(text, direct=is_direct, summoned=post.summoned)
+    if problem is not None:
+        raise ReplyError(f"{platform_of(post)}: {problem}")
     return text
 
 
@@ -86,14 +91,15 @@ def do_queue_reply(
             raise ReplyConflictError("that idempotency key was used for another case")
         return existing
     check_can_reply(in_reply_to)
-    text = check_reply_text(in_reply_to, text)
+    direct = in_reply_to.is_direct if is_direct is None else is_direct
+    text = check_reply_text(in_reply_to, text, is_direct=direct)
     reply = Reply.objects.create(
         case=case,
         in_reply_to=in_reply_to,
         installation=in_reply_to.installation,
         author=actor,
         text=text,
-        is_direct=in_reply_to.is_direct if is_direct is None else is_direct,
+        is_direct=direct,
         idempotency_key=key,
         state=Reply.State.QUEUED,
         created_at=now,

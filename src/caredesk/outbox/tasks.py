@@ -4,6 +4,12 @@
 2. It calls the platform with the reply's idempotency key.
 3. In a second transaction it records sent (with the platform's id) or failed.
 
+A failure that may pass (network, 5xx) can come after the platform published: a provider whose platform drops
+repeated sends (``Provider.idempotent_replies``) is tried again with back-off; for any other the job looks
+(``find_reply``) before trying again, and where the platform cannot say, shows *delivery unknown*. A platform
+that asks us to wait (``RateLimited``) gets the reply back in the queue with a job at its time. A refusal
+(``Refused`` and other ``ConnectorError``) fails the reply visibly, with the platform's reason.
+
 A worker killed between 2 and 3 leaves the reply *sending*. Nothing sends it again blindly: once the lease has
 passed, :func:`settle_reply` asks the platform whether the reply is there (``Provider.find_reply``). Found: it
 is recorded as sent. Certainly not there: back to the queue. The platform cannot tell: *delivery unknown*, which
@@ -28,7 +34,16 @@ from procrastinate.contrib.django import app
 from procrastinate.exceptions import AlreadyEnqueued
 
 from caredesk.cases.actions import lock_case
-from caredesk.connectors.base import CannotTell, ConnectorError, NormalizedAuthor, OutboundReply, SentReply
+from caredesk.connectors.base import (
+    CannotTell,
+    ConnectorError,
+    NormalizedAuthor,
+    OutboundReply,
+    Provider,
+    RateLimited,
+    SentReply,
+    Transient,
+)
 from caredesk.connectors.runtime import get_provider
 from caredesk.outbox.actions import (
     do_mark_reply_failed,
@@ -128,23 +143,25 @@ def send_reply_now(reply_id: int, http: httpx.Client | None = None) -> str:
     if stale:
         return settle_reply(reply_id, http)
     reply = _load(reply_id)
+    provider = None
     try:
         provider = get_provider(reply.installation, http)
         sent = provider.send_reply(_outbound(reply), datetime.now(UTC))
+    except RateLimited as exc:
+        # Not sent: the platform asked us to wait. Back to the queue, with a job for when the wait is over.
+        with transaction.atomic():
+            reply = _lock(reply_id, reply.case_id)
+            do_requeue_reply(reply, f"the platform asked to wait until {exc.retry_at:%H:%M:%S} UTC", datetime.now(UTC))
+            defer_send(reply_id, at=exc.retry_at)
+        return Reply.State.QUEUED
+    except (httpx.TransportError, TimeoutError, Transient) as exc:
+        return _after_transient_failure(reply, provider, exc)
     except ConnectorError as exc:
         with transaction.atomic():
             reply = _lock(reply_id, reply.case_id)
             do_mark_reply_failed(reply, str(exc), datetime.now(UTC))
         log.warning("reply %s refused by the platform", reply_id)
         return Reply.State.FAILED
-    except (httpx.TransportError, TimeoutError) as exc:
-        with transaction.atomic():
-            reply = _lock(reply_id, reply.case_id)
-            if reply.attempts >= MAX_ATTEMPTS:
-                do_mark_reply_failed(reply, f"gave up after {reply.attempts} attempts: {exc}", datetime.now(UTC))
-                return Reply.State.FAILED
-            do_requeue_reply(reply, f"attempt {reply.attempts} failed: {exc}", datetime.now(UTC))
-        raise TransientSendError(str(exc)) from exc
     with transaction.atomic():
         reply = _lock(reply_id, reply.case_id)
         if reply.state != Reply.State.SENDING:
@@ -152,6 +169,37 @@ def send_reply_now(reply_id: int, http: httpx.Client | None = None) -> str:
         do_mark_reply_sent(reply, sent, datetime.now(UTC))
     log.info("reply %s sent as %s", reply_id, sent.external_id)
     return Reply.State.SENT
+
+
+def _after_transient_failure(reply: Reply, provider: Provider | None, exc: Exception) -> str:  # type: ignore[type-arg]
+    """A send failed in a way that may pass (network, 5xx). The request may still have reached the platform: a
+    provider whose platform drops repeated sends (an idempotency key, a deterministic record key) simply tries
+    again; for any other, look first, and where the platform cannot say, let an agent decide."""
+    found: SentReply | None = None
+    unknown = ""
+    if provider is not None and not provider.idempotent_replies:
+        try:
+            found = provider.find_reply(_outbound(reply), datetime.now(UTC))
+        except CannotTell as cannot:
+            unknown = f"delivery unknown: the send failed midway ({exc}) and {cannot}; check the platform, then choose"
+        except (ConnectorError, httpx.HTTPError) as failed:
+            unknown = f"delivery unknown: the send failed midway ({exc}) and asking the platform failed ({failed})"
+    now = datetime.now(UTC)
+    with transaction.atomic():
+        locked = _lock(reply.pk, reply.case_id)
+        if locked.state != Reply.State.SENDING:
+            return locked.state  # the sweeper settled it meanwhile
+        if found is not None:
+            do_mark_reply_sent(locked, found, now)
+            return Reply.State.SENT
+        if unknown:
+            do_mark_reply_unknown(locked, unknown, now)
+            return Reply.State.UNKNOWN
+        if locked.attempts >= MAX_ATTEMPTS:
+            do_mark_reply_failed(locked, f"gave up after {locked.attempts} attempts: {exc}", now)
+            return Reply.State.FAILED
+        do_requeue_reply(locked, f"attempt {locked.attempts} failed: {exc}", now)
+    raise TransientSendError(str(exc)) from exc
 
 
 @app.task(
@@ -168,12 +216,12 @@ def send_reply(reply_id: int) -> None:
         close_old_connections()
 
 
-def defer_send(reply_id: int) -> bool:
-    """Defer the send job of a queued reply unless one is already waiting; in the caller's transaction (the
-    transactional outbox: the reply and its job commit together or not at all)."""
+def defer_send(reply_id: int, at: datetime | None = None) -> bool:
+    """Defer the send job of a queued reply (to run at ``at``, or now) unless one is already waiting; in the
+    caller's transaction (the transactional outbox: the reply and its job commit together or not at all)."""
     try:
         with transaction.atomic():  # a savepoint: a refused insert must not abort the caller's transaction
-            send_reply.configure(queueing_lock=f"reply:{reply_id}").defer(reply_id=reply_id)
+            send_reply.configure(queueing_lock=f"reply:{reply_id}", schedule_at=at).defer(reply_id=reply_id)
         return True
     except AlreadyEnqueued:
         return False

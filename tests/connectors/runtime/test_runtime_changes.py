@@ -108,7 +108,7 @@ def test_a_stored_batch_reads_back_as_it_was():
     author = NormalizedAuthor("u1", "casey", "Casey", 12, True)
     created = datetime(2026, 11, 23, 12, 0, 0, 123456, tzinfo=UTC)
     post = NormalizedPost("p1", author, "ünïcödé 👋🏽", created, "p0", "c0", True, "de", "https://x/p1",
-                          {"nested": {"n": 1}, "list": [1, "a"]})
+                          {"nested": {"n": 1}, "list": [1, "a"]}, summoned=False, matched_keywords=("fibre",))
     batch = FetchResult(posts=[post], cursor={"after": 7, "since": "x"},
                         rejected=[RejectedRecord(3, "no id", {"raw": True})],
                         changes=[PostEdited(post), PostDeleted("p9")], credentials={"token": "rotated-secret"},

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('cases', '0009_case_brand_topic_idx'),
+        ('cases', '0010_post_summoned'),  # on main since this branch began
     ]
 
     operations = [

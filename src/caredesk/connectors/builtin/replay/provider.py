@@ -27,9 +27,11 @@ from caredesk.connectors.base import (
     OutboundReply,
     Provider,
     ProviderConfig,
+    ReplyRules,
     SentReply,
 )
 from caredesk.connectors.builtin.replay.script import Script, ScriptPost, load_script
+from caredesk.connectors.length import RULES_BY_PLATFORM
 
 # A poll never returns more than this many posts; the rest come on the next poll.
 MAX_BATCH = 500
@@ -103,6 +105,8 @@ class ReplayProvider(Provider[ReplayConfig]):
         {Capability.POLL, Capability.REPLY, Capability.DIRECT_MESSAGES}
     )
     config_model: ClassVar[type[ProviderConfig]] = ReplayConfig
+    # The simulated platform answers a repeated idempotency key with the post it already made.
+    idempotent_replies: ClassVar[bool] = True
 
     @property
     def platform(self) -> str:
@@ -178,6 +182,11 @@ class ReplayProvider(Provider[ReplayConfig]):
             raw={"replay": {"brand": post.brand, "script_id": post.external_id, "loop": loop}},
         )
 
+    def reply_rules(self) -> ReplyRules:
+        """The rules of the platform this replay plays (X by default), counted as that platform counts."""
+        factory = RULES_BY_PLATFORM.get(self.config.platform)
+        return factory() if factory is not None else super().reply_rules()
+
     def send_reply(self, reply: OutboundReply, now: datetime) -> SentReply:
         """Simulate publishing: nothing is sent anywhere. The id depends only on the idempotency key."""
         if not reply.text.strip():
@@ -186,6 +195,9 @@ class ReplayProvider(Provider[ReplayConfig]):
             raise ConnectorError("cannot send a reply without an idempotency key")
         sent = SentReply(external_id=_reply_id(reply), created_at=_utc(now))
         if self.config.publish_log:
+            already = self.find_reply(reply, now)
+            if already is not None:
+                return already  # as a platform honouring idempotency keys does: the post it already made
             # One write of one line with O_APPEND: a crash of the caller after this returns cannot unpublish it.
             line = json.dumps({"key": reply.idempotency_key, "id": sent.external_id, "at": sent.created_at.isoformat(),
                                "in_reply_to": reply.in_reply_to_external_id}) + "\n"

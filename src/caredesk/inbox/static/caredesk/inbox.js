@@ -3,7 +3,7 @@
   "use strict";
 
   // ---------------------------------------------------------------------------------------------------------------
-  // Platform length rules: the same rules as caredesk/outbox/length.py (the server re-checks every reply).
+  // Platform length rules: the same rules as caredesk/connectors/length.py (the server re-checks every reply).
 
   var URL_RE = /\b(?:https?:\/\/|www\.)[^\s<>"']+|\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|net|org|io|co|ly|app|dev|social)(?:\/[^\s<>"']*)?/gi;
   var MASTODON_MENTION_RE = /@([\p{L}\p{N}_]+)@[\p{L}\p{N}_.-]+[\p{L}\p{N}_]/gu;

@@ -1,4 +1,8 @@
-"""Platform length rules, checked before a reply is queued so it never fails on the platform for its length.
+"""How each platform counts a reply's length, and its reply rules, for the providers to state (``reply_rules()``).
+
+The composer and the outbox never switch on platform names: they ask the installation's provider for its
+:class:`~caredesk.connectors.base.ReplyRules`. The counting lives here so that providers of the same platform (the
+real one and the replay simulator playing it) count alike.
 
 X counts *weighted* characters (twitter-text v3): code points in a few Latin/punctuation ranges weigh 1, all
 others (CJK, emoji) weigh 2, every URL counts 23 whatever its length, after NFC normalisation; the limit is 280.
@@ -10,7 +14,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from collections.abc import Callable
+
+from caredesk.connectors.base import ReplyRules
 
 URL_RE = re.compile(r"(?i)\b(?:https?://|www\.)[^\s<>\"']+|\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|net|org|io|co|ly|app|dev|social)(?:/[^\s<>\"']*)?")
 MASTODON_MENTION_RE = re.compile(r"@(\w+)@[\w.-]+\w")
@@ -19,21 +25,6 @@ _X_LIGHT_RANGES = ((0, 4351), (8192, 8205), (8208, 8223), (8242, 8247))
 # Characters that join or modify the previous one and so never start a new grapheme.
 _JOINERS = {0x200D, 0xFE0E, 0xFE0F} | set(range(0x1F3FB, 0x1F400))  # ZWJ, variation selectors, skin tones
 X_URL_LENGTH = 23
-
-
-@dataclass(frozen=True, slots=True)
-class LengthCheck:
-    length: int
-    limit: int
-    unit: str
-
-    @property
-    def ok(self) -> bool:
-        return self.length <= self.limit
-
-    @property
-    def remaining(self) -> int:
-        return self.limit - self.length
 
 
 def _graphemes(text: str) -> list[str]:
@@ -79,16 +70,36 @@ def mastodon_length(text: str) -> int:
     return len(text)
 
 
-def check_length(platform: str, text: str, limit: int | None = None) -> LengthCheck:
-    if platform == "x":
-        return LengthCheck(x_weighted_length(text), limit or 280, "weighted characters")
-    if platform == "mastodon":
-        return LengthCheck(mastodon_length(text), limit or 500, "characters")
-    if platform == "bluesky":
-        graphemes = len(_graphemes(text))
-        if len(text.encode()) > 3000:
-            return LengthCheck(max(graphemes, (limit or 300) + 1), limit or 300, "graphemes (3,000 bytes max)")
-        return LengthCheck(graphemes, limit or 300, "graphemes")
-    if platform == "reddit":
-        return LengthCheck(len(text), limit or 10000, "characters")
-    return LengthCheck(len(text), limit or 5000, "characters")
+def grapheme_count(text: str) -> int:
+    return len(_graphemes(text))
+
+
+def x_reply_rules() -> ReplyRules:
+    """X: 280 weighted characters; replies through the API only where the author summoned the account."""
+    return ReplyRules(max_length=280, unit="weighted characters", measure=x_weighted_length, answers_unsummoned=False,
+                      direct_messages=True)
+
+
+def mastodon_reply_rules(max_characters: int | None = None) -> ReplyRules:
+    """Mastodon: the instance's limit (500 by default), URLs 23, ``@user@domain`` counts ``@user``; DMs are
+    direct-visibility statuses."""
+    return ReplyRules(max_length=max_characters or 500, measure=mastodon_length, direct_messages=True)
+
+
+def bluesky_reply_rules(direct_messages: bool = False) -> ReplyRules:
+    """Bluesky: 300 graphemes and 3,000 UTF-8 bytes; DMs only where the app password has chat access."""
+    return ReplyRules(max_length=300, unit="graphemes", measure=grapheme_count, max_bytes=3000,
+                      direct_messages=direct_messages)
+
+
+def reddit_reply_rules() -> ReplyRules:
+    """Reddit: comments of up to 10,000 characters of markdown."""
+    return ReplyRules(max_length=10000)
+
+
+RULES_BY_PLATFORM: dict[str, Callable[[], ReplyRules]] = {
+    "x": x_reply_rules,
+    "mastodon": mastodon_reply_rules,
+    "bluesky": bluesky_reply_rules,
+    "reddit": reddit_reply_rules,
+}

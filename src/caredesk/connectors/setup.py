@@ -1,0 +1,128 @@
+"""Connecting a brand to a platform, shared by the browser (``connectors.views``) and the CLI
+(``connectors.commands``): validate, ask the platform who the credentials act as, then store.
+
+The platform is asked outside any transaction; only the insert runs in one (the caller's request or command owns
+nothing long-lived). Errors are :class:`SetupRefused` (fix the input) or :class:`PlatformUnreachable` (the input
+may be fine; the platform did not answer), each with a message an admin can act on and never a credential in it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db import transaction
+
+from caredesk.accounts.models import Brand
+from caredesk.connectors.actions import _first_error, do_add_installation
+from caredesk.connectors.base import AuthRevoked, Capability, ConnectorError, Identity, Provider, RateLimited
+from caredesk.connectors.crypto import CredentialsUnreadable
+from caredesk.connectors.models import ConnectorInstallation
+from caredesk.connectors.registry import get_provider_class, providers
+from caredesk.connectors.runtime import get_provider
+
+
+class SetupRefused(Exception):
+    """The connection cannot be made as given; the message says what to change."""
+
+
+class PlatformUnreachable(Exception):
+    """The platform did not answer as it should (down, rate limited, refusing); the message says what it said."""
+
+
+def listening_providers() -> list[tuple[str, str]]:
+    """(key, display name) of the providers an admin can connect (file import has its own command)."""
+    live = {Capability.POLL, Capability.STREAM, Capability.WEBHOOK}
+    return sorted(((k, cls.display_name) for k, cls in providers().items() if cls.capabilities & live),
+                  key=lambda kv: kv[1].lower())
+
+
+def _provider(provider_key: str, config: Mapping[str, Any], credentials: Mapping[str, Any]) -> Provider:  # type: ignore[type-arg]
+    try:
+        cls = get_provider_class(provider_key)
+    except ConnectorError as exc:
+        raise SetupRefused(str(exc)) from None
+    try:
+        parsed_config = cls.parse_config(config)
+    except ValueError as exc:
+        raise SetupRefused(f"invalid config for {provider_key}: {_first_error(exc)}") from None
+    try:
+        parsed_credentials = cls.parse_credentials(credentials)
+    except ValueError as exc:
+        raise SetupRefused(f"invalid credentials for {provider_key}: {_first_error(exc)}") from None
+    return cls(parsed_config, parsed_credentials.to_storage(), None)
+
+
+@contextlib.contextmanager
+def _asking_the_platform() -> Iterator[None]:
+    """The platform's typed errors as the two an admin can act on."""
+    try:
+        yield
+    except AuthRevoked as exc:
+        raise SetupRefused(f"the platform refused the credentials: {exc}") from None
+    except RateLimited as exc:
+        raise PlatformUnreachable(f"rate limited until {exc.retry_at:%H:%M:%S} UTC: {exc}") from None
+    except ConnectorError as exc:
+        raise PlatformUnreachable(str(exc)) from None
+
+
+def _ask(provider: Provider) -> Identity | None:  # type: ignore[type-arg]
+    with _asking_the_platform():
+        return provider.whoami()
+
+
+def add_connection(
+    brand: Brand,
+    provider_key: str,
+    name: str,
+    config: Mapping[str, Any],
+    credentials: Mapping[str, Any],
+    *,
+    check: bool = True,
+) -> ConnectorInstallation:
+    """Validate, ask the platform (unless ``check`` is off), then store the installation."""
+    provider = _provider(provider_key, config, credentials)
+    identity = _ask(provider) if check else None
+    try:
+        with transaction.atomic():
+            return do_add_installation(brand, provider_key, name, config, credentials, identity)
+    except ConnectorError as exc:
+        raise SetupRefused(str(exc)) from None
+
+
+@dataclass(frozen=True, slots=True)
+class TestReport:
+    identity: Identity | None
+    fetched: int | None  # posts a poll would bring now (None: the provider does not poll)
+    changes: int = 0
+    rejected: int = 0
+
+    def lines(self) -> list[str]:
+        out = []
+        if self.identity is not None:
+            who = ", ".join("@" + h for h in self.identity.handles) or ", ".join(self.identity.account_ids)
+            out.append(f"credentials work: {who}")
+        if self.fetched is not None:
+            out.append(f"fetched {self.fetched} posts and {self.changes} changes (not stored), "
+                       f"{self.rejected} rejected")
+        return out
+
+
+def test_connection(installation: ConnectorInstallation) -> TestReport:
+    """Ask the platform again and fetch once, storing nothing."""
+    try:
+        provider = get_provider(installation)
+    except (ConnectorError, CredentialsUnreadable) as exc:
+        raise SetupRefused(str(exc)) from None
+    identity = _ask(provider)
+    if Capability.POLL not in provider.capabilities:
+        return TestReport(identity, None)
+    with _asking_the_platform():
+        result = provider.fetch(dict(installation.cursor), datetime.now(UTC))
+    return TestReport(identity, len(result.posts), len(result.changes), len(result.rejected))
+
+
+test_connection.__test__ = False  # type: ignore[attr-defined]  # not a pytest test, whatever its name

@@ -1,0 +1,13 @@
+from django.urls import path
+
+from caredesk.connectors import views
+
+app_name = "connectors"
+
+urlpatterns = [
+    path("", views.connections, name="connections"),
+    path("fields", views.connection_fields, name="fields"),
+    path("add", views.connection_add, name="add"),
+    path("<int:installation_id>/enabled", views.connection_enabled, name="enabled"),
+    path("<int:installation_id>/test", views.connection_test, name="test"),
+]

@@ -1,0 +1,135 @@
+"""Connections for an admin: which platforms each of their brands listens on, how each is doing, and adding,
+testing, enabling and disabling them. Only a brand's admins (and site owners) see its connections; any other
+installation id answers 404. The work is in :mod:`caredesk.connectors.setup` and ``actions``; these stay thin."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from caredesk.accounts.models import Brand
+from caredesk.cases.access import Right, brand_ids_with
+from caredesk.connectors.actions import do_set_enabled
+from caredesk.connectors.models import ConnectorInstallation
+from caredesk.connectors.registry import get_provider_class
+from caredesk.connectors.setup import (
+    PlatformUnreachable,
+    SetupRefused,
+    add_connection,
+    listening_providers,
+    test_connection,
+)
+from caredesk.connectors.setup_forms import AddConnectionForm, collected, model_form
+from caredesk.inbox.views import agent_required
+
+
+def _admin_brands(request: HttpRequest) -> list[Brand]:
+    """The brands whose connections this person manages; 404 when none (the page is not theirs to know of)."""
+    allowed = brand_ids_with(cast(User, request.user), Right.ADMINISTER)
+    brands = Brand.objects.order_by("name")
+    if allowed is not None:
+        brands = brands.filter(pk__in=allowed)
+    found = list(brands)
+    if not found:
+        raise Http404("no such page")
+    return found
+
+
+def _installation(request: HttpRequest, installation_id: int) -> ConnectorInstallation:
+    brands = _admin_brands(request)
+    found = ConnectorInstallation.objects.select_related("brand").filter(pk=installation_id,
+                                                                         brand__in=brands).first()
+    if found is None:
+        raise Http404("no such connection")
+    return found
+
+
+def _provider_forms(provider_key: str, data: Any = None) -> tuple[Any, Any, Any]:
+    cls = get_provider_class(provider_key)
+    return cls, model_form(cls.config_model, "config", data), model_form(cls.credentials_model, "credentials", data)
+
+
+def _page(request: HttpRequest, form: AddConnectionForm | None = None, status: int = 200, **extra: Any) -> HttpResponse:
+    brands = _admin_brands(request)
+    providers = listening_providers()
+    form = form or AddConnectionForm(brands=[(b.pk, b.name) for b in brands], providers=providers)
+    chosen = form.data.get("provider") if form.is_bound else (providers[0][0] if providers else None)
+    fields = None
+    if chosen in dict(providers):
+        _, config_form, credentials_form = _provider_forms(str(chosen), form.data if form.is_bound else None)
+        fields = {"config": config_form, "credentials": credentials_form}
+    installations = (
+        ConnectorInstallation.objects.select_related("brand").filter(brand__in=brands).order_by("brand__name", "name")
+    )
+    context = {"brands": brands, "installations": installations, "form": form, "fields": fields, **extra}
+    return render(request, "connectors/connections.html", context, status=status)
+
+
+@never_cache
+@require_GET
+@agent_required
+def connections(request: HttpRequest) -> HttpResponse:
+    return _page(request, added=request.GET.get("added", ""))
+
+
+@never_cache
+@require_GET
+@agent_required
+def connection_fields(request: HttpRequest) -> HttpResponse:
+    """The config and credentials fields of one provider (swapped in when the admin picks a platform)."""
+    _admin_brands(request)
+    provider_key = request.GET.get("provider", "")
+    if provider_key not in dict(listening_providers()):
+        raise Http404("no such platform")
+    _, config_form, credentials_form = _provider_forms(provider_key)
+    return render(request, "connectors/_fields.html",
+                  {"fields": {"config": config_form, "credentials": credentials_form}})
+
+
+@require_POST
+@agent_required
+def connection_add(request: HttpRequest) -> HttpResponse:
+    brands = _admin_brands(request)
+    form = AddConnectionForm(request.POST, brands=[(b.pk, b.name) for b in brands], providers=listening_providers())
+    if not form.is_valid():
+        return _page(request, form, status=422)
+    cls, config_form, credentials_form = _provider_forms(form.cleaned_data["provider"], request.POST)
+    if not (config_form.is_valid() and credentials_form.is_valid()):
+        return _page(request, form, status=422, error="check the highlighted fields")
+    brand = next(b for b in brands if b.pk == form.cleaned_data["brand"])
+    try:
+        installation = add_connection(
+            brand, form.cleaned_data["provider"], form.cleaned_data["name"],
+            collected(config_form, cls.config_model), collected(credentials_form, cls.credentials_model),
+            check=request.POST.get("check", "on") != "off",
+        )
+    except (SetupRefused, PlatformUnreachable) as exc:
+        return _page(request, form, status=422, error=str(exc))
+    return redirect(f"{reverse('connectors:connections')}?added={installation.pk}")
+
+
+@require_POST
+@agent_required
+def connection_enabled(request: HttpRequest, installation_id: int) -> HttpResponse:
+    installation = _installation(request, installation_id)
+    with transaction.atomic():
+        do_set_enabled(installation, request.POST.get("enabled") == "1")
+    return redirect("connectors:connections")
+
+
+@require_POST
+@agent_required
+def connection_test(request: HttpRequest, installation_id: int) -> HttpResponse:
+    installation = _installation(request, installation_id)
+    try:
+        lines, ok = [*test_connection(installation).lines(), "ok"], True
+    except (SetupRefused, PlatformUnreachable) as exc:
+        lines, ok = [str(exc)], False
+    return _page(request, tested=installation.pk, test_lines=lines, test_ok=ok)

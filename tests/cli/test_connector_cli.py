@@ -1,0 +1,58 @@
+"""`caredesk connector add|list|test|enable|disable` end to end, in subprocesses, on the replay provider."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_cli import _caredesk, env  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_add_list_test_disable_enable(env: dict[str, str], tmp_path: Path) -> None:  # noqa: F811
+    assert _caredesk("migrate", env=env).returncode == 0
+    assert _caredesk("brand", "create", "acme", env=env).returncode == 0
+    config = tmp_path / "replay.json"
+    config.write_text('{"brand": "nimbus", "platform": "mastodon", "speed": 50}')
+    added = _caredesk("connector", "add", "replay", "--brand", "acme", "--name", "Acme on Mastodon (replay)",
+                      "--config", f"@{config}", env=env)
+    assert added.returncode == 0, added.stderr
+    assert "installation 'Acme on Mastodon (replay)' (replay) added for acme" in added.stdout
+
+    listed = _caredesk("connector", "list", env=env)
+    assert listed.returncode == 0
+    assert "acme\tAcme on Mastodon (replay)\treplay\tenabled\tunknown\tlast ok never\t0 posts" in listed.stdout
+
+    tested = _caredesk("connector", "test", "Acme on Mastodon (replay)", env=env)
+    assert tested.returncode == 0, tested.stderr
+    assert "not stored" in tested.stdout and tested.stdout.rstrip().endswith("ok")
+    assert "0 posts" in _caredesk("connector", "list", env=env).stdout  # the test stored nothing
+
+    assert "disabled" in _caredesk("connector", "disable", "Acme on Mastodon (replay)", env=env).stdout
+    assert "\tdisabled\t" in _caredesk("connector", "list", "--brand", "acme", env=env).stdout
+    assert "enabled" in _caredesk("connector", "enable", "Acme on Mastodon (replay)", "--brand", "acme",
+                                  env=env).stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("add", "replay", "--brand", "nowhere", "--name", "x"), "no brand 'nowhere'"),
+        (("add", "replay", "--brand", "acme", "--name", "x", "--config", "{not json"), "--config is not valid JSON"),
+        (("add", "replay", "--brand", "acme", "--name", "x", "--config", "[1]"), "must be a JSON object"),
+        (("add", "replay", "--brand", "acme", "--name", "x", "--config", '{"speed": -1}'), "invalid config"),
+        (("add", "replay", "--brand", "acme", "--name", "x", "--credentials", '{"token": "s3cret"}'),
+         "invalid credentials"),
+        (("add", "nosuch", "--brand", "acme", "--name", "x"), "unknown connector provider 'nosuch'"),
+        (("test", "nothing here"), "no installation called 'nothing here'"),
+        (("enable", "nothing here"), "no installation called 'nothing here'"),
+    ],
+)
+def test_refusals_are_clear(env: dict[str, str], args: tuple[str, ...], message: str) -> None:  # noqa: F811
+    assert _caredesk("migrate", env=env).returncode == 0
+    assert _caredesk("brand", "create", "acme", env=env).returncode == 0
+    result = _caredesk("connector", *args, env=env)
+    assert result.returncode == 2, result.stdout
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert "s3cret" not in result.stderr  # a credential is never echoed back

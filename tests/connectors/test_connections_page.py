@@ -1,0 +1,91 @@
+"""The Connections page: a brand's admins see, add, test, enable and disable its connections; nobody else does."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from caredesk.connectors.models import ConnectorInstallation
+from csp_markup import blocked
+from factories import make_brand, make_installation, make_user
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def brands() -> tuple:
+    return make_brand("Nimbus"), make_brand("Acme")
+
+
+def _client(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_an_admin_sees_only_their_brands_connections(brands) -> None:
+    nimbus, acme = brands
+    mine = make_installation(nimbus)
+    theirs = make_installation(acme)
+    admin = _client(make_user("nadmin", role="admin", brands=[nimbus]))
+    page = admin.get("/settings/connections/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert f'id="connection-{mine.pk}"' in html and f'id="connection-{theirs.pk}"' not in html
+    assert 'href="/settings/connections/"' in admin.get("/").content.decode()  # the inbox links to it
+    for url in (f"/settings/connections/{theirs.pk}/test", f"/settings/connections/{theirs.pk}/enabled"):
+        assert admin.post(url, {"enabled": "0"}).status_code == 404
+    assert ConnectorInstallation.objects.get(pk=theirs.pk).enabled
+
+
+@pytest.mark.parametrize("role", ["supervisor", "agent", "volunteer"])
+def test_people_who_are_not_admins_get_404(brands, role: str) -> None:
+    nimbus, _ = brands
+    installation = make_installation(nimbus)
+    client = _client(make_user(f"p-{role}", role=role, brands=[nimbus]))
+    assert client.get("/settings/connections/").status_code == 404
+    assert client.post(f"/settings/connections/{installation.pk}/enabled", {"enabled": "0"}).status_code == 404
+    assert 'href="/settings/connections/"' not in client.get("/").content.decode()
+
+
+def test_add_a_connection_from_the_form_then_test_disable_and_enable(brands) -> None:
+    nimbus, _ = brands
+    admin = _client(make_user("nadmin", role="admin", brands=[nimbus]))
+    fields = admin.get("/settings/connections/fields?provider=replay").content.decode()
+    assert 'name="config-speed"' in fields and 'name="config-platform"' in fields
+    response = admin.post("/settings/connections/add", {
+        "brand": nimbus.pk, "provider": "replay", "name": "Nimbus on Bluesky (replay)",
+        "config-brand": "nimbus", "config-platform": "bluesky", "config-speed": "10", "config-loop": "on",
+    })
+    assert response.status_code == 302, response.content.decode()[:2000]
+    installation = ConnectorInstallation.objects.get(name="Nimbus on Bluesky (replay)")
+    assert installation.config["platform"] == "bluesky" and installation.config["speed"] == 10
+    tested = admin.post(f"/settings/connections/{installation.pk}/test").content.decode()
+    assert "not stored" in tested and "notice--ok" in tested
+    admin.post(f"/settings/connections/{installation.pk}/enabled", {"enabled": "0"})
+    assert not ConnectorInstallation.objects.get(pk=installation.pk).enabled
+    admin.post(f"/settings/connections/{installation.pk}/enabled", {"enabled": "1"})
+    assert ConnectorInstallation.objects.get(pk=installation.pk).enabled
+
+
+def test_a_refused_connection_says_why_and_escapes_what_was_typed(brands) -> None:
+    nimbus, acme = brands
+    admin = _client(make_user("nadmin", role="admin", brands=[nimbus]))
+    hostile = '<script>alert(1)</script>'
+    bad_speed = admin.post("/settings/connections/add", {
+        "brand": nimbus.pk, "provider": "replay", "name": hostile, "config-speed": "-3"})
+    assert bad_speed.status_code == 422
+    html = bad_speed.content.decode()
+    assert "invalid config for replay: speed" in html and hostile not in html and "&lt;script&gt;" in html
+    other_brand = admin.post("/settings/connections/add", {
+        "brand": acme.pk, "provider": "replay", "name": "sneaky"})
+    assert other_brand.status_code == 422  # not one of the choices
+    assert not ConnectorInstallation.objects.exists()
+
+
+def test_the_connections_page_has_nothing_the_csp_blocks(brands) -> None:
+    nimbus, _ = brands
+    make_installation(nimbus)
+    admin = _client(make_user("nadmin", role="admin", brands=[nimbus]))
+    assert blocked(admin.get("/settings/connections/").content.decode()) == []
+    assert blocked(admin.get("/settings/connections/fields?provider=replay").content.decode() + "<p></p>") == []

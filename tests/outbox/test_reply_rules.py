@@ -1,0 +1,69 @@
+"""The provider's reply rules decide what may be queued, and the composer says so as soon as the case opens."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+
+import pytest
+from django.db import transaction
+
+from caredesk.cases.models import Case, Post
+from caredesk.inbox.presenters import get_composer
+from caredesk.outbox.actions import ReplyError, do_queue_reply
+from caredesk.outbox.models import Reply
+from factories import ingest, make_installation, make_post, make_user
+
+pytestmark = pytest.mark.django_db
+
+
+def _keyword_match_case(platform: str) -> Case:
+    installation = make_installation(platform=platform)
+    post = dataclasses.replace(make_post("nimbus is the worst, down again"), summoned=False,
+                               matched_keywords=("nimbus",))
+    ingest(installation, post)
+    stored = Post.objects.get()
+    assert stored.summoned is False and stored.matched_keywords == ["nimbus"]
+    return Case.objects.get()
+
+
+def test_an_unsummoned_post_on_x_cannot_be_answered_through_the_api() -> None:
+    case = _keyword_match_case("x")
+    composer = get_composer(case)
+    assert "did not address the brand" in composer.refusal
+    with pytest.raises(ReplyError, match="did not address the brand"), transaction.atomic():
+        do_queue_reply(case, case.posts.get(), "Can I help?", make_user(), datetime.now(UTC))
+    assert not Reply.objects.exists()
+
+
+def test_an_unsummoned_post_on_mastodon_can_be_answered() -> None:
+    case = _keyword_match_case("mastodon")
+    composer = get_composer(case)
+    assert composer.refusal == "" and composer.limit == 500
+    with transaction.atomic():
+        reply = do_queue_reply(case, case.posts.get(), "Can I help?", make_user(), datetime.now(UTC))
+    assert reply.state == Reply.State.QUEUED
+
+
+def test_the_composer_shows_the_platforms_own_limit_and_unit() -> None:
+    installation = make_installation(platform="bluesky")
+    ingest(installation, make_post("@nimbus my internet is down"))
+    composer = get_composer(Case.objects.get())
+    assert (composer.limit, composer.unit, composer.refusal) == (300, "graphemes", "")
+
+
+def test_a_direct_message_is_kept_direct_summoned_or_not() -> None:
+    installation = make_installation(platform="x")
+    ingest(installation, dataclasses.replace(make_post("my account number is..."), is_direct=True, summoned=False))
+    assert Post.objects.get().summoned is True  # a DM is addressed to the brand by definition
+
+
+def test_the_thread_marks_a_post_nobody_addressed_to_the_brand() -> None:
+    from django.test import Client
+
+    case = _keyword_match_case("x")
+    agent = make_user(brands=[case.brand])
+    client = Client()
+    client.force_login(agent)
+    html = client.get(f"/cases/{case.pk}/").content.decode()
+    assert 'class="chip chip--heard"' in html and "heard: nimbus" in html
