@@ -40,7 +40,7 @@ class ConnectorInstallation(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     # Bumped by every admin change of config, credentials or enabled (connectors.actions.do_update_installation):
     # a running stream compares it between batches and reconnects with the new provider.
-    config_version = models.PositiveIntegerField(default=1)
+    config_version = models.PositiveIntegerField(default=1, db_default=1)
     # The platform refused the credentials: nothing contacts it again until an admin changes them.
     auth_revoked_at = models.DateTimeField(null=True, blank=True)
     # Not before this moment (the platform's rate limit, or our back-off after failures): polls and stream
