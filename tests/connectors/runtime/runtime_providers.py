@@ -143,6 +143,17 @@ class PollTestProvider(Provider[PollConfig]):
                            rate_limit_remaining=int(remaining) if remaining is not None else None)
 
 
+class StreamOrPollTestProvider(PollTestProvider):
+    """A platform that can be streamed or polled (as Mastodon can): polls only while nobody streams it."""
+
+    key = "test_stream_or_poll"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.STREAM, Capability.POLL})
+
+    async def stream(self, cursor: Mapping[str, Any], http: httpx.AsyncClient) -> AsyncIterator[FetchResult]:
+        raise Transient("this double is only polled")
+        yield  # an async generator
+
+
 class HookCredentials(ProviderCredentials):
     secret: SecretStr
 
@@ -184,4 +195,5 @@ class HookTestProvider(Provider[ProviderConfig]):
         return FetchResult(posts=posts, cursor={}, changes=changes)
 
 
-TEST_PROVIDERS: tuple[type[Provider], ...] = (StreamTestProvider, PollTestProvider, HookTestProvider)  # type: ignore[type-arg]
+TEST_PROVIDERS: tuple[type[Provider], ...] = (StreamTestProvider, PollTestProvider, StreamOrPollTestProvider,
+                                              HookTestProvider)  # type: ignore[type-arg]

@@ -86,3 +86,20 @@ def test_refused_credentials_stop_polling_until_an_admin_changes_them(platform, 
         assert poller.pk in pollable_installation_ids()
         assert poll_installation(poller.pk, now + timedelta(hours=1), http) == 1
     assert Post.objects.filter(installation=poller).count() == 1
+
+
+def test_a_provider_that_also_streams_is_polled_only_while_nobody_streams_it(platform):
+    from caredesk.connectors.listen import lease
+
+    both = do_create_installation(make_brand(), "test_stream_or_poll", "both", {"url": platform.url},
+                                  credentials={"token": "good-token"})
+    platform.post("p1", "my internet is down", author="u1")
+    assert both.pk in pollable_installation_ids()
+    assert lease.acquire(both.pk, "elsewhere:1:x", 60)  # a caredesk listen holds its stream
+    assert both.pk not in pollable_installation_ids()
+    with httpx.Client() as http:
+        assert poll_installation(both.pk, datetime.now(UTC), http) == 0
+        assert _polls(platform) == 0
+        lease.release(both.pk, "elsewhere:1:x")  # the listener stopped: the worker's poll is the fallback
+        assert both.pk in pollable_installation_ids()
+        assert poll_installation(both.pk, datetime.now(UTC), http) == 1
