@@ -50,7 +50,7 @@ def test_rules_from_config() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [{"keywords": [""]}, {"keywords": ["x" * 101]}, {"hashtags": ["two words"]}, {"languages": ["english!"]},
+    [{"keywords": [""]}, {"keywords": ["x" * 201]}, {"hashtags": ["two words"]}, {"languages": ["english!"]},
      {"keywords": ["k"] * 501}, {"other": 1}],
 )
 def test_bad_rules_are_refused_with_a_reason(bad: dict[str, object]) -> None:

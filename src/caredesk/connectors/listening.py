@@ -1,26 +1,164 @@
-"""Listening rules: which posts that nobody addressed to the brand are still the brand's business.
+"""Listening rules, and keyword listening: which of a brand's names and keywords a post mentions.
 
-A brand listens for its names, products and campaign words (``keywords``), hashtags, and drops what matches an
-exclusion ("orange juice" for a telecom called Orange); ``languages`` keeps only posts in those languages. Providers
-that read open streams (a hashtag timeline, the Bluesky firehose, news feeds) run every post through a
-:class:`KeywordMatcher`; a post that matched only a rule is *not summoned*: the author did not address the brand,
-and some platforms' rules forbid answering it through their API.
+A brand listens for its names, products and campaign words (``keywords``) and hashtags, drops what matches an
+exclusion ("orange juice" for a telecom called Orange), and may keep only some languages: :class:`ListeningRules`,
+part of an installation's config, so editing them needs no restart. A post that matched only a rule is *not
+summoned*: its author did not address the brand, and some platforms' rules forbid answering it through their API.
 
-Matching is case-insensitive on Unicode case folding, on whole words or phrases (a keyword "orange" does not match
-"oranges" or "storange"), with hashtags and @handles matching their bare word too. All keywords compile into one
-regular expression, so the cost per post does not grow with the number of keywords in practice
-(``bench/listening_speed.py``).
+Shared by the providers that read public posts nobody addressed to the brand (feeds, firehoses), so it is pure
+and fast: every keyword goes into one compiled regular expression, a trie of alternatives, run once over the
+case-folded text. Matching is case-insensitive (Unicode case folding, so "STRASSE" finds "Straße"), on NFC text,
+and on whole words and phrases: "Acme" does not match inside "Acmeville". Scripts written without spaces
+between words (Chinese, Japanese, Thai, ...) have no word edges to look for, so a keyword there matches
+anywhere, and a Latin-script keyword next to such text still counts as a whole word ("Vodafoneの回線").
+Whitespace inside a phrase matches any run of whitespace.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+import unicodedata
+from collections.abc import Iterable
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+# Scripts that do not separate words with spaces (and Hangul, whose particles attach to the noun): a word
+# character from these is not a word edge to respect.
+_UNSPACED = (
+    "\u0e00-\u0eff"  # Thai, Lao
+    "\u1000-\u109f"  # Myanmar
+    "\u1780-\u17ff"  # Khmer
+    "\u3040-\u30ff"  # Hiragana, Katakana
+    "\u3400-\u4dbf"  # CJK extension A
+    "\u4e00-\u9fff"  # CJK unified ideographs
+    "\uac00-\ud7af"  # Hangul syllables
+    "\uf900-\ufaff"  # CJK compatibility ideographs
+    "\uff66-\uff9f"  # half-width Katakana
+    "\U00020000-\U0003ffff"  # CJK extensions B and later
+)
+_UNSPACED_CHAR = re.compile(f"[{_UNSPACED}]")
+# A word character that makes a word edge: a letter, digit or underscore of a script written with spaces.
+_EDGE = f"[^\\W{_UNSPACED}]"
+_NOT_AFTER_WORD = f"(?<!{_EDGE}[\\s\\S])"  # written after the first character
+_NOT_BEFORE_WORD = f"(?!{_EDGE})"
+_WORD_CHAR = re.compile(r"\w")
+_SPACE_RUN = r"\s+"
+_END = ""  # trie key that marks the end of a keyword
+
+MAX_KEYWORDS = 2000
+MAX_KEYWORD_LENGTH = 200
+
+
+def fold(text: str) -> str:
+    """The form both keywords and texts are compared in: NFC, case-folded."""
+    if not unicodedata.is_normalized("NFC", text):
+        text = unicodedata.normalize("NFC", text)
+    return text.casefold()
+
+
+def _key(text: str) -> str:
+    return " ".join(fold(text).split())
+
+
+def _needs_edge(char: str) -> bool:
+    return bool(_WORD_CHAR.match(char)) and not _UNSPACED_CHAR.match(char)
+
+
+def _tokens(keyword: str) -> list[str]:
+    """The regex pieces of a folded keyword: one per character, one per run of whitespace."""
+    return [_SPACE_RUN if part == " " else re.escape(part) for part in keyword]
+
+
+def _trie_pattern(node: dict[str, Any]) -> str:
+    """A regex matching every path of ``node``; longer alternatives first, so the longest keyword wins."""
+    alternatives = [token + _trie_pattern(child) for token, child in sorted(node.items()) if token != _END]
+    if _END in node:
+        alternatives.append("")  # the keyword may end here
+    if len(alternatives) == 1:
+        return alternatives[0]
+    return "(?:" + "|".join(alternatives) + ")"
+
+
+def _compile(keywords: Iterable[str]) -> tuple[re.Pattern[str] | None, dict[str, str]]:
+    """One pattern for all ``keywords`` and the map from a match's key back to the keyword as configured."""
+    originals: dict[str, str] = {}
+    for keyword in keywords:
+        key = _key(keyword)
+        if key:
+            originals.setdefault(key, keyword.strip())
+    if not originals:
+        return None, originals
+    # One branch per first character, so that every alternative of the pattern starts with a literal: the regex
+    # engine then skips straight to the next place one of those characters occurs instead of trying every
+    # position. The word-start guard comes after that first character (it depends on it) and looks one
+    # character further back. Under it, two tries of the rest: keywords that end in a word character need the
+    # word-end guard, once after their whole trie (backtracking into it still finds a shorter keyword where a
+    # longer one fails the guard) rather than once per keyword, as each guard is a large class to compile.
+    # The unguarded trie goes first: its keywords end in punctuation ("c++", "acme!") and are usually the
+    # longer spelling of a guarded one.
+    by_first: dict[str, dict[bool, dict[str, Any]]] = {}
+    for key in originals:
+        first, *others = _tokens(key)
+        node = by_first.setdefault(first, {False: {}, True: {}})[_needs_edge(key[-1])]
+        for token in others:
+            node = node.setdefault(token, {})
+        node[_END] = ""
+    branches = []
+    for piece, tries in sorted(by_first.items()):
+        first_char = " " if piece == _SPACE_RUN else re.sub(r"\\(.)", r"\1", piece)
+        guard = _NOT_AFTER_WORD if _needs_edge(first_char) else ""
+        rests = []
+        if tries[False]:
+            rests.append(_trie_pattern(tries[False]))
+        if tries[True]:
+            rests.append("(?:" + _trie_pattern(tries[True]) + ")" + _NOT_BEFORE_WORD)
+        rest = rests[0] if len(rests) == 1 else "(?:" + "|".join(rests) + ")"
+        branches.append(piece + guard + rest)
+    return re.compile("|".join(branches)), originals
+
+
+class KeywordMatcher:
+    """Finds a brand's keywords in texts; a text that matches any ``exclude`` phrase matches nothing.
+
+    Build it once per configuration and call :meth:`match` per post.
+    """
+
+    def __init__(self, keywords: Iterable[str], exclude: Iterable[str] = ()) -> None:
+        keywords = list(keywords)
+        exclude = list(exclude)
+        for name, values in (("keywords", keywords), ("exclude", exclude)):
+            if len(values) > MAX_KEYWORDS:
+                raise ValueError(f"at most {MAX_KEYWORDS} {name}, not {len(values)}")
+            for value in values:
+                if len(value) > MAX_KEYWORD_LENGTH:
+                    raise ValueError(f"{name}: {value[:40]!r}… is longer than {MAX_KEYWORD_LENGTH} characters")
+        self._pattern, self._originals = _compile(keywords)
+        self._exclude, _ = _compile(exclude)
+
+    def match(self, text: str) -> tuple[str, ...]:
+        """The keywords ``text`` mentions, as configured, in the order they first appear; empty when none does
+        or when an exclusion matches."""
+        if self._pattern is None or not text:
+            return ()
+        folded = fold(text)
+        found = self._pattern.findall(folded)
+        if not found:
+            return ()
+        if self._exclude is not None and self._exclude.search(folded):
+            return ()
+        result: dict[str, None] = {}
+        for hit in found:
+            result.setdefault(self._originals[" ".join(hit.split())], None)
+        return tuple(result)
+
+    def excluded(self, text: str) -> bool:
+        """Whether ``text`` matches an exclusion."""
+        return self._exclude is not None and bool(self._exclude.search(fold(text)))
+
+
 MAX_RULES = 500
-MAX_RULE_LENGTH = 100
+MAX_RULE_LENGTH = MAX_KEYWORD_LENGTH
 
 
 class ListeningRules(BaseModel):
@@ -59,7 +197,10 @@ class ListeningRules(BaseModel):
         return tuple(out)
 
     def matcher(self) -> KeywordMatcher:
-        return KeywordMatcher([*self.keywords, *(f"#{t}" for t in self.hashtags)], self.exclude)
+        # A hashtag that is also a keyword is found by the keyword already ("#acme" has a word edge before "acme").
+        words = {_key(k) for k in self.keywords}
+        tags = [f"#{t}" for t in self.hashtags if _key(t) not in words]
+        return KeywordMatcher([*self.keywords, *tags], self.exclude)
 
     def wants_language(self, language: str) -> bool:
         """Whether a post in ``language`` is kept (an unknown language is kept: better seen than lost)."""
@@ -76,52 +217,3 @@ def _clean(value: str, what: str) -> str:
     if len(value) > MAX_RULE_LENGTH:
         raise ValueError(f"{what} {value[:20]!r}…: at most {MAX_RULE_LENGTH} characters")
     return value
-
-
-# Scripts written without spaces between words (Chinese, Japanese, Thai, ...): a keyword in them is found anywhere.
-_UNSPACED = re.compile(r"[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-
-
-def _patterns(phrases: Iterable[str]) -> tuple[re.Pattern[str], ...]:
-    """One expression for the phrases that must stand as whole words and one for those in unspaced scripts (kept
-    apart: a lookbehind on each alternative stops the engine from scanning fast for the first characters)."""
-    spaced: list[str] = []
-    unspaced: list[str] = []
-    for phrase in sorted({p.casefold().lstrip("#@") for p in phrases if p.strip("#@ ")}, key=len, reverse=True):
-        # Words of a phrase may be separated by any run of spaces.
-        body = r"\s+".join(re.escape(word) for word in phrase.split())
-        (unspaced if _UNSPACED.match(phrase[0]) or _UNSPACED.match(phrase[-1]) else spaced).append(body)
-    found = []
-    if spaced:
-        found.append(re.compile(r"(?<!\w)(?:" + "|".join(spaced) + r")(?!\w)"))
-    if unspaced:
-        found.append(re.compile("|".join(unspaced)))
-    return tuple(found)
-
-
-class KeywordMatcher:
-    """Finds which of ``keywords`` a text contains, unless it contains one of ``exclude``."""
-
-    def __init__(self, keywords: Sequence[str], exclude: Sequence[str] = ()) -> None:
-        self._canonical = {" ".join(k.casefold().lstrip("#@").split()): k for k in keywords if k.strip("#@ ")}
-        self._find = _patterns(keywords)
-        self._exclude = _patterns(exclude)
-
-    def match(self, text: str) -> tuple[str, ...]:
-        """The keywords found in ``text`` (as configured, in order of appearance, once each); () when none or
-        when an exclusion matches."""
-        if not self._find or not text:
-            return ()
-        folded = text.casefold()
-        hits = [m for pattern in self._find for m in pattern.finditer(folded)]
-        if not hits:
-            return ()
-        if any(pattern.search(folded) for pattern in self._exclude):
-            return ()
-        if len(self._find) > 1:
-            hits.sort(key=lambda m: m.start())
-        seen: dict[str, None] = {}
-        for hit in hits:
-            word = " ".join(hit.group().split())
-            seen.setdefault(self._canonical.get(word, word), None)
-        return tuple(seen)

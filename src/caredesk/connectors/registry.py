@@ -3,22 +3,36 @@ platform without touching caredesk."""
 
 from __future__ import annotations
 
+import logging
 from functools import cache
 from importlib.metadata import entry_points
 
 from caredesk.connectors.base import ConnectorError, Provider
+
+log = logging.getLogger(__name__)
+
+
+# Entry points that could not be loaded, with why: one broken third-party package must not take every other
+# provider down with it, and asking for it by name says what is wrong.
+_broken: dict[str, str] = {}
 
 
 @cache
 def providers() -> dict[str, type[Provider]]:  # type: ignore[type-arg]
     found: dict[str, type[Provider]] = {}  # type: ignore[type-arg]
     for ep in entry_points(group="caredesk.connectors"):
-        cls = ep.load()
+        try:
+            cls = ep.load()
+        except Exception as exc:  # an import error, or anything a third-party module raises on import
+            _broken[ep.name] = f"cannot be loaded ({type(exc).__name__}: {exc})"
+            log.error("connector provider %r (%s) cannot be loaded", ep.name, ep.value, exc_info=True)
+            continue
         if not (isinstance(cls, type) and issubclass(cls, Provider)):
-            raise ConnectorError(f"entry point {ep.name!r} does not name a Provider subclass")
-        if cls.key != ep.name:
-            raise ConnectorError(f"entry point {ep.name!r} names provider with key {cls.key!r}")
-        found[ep.name] = cls
+            _broken[ep.name] = f"entry point {ep.value!r} does not name a Provider subclass"
+        elif cls.key != ep.name:
+            _broken[ep.name] = f"entry point names a provider whose key is {cls.key!r}"
+        else:
+            found[ep.name] = cls
     return found
 
 
@@ -26,6 +40,8 @@ def get_provider_class(key: str) -> type[Provider]:  # type: ignore[type-arg]
     try:
         return providers()[key]
     except KeyError:
+        if key in _broken:
+            raise ConnectorError(f"connector provider {key!r} is installed but {_broken[key]}") from None
         known = ", ".join(sorted(providers())) or "none"
         raise ConnectorError(f"unknown connector provider {key!r} (installed: {known})") from None
 
