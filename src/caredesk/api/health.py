@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 from django.db import connection
+from django.db.models import QuerySet
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
 from caredesk.api.auth import TokenAuth
 from caredesk.cases.access import visible_brand_ids, visible_cases, visible_posts
+from caredesk.connectors.health import connectors_health
 from caredesk.connectors.models import ConnectorInstallation
 
 
@@ -19,6 +21,12 @@ def _caller(request: HttpRequest) -> object | None:
     if scheme.lower() == "bearer" and token.strip():
         return TokenAuth().authenticate(request, token)
     return None
+
+
+def _connector_health(installations: QuerySet[ConnectorInstallation]) -> list[dict[str, object]]:
+    rows = list(installations.order_by("pk"))
+    health = connectors_health(rows)
+    return [{"id": i.pk, "name": i.name, **health[i.pk]} for i in rows]
 
 
 @require_GET
@@ -46,6 +54,8 @@ def healthz(request: HttpRequest) -> JsonResponse:
             "cases": cases.count(),
             "open_cases": cases.filter(status__in=("new", "open", "pending")).count(),
             "connectors": dict(installations.values_list("name", "health")),
+            # Per installation: connected, last event, lag, rate limit left, errors, failed payloads.
+            "connector_health": _connector_health(installations),
         }
     except Exception as exc:  # any database failure means "not healthy", reported rather than raised
         return JsonResponse({"status": "error", "error": type(exc).__name__}, status=503)

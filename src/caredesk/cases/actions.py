@@ -323,6 +323,91 @@ def do_receive_posts(
     return report
 
 
+DELETED_SUBJECT = "(post deleted on the platform)"
+
+
+def _first_post_ids(case_ids: set[int]) -> set[int]:
+    """The first post of each case: the one its subject was made from."""
+    first: dict[int, int] = {}
+    for post_id, case_id in (
+        Post.objects.filter(case_id__in=case_ids).order_by("case_id", "created_at", "pk").values_list("pk", "case_id")
+    ):
+        first.setdefault(case_id, post_id)
+    return set(first.values())
+
+
+def _changed_posts(installation: ConnectorInstallation, external_ids: Sequence[str]) -> dict[str, Post]:
+    """The stored, not deleted posts among ``external_ids``, their cases locked (ingest's order: installation,
+    then cases by id)."""
+    posts = {
+        p.external_id: p
+        for p in Post.objects.filter(installation=installation, external_id__in=external_ids, deleted_at=None)
+    }
+    case_ids = sorted({p.case_id for p in posts.values() if p.case_id})
+    if case_ids:
+        list(Case.objects.select_for_update().filter(pk__in=case_ids).order_by("pk").values_list("pk"))
+    return posts
+
+
+def do_edit_posts(
+    installation: ConnectorInstallation, items: Sequence[tuple[NormalizedPost, TriageResult]], now: datetime
+) -> list[int]:
+    """Replace stored posts' text with the platform's edited version (the old text is not kept anywhere: not in
+    the activity, not in ``raw``), with the new triage labels; a case whose subject came from the post gets the
+    new subject. The case's own labels are left as they are (an agent may have set them). Posts never stored
+    (an edit does not bring in a post we never received), or deleted, are ignored. Returns the ids of the posts
+    changed.
+    Precondition: inside a transaction holding the installation row lock."""
+    if not items:
+        return []
+    posts = _changed_posts(installation, [p.external_id for p, _ in items])
+    first = _first_post_ids({p.case_id for p in posts.values() if p.case_id})
+    activities: list[Activity] = []
+    changed: list[Post] = []
+    for normalized, triage in items:
+        post = posts.get(normalized.external_id)
+        if post is None:
+            continue
+        post.text = normalized.text
+        post.raw = dict(normalized.raw)
+        post.triage = triage.as_dict()
+        post.language = normalized.language or triage.language
+        post.summoned = normalized.summoned or normalized.is_direct
+        post.matched_keywords = list(normalized.matched_keywords)
+        post.edited_at = now
+        changed.append(post)
+        if post.case_id and post.pk in first:
+            Case.objects.filter(pk=post.case_id).update(subject=_subject(normalized.text, triage), updated_at=now)
+        activities.append(Activity(kind=Activity.Kind.POST_EDITED, brand_id=installation.brand_id,
+                                   case_id=post.case_id, created_at=now, data={"post_id": post.pk}))
+    _update_rows(changed, ["text", "raw", "triage", "language", "summoned", "matched_keywords", "edited_at"])
+    Activity.objects.bulk_create(activities)
+    publish_activities(a.pk for a in activities)
+    return [p.pk for p in changed]
+
+
+def do_delete_posts(installation: ConnectorInstallation, external_ids: Sequence[str], now: datetime) -> list[int]:
+    """Remove the text of posts deleted on the platform: the row stays so the thread still reads in order, with
+    its text, raw record and labels emptied and ``deleted_at`` set; a case whose subject came from it loses that
+    subject. Unknown or already deleted posts are ignored. Returns the ids of the posts changed.
+    Precondition: inside a transaction holding the installation row lock."""
+    posts = _changed_posts(installation, list(dict.fromkeys(external_ids)))
+    if not posts:
+        return []
+    first = _first_post_ids({p.case_id for p in posts.values() if p.case_id})
+    activities: list[Activity] = []
+    for post in posts.values():
+        post.text, post.raw, post.triage, post.matched_keywords, post.deleted_at = "", {}, {}, [], now
+        if post.case_id and post.pk in first:
+            Case.objects.filter(pk=post.case_id).update(subject=DELETED_SUBJECT, updated_at=now)
+        activities.append(Activity(kind=Activity.Kind.POST_DELETED, brand_id=installation.brand_id,
+                                   case_id=post.case_id, created_at=now, data={"post_id": post.pk}))
+    _update_rows(list(posts.values()), ["text", "raw", "triage", "matched_keywords", "deleted_at"])
+    Activity.objects.bulk_create(activities)
+    publish_activities(a.pk for a in activities)
+    return [p.pk for p in posts.values()]
+
+
 def _record(case: Case, kind: str, actor: User | None, now: datetime, **data: Any) -> Activity:
     activity = Activity.objects.create(
         kind=kind, brand_id=case.brand_id, case=case, actor=actor, created_at=now, data=data

@@ -129,6 +129,10 @@ class Post(models.Model):
     raw = models.JSONField(default=dict, blank=True)
     # Triage labels with scores and reasons, as produced by caredesk.triage (see TriageResult.as_dict).
     triage = models.JSONField(default=dict, blank=True)
+    # Changed on the platform after we stored it: the text is the newest version (the old one is not kept).
+    edited_at = models.DateTimeField(null=True, blank=True)
+    # Deleted on the platform: the row stays for the thread, its text and raw record are removed.
+    deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -174,6 +178,8 @@ class Activity(models.Model):
         REPLY_DISCARDED = "reply_discarded"
         CASE_LABELS = "case_labels"
         LABEL_CORRECTED = "label_corrected"  # an agent corrected a post's triage label (see caredesk.triage)
+        POST_EDITED = "post_edited"  # the author edited a post on the platform
+        POST_DELETED = "post_deleted"  # the author (or the platform) deleted a post: its text is gone here too
 
     kind = models.CharField(max_length=30, choices=Kind.choices)
     brand = models.ForeignKey("accounts.Brand", on_delete=models.CASCADE, related_name="activities")

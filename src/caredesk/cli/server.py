@@ -89,6 +89,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             return 2
         me = [sys.executable, "-m", "caredesk"]
         children.append(subprocess.Popen([*me, "worker"], start_new_session=True))
+        children.append(subprocess.Popen([*me, "listen"], start_new_session=True))  # streaming connectors
         children.append(
             subprocess.Popen([*me, "serve", "--host", args.host, "--port", str(args.port)], start_new_session=True)
         )
@@ -127,7 +128,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def add_server_commands(add: AddParser) -> None:
-    p = add("demo", "run the whole desk with demo data: database, worker, web server")
+    p = add("demo", "run the whole desk with demo data: database, worker, listener, web server")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--speed", type=float, default=1.0, help="replay speed multiplier")

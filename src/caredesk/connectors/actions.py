@@ -94,7 +94,8 @@ def _first_error(exc: ValueError) -> str:
 
 def do_set_enabled(installation: ConnectorInstallation, enabled: bool) -> None:
     installation.enabled = enabled
-    installation.save(update_fields=["enabled"])
+    installation.config_version += 1  # a running stream notices and stops (or, enabled, is started)
+    installation.save(update_fields=["enabled", "config_version"])
 
 
 def do_record_poll_success(
@@ -114,16 +115,117 @@ def do_record_poll_success(
     )
 
 
-def do_record_poll_failure(installation: ConnectorInstallation, error: str, now: datetime) -> None:
+def do_record_poll_failure(
+    installation: ConnectorInstallation, error: str, now: datetime, *, retry_at: datetime | None = None
+) -> None:
+    """A poll failed: counted, shown, and no poll before ``retry_at`` (the platform's rate limit, or back-off)."""
     installation.last_polled_at = now
+    do_record_failure(installation, error, now, retry_at=retry_at)
+    installation.save(update_fields=["last_polled_at"])
+
+
+def do_record_failure(
+    installation: ConnectorInstallation, error: str, now: datetime, *, retry_at: datetime | None = None
+) -> None:
+    """A poll or a stream connection failed: counted, shown, and nothing contacts the platform for this
+    installation before ``retry_at``."""
     installation.consecutive_failures += 1
     installation.last_error = error[:2000]
+    installation.retry_at = retry_at
     installation.health = (
         ConnectorInstallation.Health.FAILING
         if installation.consecutive_failures >= FAILING_AFTER
         else ConnectorInstallation.Health.DEGRADED
     )
-    installation.save(update_fields=["last_polled_at", "consecutive_failures", "last_error", "health"])
+    installation.save(update_fields=["consecutive_failures", "last_error", "health", "retry_at"])
+
+
+def do_record_auth_revoked(installation: ConnectorInstallation, error: str, now: datetime) -> None:
+    """The platform refused the credentials: failing, and nothing retries until an admin changes them
+    (:func:`do_update_installation` clears the mark)."""
+    installation.auth_revoked_at = now
+    installation.consecutive_failures += 1
+    installation.health = ConnectorInstallation.Health.FAILING
+    installation.last_error = (f"the platform refused the credentials ({error[:1500]}); an admin must change them "
+                               "before this installation is contacted again")
+    installation.save(update_fields=["auth_revoked_at", "consecutive_failures", "health", "last_error"])
+
+
+def do_record_batch(
+    installation: ConnectorInstallation,
+    *,
+    cursor: Mapping[str, Any] | None,
+    received: int,
+    changed: int,
+    newest_post_at: datetime | None,
+    credentials: Mapping[str, Any] | None,
+    rate_limit_remaining: int | None,
+    now: datetime,
+    polled: bool = False,
+) -> None:
+    """A batch was stored: its cursor (None: keep the saved one), rotated credentials, and health, in the
+    transaction that stored its posts, so a crash can neither skip nor repeat. Precondition: the row is locked."""
+    fields = ["last_success_at", "health", "last_error", "consecutive_failures", "posts_received", "retry_at"]
+    if cursor is not None:
+        installation.cursor = dict(cursor)
+        fields.append("cursor")
+    if polled:
+        installation.last_polled_at = now
+        fields.append("last_polled_at")
+    if received or changed:
+        installation.last_event_at = now
+        fields.append("last_event_at")
+    newest = installation.newest_post_at
+    if newest_post_at is not None and (newest is None or newest_post_at > newest):
+        installation.newest_post_at = newest_post_at
+        fields.append("newest_post_at")
+    if credentials is not None:
+        installation.set_credentials(dict(credentials))
+        fields.append("credentials_encrypted")
+    if rate_limit_remaining is not None:
+        installation.rate_limit_remaining = rate_limit_remaining
+        fields.append("rate_limit_remaining")
+    installation.last_success_at = now
+    installation.health = ConnectorInstallation.Health.OK
+    installation.last_error = ""
+    installation.consecutive_failures = 0
+    installation.retry_at = None
+    installation.posts_received += received
+    installation.save(update_fields=fields)
+
+
+def do_update_installation(
+    installation: ConnectorInstallation,
+    *,
+    config: Mapping[str, Any] | None = None,
+    credentials: Mapping[str, Any] | None = None,
+    enabled: bool | None = None,
+) -> ConnectorInstallation:
+    """An admin's change of config, credentials or enabled. Bumps ``config_version``, so a running stream
+    reconnects with it; new credentials lift an :func:`do_record_auth_revoked` stop and the back-off.
+    Precondition: the row is locked (:func:`lock_installation`)."""
+    fields = ["config_version"]
+    if config is not None:
+        cls = get_provider_class(installation.provider_key)
+        try:
+            parsed = cls.parse_config(config)
+        except ValueError as exc:
+            raise ConnectorError(f"invalid config for {installation.provider_key}: {exc}") from exc
+        installation.config = parsed.model_dump(mode="json", exclude_none=True)
+        fields.append("config")
+    if credentials is not None:
+        installation.set_credentials(dict(credentials))
+        installation.auth_revoked_at = None
+        installation.retry_at = None
+        installation.consecutive_failures = 0
+        installation.health = ConnectorInstallation.Health.UNKNOWN
+        fields += ["credentials_encrypted", "auth_revoked_at", "retry_at", "consecutive_failures", "health"]
+    if enabled is not None:
+        installation.enabled = enabled
+        fields.append("enabled")
+    installation.config_version += 1
+    installation.save(update_fields=fields)
+    return installation
 
 
 def do_record_import(installation: ConnectorInstallation, received: int, now: datetime) -> None:

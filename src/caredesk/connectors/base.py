@@ -166,6 +166,7 @@ class FetchResult:
     rejected: Sequence[RejectedRecord] = ()
     changes: Sequence[PostChange] = ()
     credentials: Mapping[str, Any] | None = None  # rotated by the platform (OAuth refresh): store these instead
+    rate_limit_remaining: int | None = None  # requests left in the platform's window, where it says
 
 
 @dataclass(frozen=True, slots=True)

@@ -136,7 +136,8 @@ def add_connector_commands(add: AddParser, setup: Setup) -> None:
     def bind(func: Callable[..., int], **kw: Any) -> Callable[[argparse.Namespace], int]:
         return lambda args: func(args, setup, **kw)
 
-    parent = add("connector", "platform connections: add, list, test, enable, disable", data_dir=False)
+    parent = add("connector", "platform connections: add, list, test, enable, disable; payloads, retry",
+                 data_dir=False)
     sub = parent.add_subparsers(dest="connector_command", required=True)
 
     def command(name: str, text: str) -> argparse.ArgumentParser:
@@ -164,3 +165,7 @@ def add_connector_commands(add: AddParser, setup: Setup) -> None:
         p.add_argument("name")
         p.add_argument("--brand", help="the brand, where several have a connection of that name")
         p.set_defaults(func=func)
+
+    from caredesk.connectors.listen.commands import add_runtime_commands
+
+    add_runtime_commands(add, setup, command)

@@ -38,6 +38,17 @@ class ConnectorInstallation(models.Model):
     consecutive_failures = models.PositiveIntegerField(default=0)
     posts_received = models.PositiveBigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Bumped by every admin change of config, credentials or enabled (connectors.actions.do_update_installation):
+    # a running stream compares it between batches and reconnects with the new provider.
+    config_version = models.PositiveIntegerField(default=1, db_default=1)
+    # The platform refused the credentials: nothing contacts it again until an admin changes them.
+    auth_revoked_at = models.DateTimeField(null=True, blank=True)
+    # Not before this moment (the platform's rate limit, or our back-off after failures): polls and stream
+    # reconnects wait until then.
+    retry_at = models.DateTimeField(null=True, blank=True)
+    last_event_at = models.DateTimeField(null=True, blank=True)  # the last batch that brought something
+    newest_post_at = models.DateTimeField(null=True, blank=True)  # the newest post's created_at: lag
+    rate_limit_remaining = models.IntegerField(null=True, blank=True)  # where the platform says
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["brand", "name"], name="installation_name_unique_per_brand")]
@@ -50,3 +61,57 @@ class ConnectorInstallation(models.Model):
 
     def set_credentials(self, credentials: dict[str, Any]) -> None:
         self.credentials_encrypted = encrypt_json(credentials) if credentials else ""
+
+
+class ConnectorLease(models.Model):
+    """Which ``caredesk listen`` process holds an installation's stream, until ``expires_at`` (database time).
+
+    A row of its own rather than columns on the installation, so the holder's heartbeat (an UPDATE every few
+    seconds) never waits behind the installation row lock that ingest holds, and never touches the installation's
+    own fields. Written only by :mod:`caredesk.connectors.listen.lease`.
+    """
+
+    installation = models.OneToOneField(
+        ConnectorInstallation, primary_key=True, on_delete=models.CASCADE, related_name="lease"
+    )
+    holder = models.CharField(max_length=200)
+    acquired_at = models.DateTimeField()
+    heartbeat_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"lease of installation {self.installation_id} by {self.holder}"
+
+
+class RawPayload(models.Model):
+    """What a stream or a webhook delivered, stored as received in one insert before any processing, so a fault
+    in processing never loses it: a failed payload keeps its error and can be processed again.
+
+    ``body``: for a webhook the request body as sent (the provider's ``parse`` reads it); for a stream the batch
+    the provider yielded, serialised by :mod:`caredesk.connectors.batches` (its rotated credentials encrypted).
+    """
+
+    class Source(models.TextChoices):
+        STREAM = "stream"
+        WEBHOOK = "webhook"
+        POLL = "poll"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        PROCESSED = "processed"
+        FAILED = "failed"
+
+    installation = models.ForeignKey(ConnectorInstallation, on_delete=models.CASCADE, related_name="payloads")
+    source = models.CharField(max_length=10, choices=Source.choices)
+    received_at = models.DateTimeField()
+    body = models.BinaryField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    error = models.TextField(blank=True, default="")
+    attempts = models.PositiveIntegerField(default=0)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["installation", "status", "id"], name="payload_status_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.source} payload #{self.pk} ({self.status})"

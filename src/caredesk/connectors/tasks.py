@@ -14,12 +14,20 @@ One poll (:func:`poll_installation`):
    cursor is still the one it fetched from (else another poll already stored that page).
 
 Any exception is recorded as that installation's failure (health, last error), never raised into the worker.
+The platform's limits are obeyed: :class:`RateLimited` stores its ``retry_at`` and no poll runs before it; any
+other failure backs off exponentially with the number of failures in a row (``retry_at`` again, up to
+``MAX_BACKOFF_SECONDS``); :class:`AuthRevoked` marks the installation failing and stops its polls until an admin
+changes its credentials. A provider that can also stream is polled only while no ``caredesk listen`` holds its
+stream (the fallback); one that only streams is never polled.
+
+A webhook delivery is processed by :func:`process_payload_job`, deferred in the transaction that stored it.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+import random
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from django.conf import settings
@@ -27,19 +35,26 @@ from django.db import close_old_connections, connection, transaction
 from procrastinate.contrib.django import app
 from procrastinate.exceptions import AlreadyEnqueued
 
-from caredesk.connectors.actions import do_record_poll_failure, do_record_poll_success, lock_installation
-from caredesk.connectors.base import Capability, ConnectorError
+from caredesk.connectors.actions import do_record_auth_revoked, do_record_poll_failure, lock_installation
+from caredesk.connectors.base import AuthRevoked, Capability, ConnectorError, RateLimited
 from caredesk.connectors.crypto import CredentialsUnreadable
-from caredesk.connectors.models import ConnectorInstallation
+from caredesk.connectors.models import ConnectorInstallation, ConnectorLease
+from caredesk.connectors.processing import apply_result, process_payload
 from caredesk.connectors.registry import get_provider_class
 from caredesk.connectors.runtime import get_provider
-from caredesk.ingest.pipeline import ingest_posts
 
 log = logging.getLogger(__name__)
 
 # Advisory lock keys are (namespace, id) pairs; this namespace is caredesk's polling.
 _POLL_LOCK_NAMESPACE = 0x6361_7265  # "care"
 POLL_TIMEOUT_SECONDS = 20
+MAX_BACKOFF_SECONDS = 300.0
+
+
+def poll_backoff(failures: int) -> timedelta:
+    """How long to leave an installation alone after ``failures`` failed polls in a row (jittered)."""
+    base = float(settings.CAREDESK_POLL_INTERVAL) * 2 ** max(0, failures - 1)
+    return timedelta(seconds=min(MAX_BACKOFF_SECONDS, base) * random.uniform(0.75, 1.0))  # noqa: S311
 
 
 def _try_lock(installation_id: int) -> bool:
@@ -71,10 +86,16 @@ def poll_installation(installation_id: int, now: datetime, http: httpx.Client | 
         return None
     try:
         installation = (
-            ConnectorInstallation.objects.select_related("brand").filter(pk=installation_id, enabled=True).first()
+            ConnectorInstallation.objects.select_related("brand")
+            .filter(pk=installation_id, enabled=True, auth_revoked_at=None)
+            .first()
         )
         if installation is None:
             return None
+        if installation.retry_at and installation.retry_at > now:
+            return 0  # rate limited, or backing off after failures
+        if _streaming_ids(installation_id):
+            return 0  # streamed by caredesk listen
         if installation.last_polled_at and (
             (now - installation.last_polled_at).total_seconds() < settings.CAREDESK_POLL_INTERVAL * 0.5
         ):
@@ -87,19 +108,20 @@ def poll_installation(installation_id: int, now: datetime, http: httpx.Client | 
                 locked = lock_installation(installation_id)
                 if dict(locked.cursor) != cursor:
                     return 0  # stored meanwhile (a poll from before the lock was taken): nothing to add
-                report = ingest_posts(locked, provider.platform, result.posts, now)
-                do_record_poll_success(locked, result.cursor, report.received, now)
+                report = apply_result(locked, provider.platform, result, now, polled=True)
         except Exception as exc:
             message = _failure_message(exc)
             log.warning("installation %s: poll failed: %s", installation_id, message,
                         exc_info=not isinstance(exc, ConnectorError | httpx.HTTPError | CredentialsUnreadable))
             with transaction.atomic():
                 failed = ConnectorInstallation.objects.select_for_update(no_key=True).get(pk=installation_id)
-                do_record_poll_failure(failed, message, now)
+                if isinstance(exc, AuthRevoked):
+                    do_record_auth_revoked(failed, message, now)
+                else:
+                    retry_at = (exc.retry_at if isinstance(exc, RateLimited)
+                                else now + poll_backoff(failed.consecutive_failures + 1))
+                    do_record_poll_failure(failed, message, now, retry_at=retry_at)
             return 0
-        for rejected in result.rejected:
-            log.warning("installation %s: record %s rejected: %s", installation_id, rejected.position,
-                        rejected.reason)
         return report.received
     finally:
         _unlock(installation_id)
@@ -107,14 +129,25 @@ def poll_installation(installation_id: int, now: datetime, http: httpx.Client | 
 
 def pollable_installation_ids() -> list[int]:
     ids = []
-    for pk, key in ConnectorInstallation.objects.filter(enabled=True).values_list("pk", "provider_key"):
+    rows = ConnectorInstallation.objects.filter(enabled=True, auth_revoked_at=None).values_list("pk", "provider_key")
+    streaming = _streaming_ids()
+    for pk, key in rows:
         try:
             cls = get_provider_class(key)
         except ConnectorError:
             continue
-        if Capability.POLL in cls.capabilities:
+        if Capability.POLL in cls.capabilities and pk not in streaming:
             ids.append(pk)
     return ids
+
+
+def _streaming_ids(installation_id: int | None = None) -> set[int]:
+    """Installations whose stream a ``caredesk listen`` process holds now: a provider that can both stream and
+    poll is polled only as the fallback, while nobody streams it, so two readers never race on one cursor."""
+    leases = ConnectorLease.objects.filter(expires_at__gt=datetime.now(UTC))
+    if installation_id is not None:
+        leases = leases.filter(installation_id=installation_id)
+    return set(leases.values_list("installation_id", flat=True))
 
 
 @app.task(name="connectors.poll_installation", queue="connectors", pass_context=False)
@@ -148,3 +181,19 @@ def poll_all(timestamp: int) -> None:
         defer_polls()
     finally:
         close_old_connections()
+
+
+@app.task(name="connectors.process_payload", queue="connectors", pass_context=False)
+def process_payload_job(payload_id: int) -> None:
+    """Process a stored webhook delivery; a fault leaves it *failed* with its error, for ``caredesk connector
+    retry`` (the job itself does not retry: the same payload would fail the same way)."""
+    close_old_connections()
+    try:
+        process_payload(payload_id, datetime.now(UTC))
+    finally:
+        close_old_connections()
+
+
+def defer_processing(payload_id: int) -> None:
+    """Defer the job that processes a stored payload, in the caller's transaction (the one that stored it)."""
+    process_payload_job.defer(payload_id=payload_id)

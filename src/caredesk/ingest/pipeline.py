@@ -11,13 +11,13 @@ from datetime import datetime, timedelta
 
 from django.db.models import Count
 
-from caredesk.cases.actions import ReceiveReport, do_receive_posts
+from caredesk.cases.actions import ReceiveReport, do_delete_posts, do_edit_posts, do_receive_posts
 from caredesk.cases.models import Post
-from caredesk.connectors.base import NormalizedPost
+from caredesk.connectors.base import NormalizedPost, PostChange, PostDeleted, PostEdited
 from caredesk.connectors.models import ConnectorInstallation
 from caredesk.triage import classify
 from caredesk.triage.brand_models import active_bundle
-from caredesk.triage.types import PostSignals
+from caredesk.triage.types import PostSignals, TriageResult
 
 # Earlier posts by the same author within this window count as repeated contact, which raises urgency.
 REPEAT_CONTACT_WINDOW = timedelta(days=3)
@@ -46,6 +46,40 @@ def ingest_posts(
     """Triage and store ``posts``. Precondition: inside a transaction holding the installation row lock."""
     if not posts:
         return ReceiveReport()
+    results = _triage(installation, platform, posts, now)
+    return do_receive_posts(installation, platform, list(zip(posts, results, strict=True)), now)
+
+
+def apply_changes(
+    installation: ConnectorInstallation, platform: str, changes: Sequence[PostChange], now: datetime
+) -> tuple[list[int], list[int]]:
+    """Apply edits (triaged again) and deletions of stored posts, in order: a post edited then deleted in one
+    batch ends deleted, one deleted then "edited" stays deleted. Returns the ids of the posts edited and deleted.
+    Precondition: inside a transaction holding the installation row lock."""
+    edited: list[int] = []
+    deleted: list[int] = []
+    # Runs of consecutive edits are triaged together; a deletion ends a run.
+    run: list[NormalizedPost] = []
+
+    def flush() -> None:
+        if run:
+            results = _triage(installation, platform, run, now)
+            edited.extend(do_edit_posts(installation, list(zip(run, results, strict=True)), now))
+            run.clear()
+
+    for change in changes:
+        if isinstance(change, PostEdited):
+            run.append(change.post)
+        elif isinstance(change, PostDeleted):
+            flush()
+            deleted.extend(do_delete_posts(installation, [change.external_id], now))
+    flush()
+    return edited, deleted
+
+
+def _triage(
+    installation: ConnectorInstallation, platform: str, posts: Sequence[NormalizedPost], now: datetime
+) -> list[TriageResult]:
     prior = _prior_contacts(installation.brand_id, platform, posts, now)
     handles = tuple(installation.own_handles or ())
     signals = [
@@ -63,5 +97,4 @@ def ingest_posts(
     ]
     # The brand's own model when one was trained from its agents' corrections (one cheap query per batch).
     bundle = active_bundle(installation.brand_id)
-    results = classify(signals, model=bundle)
-    return do_receive_posts(installation, platform, list(zip(posts, results, strict=True)), now)
+    return list(classify(signals, model=bundle))

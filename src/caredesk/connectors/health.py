@@ -1,0 +1,65 @@
+"""What the desk knows about a connector installation's health, for ``/healthz`` and the admin pages."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db.models import Count
+
+from caredesk.connectors.models import ConnectorInstallation, ConnectorLease, RawPayload
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _health(
+    installation: ConnectorInstallation, lease: ConnectorLease | None, counts: dict[str, int], now: datetime
+) -> dict[str, Any]:
+    live = lease is not None and lease.expires_at > now
+    return {
+        "health": installation.health,
+        # Streams: a ``caredesk listen`` process holds the lease, renews it, and its connection is not failing.
+        "connected": (live and installation.consecutive_failures == 0 and installation.auth_revoked_at is None)
+        if lease is not None else None,
+        "listener": lease.holder if live and lease is not None else None,
+        "heartbeat_at": _iso(lease.heartbeat_at if lease is not None else None),
+        "last_event_at": _iso(installation.last_event_at),
+        "last_success_at": _iso(installation.last_success_at),
+        "lag_seconds": round((now - installation.newest_post_at).total_seconds(), 3)
+        if installation.newest_post_at else None,
+        "rate_limit_remaining": installation.rate_limit_remaining,
+        "retry_at": _iso(installation.retry_at),
+        "consecutive_failures": installation.consecutive_failures,
+        "last_error": installation.last_error,
+        "credentials_refused": installation.auth_revoked_at is not None,
+        "failed_payloads": counts.get(RawPayload.Status.FAILED, 0),
+        "pending_payloads": counts.get(RawPayload.Status.PENDING, 0),
+    }
+
+
+def connector_health(installation: ConnectorInstallation, now: datetime | None = None) -> dict[str, Any]:
+    """One installation's health: connected (streams), last event, lag, rate limit left, errors, payloads."""
+    return connectors_health([installation], now)[installation.pk]
+
+
+def connectors_health(
+    installations: Iterable[ConnectorInstallation], now: datetime | None = None
+) -> dict[int, dict[str, Any]]:
+    """:func:`connector_health` of many installations in three queries, by installation id."""
+    now = now or datetime.now(UTC)
+    rows = list(installations)
+    ids = [i.pk for i in rows]
+    leases = {lease.installation_id: lease for lease in ConnectorLease.objects.filter(installation_id__in=ids)}
+    counts: dict[int, dict[str, int]] = {}
+    for installation_id, status, n in (
+        RawPayload.objects.filter(installation_id__in=ids, status__in=[RawPayload.Status.FAILED,
+                                                                      RawPayload.Status.PENDING])
+        .values_list("installation_id", "status")
+        .annotate(n=Count("id"))
+        .order_by()
+    ):
+        counts.setdefault(installation_id, {})[status] = n
+    return {i.pk: _health(i, leases.get(i.pk), counts.get(i.pk, {}), now) for i in rows}

@@ -1,0 +1,155 @@
+"""Storing what a platform delivered, and processing it: the one path for polled, streamed and webhook batches.
+
+A stream batch or a webhook delivery is first stored raw (:func:`store_payload`, one insert, committed), then
+processed (:func:`process_payload`): posts ingested, edits and deletions applied, rotated credentials and the
+cursor saved, in one short transaction. A fault in processing rolls that back and marks the payload *failed* with
+its error; the payload itself is never lost, an admin sees it (``caredesk connector payloads --failed``) and
+processes it again (``caredesk connector retry``), which re-runs exactly the same processing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import connection, transaction
+
+from caredesk.connectors.actions import do_record_batch, lock_installation
+from caredesk.connectors.base import FetchResult, WebhookReceiver
+from caredesk.connectors.batches import load_batch
+from caredesk.connectors.models import ConnectorInstallation, RawPayload
+from caredesk.connectors.runtime import get_provider
+from caredesk.ingest.pipeline import apply_changes, ingest_posts
+
+log = logging.getLogger(__name__)
+
+
+class LeaseLost(Exception):
+    """This process no longer holds the installation's stream: another one took it over."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchReport:
+    received: int
+    edited: int
+    deleted: int
+
+
+def apply_result(
+    installation: ConnectorInstallation,
+    platform: str,
+    result: FetchResult,
+    now: datetime,
+    *,
+    save_cursor: bool = True,
+    polled: bool = False,
+) -> BatchReport:
+    """Store a batch: posts, then changes, then credentials and cursor (FetchResult's order).
+    Precondition: inside a transaction holding the installation row lock."""
+    report = ingest_posts(installation, platform, result.posts, now)
+    edited, deleted = apply_changes(installation, platform, result.changes, now) if result.changes else ([], [])
+    do_record_batch(
+        installation,
+        cursor=result.cursor if save_cursor else None,
+        received=report.received,
+        changed=len(edited) + len(deleted),
+        newest_post_at=max((p.created_at for p in result.posts), default=None),
+        credentials=result.credentials,
+        rate_limit_remaining=result.rate_limit_remaining,
+        now=now,
+        polled=polled,
+    )
+    for rejected in result.rejected:
+        log.warning("installation %s: record %s rejected: %s", installation.pk, rejected.position, rejected.reason)
+    return BatchReport(report.received, len(edited), len(deleted))
+
+
+_LEASE_HELD = (
+    "SELECT 1 FROM connectors_connectorlease WHERE installation_id = %s AND holder = %s AND expires_at > now()"
+)
+
+
+def _holds_lease(installation_id: int, holder: str, *, lock: bool) -> bool:
+    # FOR SHARE: a takeover's UPDATE of the lease waits for this transaction, so a holder that lost its lease
+    # (paused, partitioned) can never commit a batch after another process took the stream over.
+    with connection.cursor() as cursor:
+        cursor.execute(_LEASE_HELD + (" FOR SHARE" if lock else ""), [installation_id, holder])
+        return cursor.fetchone() is not None
+
+
+def store_payload(
+    installation_id: int, source: str, body: bytes, now: datetime, *, holder: str | None = None
+) -> int:
+    """Store a delivery raw, in one insert; returns its id. With ``holder`` (a stream) only while that process
+    holds the installation's lease: else :class:`LeaseLost`, and the batch is dropped unsaved, its cursor too, so
+    the new holder receives it again."""
+    if holder is None:
+        return int(RawPayload.objects.create(installation_id=installation_id, source=source, received_at=now,
+                                             body=body).pk)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO connectors_rawpayload (installation_id, source, received_at, body, status, error, attempts)"
+            " SELECT %s, %s, %s, %s, 'pending', '', 0 WHERE EXISTS (" + _LEASE_HELD + ") RETURNING id",
+            [installation_id, source, now, body, installation_id, holder],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise LeaseLost(f"installation {installation_id}: the stream lease is held by another process")
+    return int(row[0])
+
+
+def _result_of(payload: RawPayload, installation: ConnectorInstallation, now: datetime) -> tuple[str, FetchResult]:
+    provider = get_provider(installation)
+    if payload.source == RawPayload.Source.WEBHOOK:
+        if not isinstance(provider, WebhookReceiver):
+            raise ValueError(f"provider {installation.provider_key} cannot read webhook deliveries")
+        return provider.platform, provider.parse(bytes(payload.body), now)
+    return provider.platform, load_batch(bytes(payload.body))
+
+
+def process_payload(payload_id: int, now: datetime, *, holder: str | None = None) -> str:
+    """Process one stored payload: ``"processed"``, ``"failed"`` (kept with its error) or ``"already processed"``.
+
+    A stream payload's cursor is saved unless a later stream payload of the installation was processed already
+    (a retry of an old failure must not move the cursor back). With ``holder``, only while that process holds the
+    lease (:class:`LeaseLost` otherwise; the payload stays pending for the new holder). Must not run inside a
+    transaction: the outcome is committed here.
+    """
+    with transaction.atomic():
+        payload = RawPayload.objects.select_for_update().get(pk=payload_id)
+        if payload.status == RawPayload.Status.PROCESSED:
+            return "already processed"
+        if holder is not None and not _holds_lease(payload.installation_id, holder, lock=True):
+            raise LeaseLost(f"installation {payload.installation_id}: the stream lease was taken over")
+        installation = lock_installation(payload.installation_id)
+        payload.attempts += 1
+        try:
+            with transaction.atomic():  # a savepoint: a fault undoes the batch, not the payload's record of it
+                platform, result = _result_of(payload, installation, now)
+                later = RawPayload.objects.filter(
+                    installation_id=payload.installation_id, source=payload.source, status=RawPayload.Status.PROCESSED,
+                    pk__gt=payload.pk,
+                ).exists()
+                save_cursor = payload.source != RawPayload.Source.WEBHOOK and not later
+                apply_result(installation, platform, result, now, save_cursor=save_cursor)
+        except Exception as exc:
+            payload.status = RawPayload.Status.FAILED
+            payload.error = f"{type(exc).__name__}: {exc}"[:4000]
+            payload.save(update_fields=["status", "error", "attempts"])
+            log.warning("payload %s of installation %s failed: %s", payload.pk, payload.installation_id,
+                        payload.error, exc_info=True)
+            return "failed"
+        payload.status = RawPayload.Status.PROCESSED
+        payload.error = ""
+        payload.processed_at = now
+        payload.save(update_fields=["status", "error", "attempts", "processed_at"])
+    return "processed"
+
+
+def pending_payload_ids(installation_id: int, source: str) -> list[int]:
+    return list(
+        RawPayload.objects.filter(installation_id=installation_id, source=source, status=RawPayload.Status.PENDING)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
