@@ -67,3 +67,25 @@ def test_the_thread_marks_a_post_nobody_addressed_to_the_brand() -> None:
     client.force_login(agent)
     html = client.get(f"/cases/{case.pk}/").content.decode()
     assert 'class="chip chip--heard"' in html and "heard: nimbus" in html
+
+
+def test_a_post_deleted_on_the_platform_shows_so_and_cannot_be_answered() -> None:
+    from django.test import Client
+
+    from caredesk.cases.actions import do_delete_posts
+
+    installation = make_installation(platform="mastodon")
+    ingest(installation, make_post("my card number is 4111 1111 1111 1111", external_id="gone"))
+    case = Case.objects.get()
+    with transaction.atomic():
+        do_delete_posts(installation, ["gone"], datetime.now(UTC))
+    post = case.posts.get()
+    assert post.deleted_at is not None and post.text == ""
+    client = Client()
+    client.force_login(make_user(brands=[case.brand]))
+    html = client.get(f"/cases/{case.pk}/").content.decode()
+    assert "Deleted on the platform" in html and "4111" not in html
+    assert f'data-post-id="{post.pk}"' not in html  # no "Reply to this"
+    assert "deleted on the platform" in html  # the timeline says what happened
+    with pytest.raises(ReplyError, match="deleted on the platform"), transaction.atomic():
+        do_queue_reply(case, post, "Can I help?", make_user(), datetime.now(UTC))

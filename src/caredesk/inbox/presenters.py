@@ -368,6 +368,10 @@ def describe_activity(activity: Activity) -> str:
         return "reply delivery unknown: an agent must check the platform"
     if kind == Activity.Kind.REPLY_DISCARDED:
         return "reply discarded"
+    if kind == Activity.Kind.POST_EDITED:
+        return "a post was edited on the platform (the thread shows the new text)"
+    if kind == Activity.Kind.POST_DELETED:
+        return "a post was deleted on the platform; its text is removed here too"
     return kind.replace("_", " ")
 
 
@@ -493,7 +497,7 @@ def get_agents(brand_id: int) -> list[User]:
 
 def latest_inbound_post(case: Case) -> Post | None:
     return (
-        case.posts.filter(direction=Post.Direction.INBOUND)
+        case.posts.filter(direction=Post.Direction.INBOUND, deleted_at__isnull=True)
         .select_related("author", "installation")
         .order_by("-created_at", "-pk")
         .first()

@@ -36,7 +36,10 @@ def platform_of(post: Post) -> str:
 
 
 def check_can_reply(post: Post) -> None:
-    """Refuse before queueing a reply that the post's connector cannot send at all (a file import)."""
+    """Refuse before queueing a reply that the post's connector cannot send at all (a file import), or to a post
+    deleted on the platform."""
+    if post.deleted_at is not None:
+        raise ReplyError("that post was deleted on the platform: there is nothing to answer there any more")
     from caredesk.connectors.registry import get_provider_class
 
     try:
