@@ -16,6 +16,8 @@ import json
 import queue
 import socket
 import threading
+import time
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -100,11 +102,14 @@ class FakeMastodon:
         self.rate_remaining = 300
         self.failures: list[dict[str, Any]] = []
         self.lose_answer_once = False  # create the next status, then answer 503 as if the answer got lost
+        self.published: Counter[str] = Counter()  # statuses created per Idempotency-Key ("" for none)
+        self.create_delay = 0.0  # seconds a status creation takes before anything is stored (a slow server)
         self._scripts: dict[str, list[list[Any]]] = {}
         self.live: dict[str, list[queue.Queue[Any]]] = {}
         self.connections: dict[str, int] = {}
         self._ids = itertools.count(200_000_000_000_000_000)
         self._lock = threading.Lock()
+        self._create_lock = threading.Lock()  # one key's check and creation at a time, as Mastodon's lock does
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
@@ -258,6 +263,12 @@ class FakeMastodon:
         return 200, page, headers
 
     def _create_status(self, request: Request) -> tuple[int, Any, dict[str, str]]:
+        if self.create_delay:
+            time.sleep(self.create_delay)
+        with self._create_lock:
+            return self._create_status_locked(request)
+
+    def _create_status_locked(self, request: Request) -> tuple[int, Any, dict[str, str]]:
         key = request.headers.get("idempotency-key")
         if key and key in self.idempotency:
             return 200, self.idempotency[key], {}
@@ -275,6 +286,7 @@ class FakeMastodon:
             created_at=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         )
         self.posted.append(created)
+        self.published[key or ""] += 1
         if key:
             self.idempotency[key] = created
         if self.lose_answer_once:
