@@ -10,8 +10,9 @@ import hashlib
 import json
 import re
 import threading
+import time
 import unicodedata
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -62,6 +63,8 @@ class Pds:
     lose_answer: set[str] = field(default_factory=set)  # methods whose next answer is lost after doing the work
     messages: list[dict[str, Any]] = field(default_factory=list)
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)  # what the appview knows, by DID
+    created: Counter[str] = field(default_factory=Counter)  # records written by createRecord, per record key
+    create_delay: float = 0.0  # seconds a createRecord takes before anything is stored (a slow server)
     serial: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -128,6 +131,8 @@ class XrpcHandler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         method = parts.path.removeprefix("/xrpc/")
         query = parse_qs(parts.query)
+        if method == "com.atproto.repo.createRecord" and pds.create_delay:
+            time.sleep(pds.create_delay)  # outside the lock: polls and lookups go on meanwhile
         with pds.lock:
             pds.calls[method] += 1
             scripted = pds.faults.get(method)
@@ -217,6 +222,7 @@ class XrpcHandler(BaseHTTPRequestHandler):
             # What @atproto/pds 0.5.35 answers: its MST throws "There is already a value at key", a plain Error.
             return 500, {"error": "InternalServerError", "message": "Internal Server Error"}
         entry = pds.add_record(repo, rkey, record)
+        pds.created[rkey] += 1
         return 200, {"uri": entry["uri"], "cid": entry["cid"]}
 
 

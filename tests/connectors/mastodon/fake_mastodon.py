@@ -109,7 +109,7 @@ class FakeMastodon:
         self.connections: dict[str, int] = {}
         self._ids = itertools.count(200_000_000_000_000_000)
         self._lock = threading.Lock()
-        self._create_lock = threading.Lock()  # one key's check and creation at a time, as Mastodon's lock does
+        self._create_lock = threading.Lock()  # the key's check and the creation as one step
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
