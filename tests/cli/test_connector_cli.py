@@ -29,6 +29,13 @@ def test_add_list_test_disable_enable(env: dict[str, str], tmp_path: Path) -> No
     assert "not stored" in tested.stdout and tested.stdout.rstrip().endswith("ok")
     assert "0 posts" in _caredesk("connector", "list", env=env).stdout  # the test stored nothing
 
+    changed = _caredesk("connector", "configure", "Acme on Mastodon (replay)", "--config", '{"speed": 5}', env=env)
+    assert changed.returncode == 0, changed.stderr
+    assert "settings changed" in changed.stdout
+    refused = _caredesk("connector", "configure", "Acme on Mastodon (replay)", "--config", '{"speed": 0}', env=env)
+    assert refused.returncode == 2 and "invalid config for replay: speed" in refused.stderr
+    assert _caredesk("connector", "configure", "Acme on Mastodon (replay)", env=env).returncode == 2
+
     assert "disabled" in _caredesk("connector", "disable", "Acme on Mastodon (replay)", env=env).stdout
     assert "\tdisabled\t" in _caredesk("connector", "list", "--brand", "acme", env=env).stdout
     assert "enabled" in _caredesk("connector", "enable", "Acme on Mastodon (replay)", "--brand", "acme",

@@ -89,3 +89,33 @@ def test_the_connections_page_has_nothing_the_csp_blocks(brands) -> None:
     admin = _client(make_user("nadmin", role="admin", brands=[nimbus]))
     assert blocked(admin.get("/settings/connections/").content.decode()) == []
     assert blocked(admin.get("/settings/connections/fields?provider=replay").content.decode() + "<p></p>") == []
+
+
+def test_an_admin_edits_the_listening_rules_without_touching_the_credentials(brands) -> None:
+    from caredesk.connectors.actions import do_create_installation
+
+    nimbus, _ = brands
+    installation = do_create_installation(
+        nimbus, "mastodon", "Nimbus on Mastodon",
+        {"instance": "http://127.0.0.1:9", "keywords": ["nimbus"], "hashtags": ["nimbusdown"]},
+        {"access_token": "the-stored-token"},
+    )
+    version = installation.config_version
+    admin = _client(make_user("nadmin", role="admin", brands=[nimbus]))
+    form = admin.get(f"/settings/connections/{installation.pk}/edit").content.decode()
+    assert "nimbusdown" in form and "the-stored-token" not in form  # a secret is never shown again
+    assert 'name="config-public_timeline"' in form and "<select" in form
+    response = admin.post(f"/settings/connections/{installation.pk}/edit", {
+        "config-instance": "http://127.0.0.1:9", "config-keywords": "nimbus\nnimbus fiber", "config-hashtags": "",
+        "config-exclude": "nimbus cloud", "config-public_timeline": "off", "config-reply_visibility": "parent",
+    })
+    assert response.status_code == 302, response.content.decode()[:1500]
+    changed = ConnectorInstallation.objects.get(pk=installation.pk)
+    assert changed.config["keywords"] == ["nimbus", "nimbus fiber"] and changed.config["hashtags"] == []
+    assert changed.config["exclude"] == ["nimbus cloud"]
+    assert changed.config_version > version  # a running listener reconnects with the new rules
+    assert changed.get_credentials() == {"access_token": "the-stored-token"}
+    bad = admin.post(f"/settings/connections/{installation.pk}/edit", {
+        "config-instance": "ftp://example.org", "config-public_timeline": "off", "config-reply_visibility": "parent"})
+    assert bad.status_code == 422 and "invalid config for mastodon" in bad.content.decode()
+    assert blocked(form) == []

@@ -116,6 +116,29 @@ def cmd_test(args: argparse.Namespace, setup: Setup) -> int:
         return 0
 
 
+def cmd_configure(args: argparse.Namespace, setup: Setup) -> int:
+    try:
+        config = _json_object(args.config, "--config") if args.config else None
+        credentials = _json_object(args.credentials, "--credentials") if args.credentials else None
+    except ValueError as exc:
+        return _error(str(exc))
+    if config is None and credentials is None:
+        return _error("give --config (merged over the current settings) and/or --credentials (replacing them)")
+    with setup(args):
+        from caredesk.connectors.setup import PlatformUnreachable, SetupRefused, update_connection
+
+        try:
+            installation = update_connection(_find(args.name, args.brand), config=config, credentials=credentials,
+                                             check=not args.no_check)
+        except (ValueError, SetupRefused) as exc:
+            return _error(str(exc))
+        except PlatformUnreachable as exc:
+            return _error(str(exc), EXIT_FAILED)
+        changed = " and ".join(w for w, v in (("settings", config), ("credentials", credentials)) if v is not None)
+        print(f"{installation.name}: {changed} changed (a running listener picks them up without a restart)")
+        return 0
+
+
 def cmd_enable(args: argparse.Namespace, setup: Setup, enabled: bool) -> int:
     with setup(args):
         from django.db import transaction
@@ -136,7 +159,7 @@ def add_connector_commands(add: AddParser, setup: Setup) -> None:
     def bind(func: Callable[..., int], **kw: Any) -> Callable[[argparse.Namespace], int]:
         return lambda args: func(args, setup, **kw)
 
-    parent = add("connector", "platform connections: add, list, test, enable, disable; payloads, retry",
+    parent = add("connector", "platform connections: add, list, test, configure, enable, disable; payloads, retry",
                  data_dir=False)
     sub = parent.add_subparsers(dest="connector_command", required=True)
 
@@ -155,6 +178,14 @@ def add_connector_commands(add: AddParser, setup: Setup) -> None:
     p = command("list", "list connections with their health")
     p.add_argument("--brand", help="only this brand's")
     p.set_defaults(func=bind(cmd_list))
+
+    p = command("configure", "change a connection's settings (e.g. its listening rules) or credentials")
+    p.add_argument("name")
+    p.add_argument("--brand", help="the brand, where several have a connection of that name")
+    p.add_argument("--config", help="settings to change, as a JSON object or @FILE, merged over the current ones")
+    p.add_argument("--credentials", help="new credentials, as a JSON object or @FILE (replacing the old ones)")
+    p.add_argument("--no-check", action="store_true", help="store new credentials without asking the platform")
+    p.set_defaults(func=bind(cmd_configure))
 
     for name, text, func in (
         ("test", "check the credentials and fetch once, storing nothing", bind(cmd_test)),

@@ -17,7 +17,7 @@ from typing import Any
 from django.db import transaction
 
 from caredesk.accounts.models import Brand
-from caredesk.connectors.actions import _first_error, do_add_installation
+from caredesk.connectors.actions import _first_error, do_add_installation, do_update_installation, lock_installation
 from caredesk.connectors.base import AuthRevoked, Capability, ConnectorError, Identity, Provider, RateLimited
 from caredesk.connectors.crypto import CredentialsUnreadable
 from caredesk.connectors.models import ConnectorInstallation
@@ -91,6 +91,37 @@ def add_connection(
             return do_add_installation(brand, provider_key, name, config, credentials, identity)
     except ConnectorError as exc:
         raise SetupRefused(str(exc)) from None
+
+
+def update_connection(
+    installation: ConnectorInstallation,
+    *,
+    config: Mapping[str, Any] | None = None,
+    credentials: Mapping[str, Any] | None = None,
+    check: bool = True,
+) -> ConnectorInstallation:
+    """Change a connection's config (``config`` is merged over the current one, so editing the listening rules
+    needs only them) and/or replace its credentials; new credentials are checked with the platform first unless
+    ``check`` is off. A running stream reconnects with the change; nothing restarts."""
+    merged = {**installation.config, **(config or {})}
+    try:
+        current = installation.get_credentials()
+    except CredentialsUnreadable:
+        if credentials is None:
+            raise SetupRefused("the stored credentials cannot be decrypted here: give new ones") from None
+        current = {}
+    provider = _provider(installation.provider_key, merged, credentials if credentials is not None else current)
+    if credentials is not None and check:
+        _ask(provider)
+    with transaction.atomic():
+        locked = lock_installation(installation.pk)
+        try:
+            return do_update_installation(
+                locked, config=merged if config is not None else None,
+                credentials=provider.credentials if credentials is not None else None,
+            )
+        except ConnectorError as exc:
+            raise SetupRefused(str(exc)) from None
 
 
 @dataclass(frozen=True, slots=True)

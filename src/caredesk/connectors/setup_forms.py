@@ -40,6 +40,10 @@ def _form_field(name: str, info: Any) -> forms.Field:
     if annotation is SecretStr:
         return forms.CharField(label=label, required=required, help_text=help_text,
                                widget=forms.PasswordInput(render_value=False), strip=True)
+    if origin is typing.Literal:
+        choices = [(str(v), str(v)) for v in typing.get_args(annotation)]
+        return forms.ChoiceField(label=label, required=required, help_text=help_text, choices=choices,
+                                 initial=None if info.is_required() else info.default)
     if annotation is bool:
         return forms.BooleanField(label=label, required=False, help_text=help_text, initial=info.default)
     if annotation in (int, float):
@@ -52,14 +56,28 @@ def _form_field(name: str, info: Any) -> forms.Field:
     return forms.CharField(label=label, required=required, help_text=help_text, initial=initial, max_length=2000)
 
 
-def model_form(model: type[BaseModel], prefix: str, data: Mapping[str, Any] | None = None) -> forms.Form:
+def model_form(
+    model: type[BaseModel], prefix: str, data: Mapping[str, Any] | None = None,
+    current: Mapping[str, Any] | None = None, *, all_optional: bool = False,
+) -> forms.Form:
+    """A form for ``model``; ``current`` values fill it in (lists one per line; never a secret), and with
+    ``all_optional`` nothing is required (an edit where an empty field keeps what is stored)."""
     fields = {name: _form_field(name, info) for name, info in model.model_fields.items()}
+    initial: dict[str, Any] = {}
+    for name, value in (current or {}).items():
+        if name not in fields or isinstance(fields[name].widget, forms.PasswordInput):
+            continue
+        initial[name] = "\n".join(str(v) for v in value) if isinstance(value, list | tuple) else value
+    if all_optional:
+        for field in fields.values():
+            field.required = False
     form_class = type(f"{model.__name__}Form", (forms.Form,), fields)
-    return form_class(data=data, prefix=prefix)
+    return form_class(data=data, prefix=prefix, initial=initial)
 
 
-def collected(form: forms.Form, model: type[BaseModel]) -> dict[str, Any]:
-    """What the form collected, as the model's input (empty optional fields left out, lists split by line)."""
+def collected(form: forms.Form, model: type[BaseModel], *, keep_empty_lists: bool = False) -> dict[str, Any]:
+    """What the form collected, as the model's input (empty optional fields left out, lists split by line; with
+    ``keep_empty_lists`` an emptied list is kept, so an edit can clear a list of keywords)."""
     values: dict[str, Any] = {}
     for name, info in model.model_fields.items():
         value = form.cleaned_data.get(name)
@@ -67,7 +85,7 @@ def collected(form: forms.Form, model: type[BaseModel]) -> dict[str, Any]:
         origin = typing.get_origin(annotation) or annotation
         if origin in _LIST_ORIGINS:
             value = [line.strip() for line in (value or "").splitlines() if line.strip()]
-            if not value and not info.is_required():
+            if not value and not info.is_required() and not keep_empty_lists:
                 continue
         elif value in (None, "") and not info.is_required():
             continue

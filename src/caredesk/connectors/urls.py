@@ -10,4 +10,5 @@ urlpatterns = [
     path("add", views.connection_add, name="add"),
     path("<int:installation_id>/enabled", views.connection_enabled, name="enabled"),
     path("<int:installation_id>/test", views.connection_test, name="test"),
+    path("<int:installation_id>/edit", views.connection_edit, name="edit"),
 ]

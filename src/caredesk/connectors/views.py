@@ -12,7 +12,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from caredesk.accounts.models import Brand
 from caredesk.cases.access import Right, brand_ids_with
@@ -25,6 +25,7 @@ from caredesk.connectors.setup import (
     add_connection,
     listening_providers,
     test_connection,
+    update_connection,
 )
 from caredesk.connectors.setup_forms import AddConnectionForm, collected, model_form
 from caredesk.inbox.views import agent_required
@@ -76,7 +77,7 @@ def _page(request: HttpRequest, form: AddConnectionForm | None = None, status: i
 @require_GET
 @agent_required
 def connections(request: HttpRequest) -> HttpResponse:
-    return _page(request, added=request.GET.get("added", ""))
+    return _page(request, added=request.GET.get("added", ""), changed=request.GET.get("changed", ""))
 
 
 @never_cache
@@ -133,3 +134,40 @@ def connection_test(request: HttpRequest, installation_id: int) -> HttpResponse:
     except (SetupRefused, PlatformUnreachable) as exc:
         lines, ok = [str(exc)], False
     return _page(request, tested=installation.pk, test_lines=lines, test_ok=ok)
+
+
+def _edit_page(request: HttpRequest, installation: ConnectorInstallation, data: Any = None, status: int = 200,
+               error: str = "") -> HttpResponse:
+    cls = get_provider_class(installation.provider_key)
+    config_form = model_form(cls.config_model, "config", data, installation.config)
+    credentials_form = model_form(cls.credentials_model, "credentials", data, all_optional=True)
+    context = {"installation": installation, "fields": {"config": config_form, "credentials": credentials_form},
+               "error": error}
+    return render(request, "connectors/edit.html", context, status=status)
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+@agent_required
+def connection_edit(request: HttpRequest, installation_id: int) -> HttpResponse:
+    """Change a connection's settings (its listening rules among them) or credentials; empty credential fields
+    keep the stored ones. A running listener reconnects with the change."""
+    installation = _installation(request, installation_id)
+    if request.method == "GET":
+        return _edit_page(request, installation)
+    cls = get_provider_class(installation.provider_key)
+    config_form = model_form(cls.config_model, "config", request.POST, installation.config)
+    credentials_form = model_form(cls.credentials_model, "credentials", request.POST, all_optional=True)
+    if not (config_form.is_valid() and credentials_form.is_valid()):
+        return _edit_page(request, installation, request.POST, 422, "check the highlighted fields")
+    new_credentials = {k: v for k, v in credentials_form.cleaned_data.items() if v not in (None, "")}
+    try:
+        update_connection(
+            installation,
+            config=collected(config_form, cls.config_model, keep_empty_lists=True),
+            credentials={**installation.get_credentials(), **new_credentials} if new_credentials else None,
+            check=request.POST.get("check", "on") != "off",
+        )
+    except (SetupRefused, PlatformUnreachable) as exc:
+        return _edit_page(request, installation, request.POST, 422, str(exc))
+    return redirect(f"{reverse('connectors:connections')}?changed={installation.pk}")
