@@ -119,3 +119,21 @@ def test_an_admin_edits_the_listening_rules_without_touching_the_credentials(bra
         "config-instance": "ftp://example.org", "config-public_timeline": "off", "config-reply_visibility": "parent"})
     assert bad.status_code == 422 and "invalid config for mastodon" in bad.content.decode()
     assert blocked(form) == []
+
+
+def test_the_page_shows_each_connections_health(brands) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from caredesk.connectors.models import RawPayload
+
+    nimbus, _ = brands
+    installation = make_installation(nimbus)
+    ConnectorInstallation.objects.filter(pk=installation.pk).update(
+        newest_post_at=datetime.now(UTC) - timedelta(seconds=42), rate_limit_remaining=17,
+        last_error="<b>503</b> from the platform")
+    RawPayload.objects.create(installation=installation, source="stream", body=b"{}", status="failed",
+                              error="boom", received_at=datetime.now(UTC))
+    admin = _client(make_user("nadmin", role="admin", brands=[nimbus]))
+    html = admin.get("/settings/connections/").content.decode()
+    assert "17 calls left" in html and "1 failed payloads" in html and "&lt;b&gt;503&lt;/b&gt;" in html
+    assert any(f"{n} s" in html for n in (42, 43, 44))

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from caredesk.accounts.models import Brand
 from caredesk.cases.access import Right, brand_ids_with
 from caredesk.connectors.actions import do_set_enabled
+from caredesk.connectors.health import connectors_health
 from caredesk.connectors.models import ConnectorInstallation
 from caredesk.connectors.registry import get_provider_class
 from caredesk.connectors.setup import (
@@ -69,7 +70,11 @@ def _page(request: HttpRequest, form: AddConnectionForm | None = None, status: i
     installations = (
         ConnectorInstallation.objects.select_related("brand").filter(brand__in=brands).order_by("brand__name", "name")
     )
-    context = {"brands": brands, "installations": installations, "form": form, "fields": fields, **extra}
+    rows = list(installations)
+    health = connectors_health(rows)
+    for installation in rows:
+        installation.health_report = health[installation.pk]  # type: ignore[attr-defined]
+    context = {"brands": brands, "installations": rows, "form": form, "fields": fields, **extra}
     return render(request, "connectors/connections.html", context, status=status)
 
 
