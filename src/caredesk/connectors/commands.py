@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from caredesk.cli.registry import AddParser, Setup
@@ -139,6 +141,40 @@ def cmd_configure(args: argparse.Namespace, setup: Setup) -> int:
         return 0
 
 
+def cmd_authorize(args: argparse.Namespace) -> int:
+    """Mastodon's OAuth for an admin at a terminal: register caredesk on the server, open the page where the
+    brand's account allows it, paste the code back; the credentials go to ``--out`` (mode 600) for
+    ``caredesk connector add mastodon --credentials @FILE``. Needs no database."""
+    import httpx
+
+    from caredesk.connectors.base import ConnectorError
+    from caredesk.connectors.builtin.mastodon import oauth
+
+    if args.provider != "mastodon":
+        return _error(f"{args.provider!r} has no authorization flow here: give its credentials to 'connector add' "
+                      "(Bluesky: an app password)")
+    out = Path(args.out)
+    if out.exists():
+        return _error(f"{out} exists; give another --out")
+    try:
+        with httpx.Client(timeout=20) as http:
+            app = oauth.register_app(http, args.instance)
+            print("Open this page, log in as the brand's account, allow caredesk, and paste the code shown:")
+            print(oauth.authorize_url(args.instance, app.client_id))
+            code = sys.stdin.readline().strip() if not sys.stdin.isatty() else input("code: ").strip()
+            if not code:
+                return _error("no code given")
+            credentials = oauth.exchange_code(http, args.instance, app, code)
+    except (ConnectorError, ValueError) as exc:
+        return _error(str(exc), EXIT_FAILED)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(credentials.to_storage(), f)
+    print(f"credentials written to {out}; next: caredesk connector add mastodon --brand SLUG --name NAME "
+          f"--config '{{\"instance\": \"{args.instance}\"}}' --credentials @{out}")
+    return 0
+
+
 def cmd_enable(args: argparse.Namespace, setup: Setup, enabled: bool) -> int:
     with setup(args):
         from django.db import transaction
@@ -186,6 +222,12 @@ def add_connector_commands(add: AddParser, setup: Setup) -> None:
     p.add_argument("--credentials", help="new credentials, as a JSON object or @FILE (replacing the old ones)")
     p.add_argument("--no-check", action="store_true", help="store new credentials without asking the platform")
     p.set_defaults(func=bind(cmd_configure))
+
+    p = command("authorize", "get credentials through the platform's own login (Mastodon OAuth)")
+    p.add_argument("provider", help="mastodon")
+    p.add_argument("--instance", required=True, help="the brand's server, like https://mastodon.social")
+    p.add_argument("--out", required=True, help="a new file for the credentials (written with mode 600)")
+    p.set_defaults(func=cmd_authorize)
 
     for name, text, func in (
         ("test", "check the credentials and fetch once, storing nothing", bind(cmd_test)),
