@@ -60,9 +60,10 @@ from caredesk.connectors.length import bluesky_reply_rules
 
 log = logging.getLogger(__name__)
 
-# A stream batch closes after this many events or this long, whichever comes first.
+# A stream batch closes after this many events, or once the first post (or change) in it has waited this long:
+# batching keeps the firehose cheap, and the wait bounds how late a customer's post reaches the desk.
 BATCH_EVENTS = 500
-BATCH_SECONDS = 0.5
+BATCH_SECONDS = 0.1
 # With nothing to hand out, the cursor is still saved this often, so a reconnection does not replay an hour.
 IDLE_CURSOR_SECONDS = 5.0
 NOTIFICATION_REASONS = ("mention", "reply", "quote")
@@ -152,13 +153,14 @@ class BlueskyProvider(Provider[BlueskyConfig]):
                 rejected: list[RejectedRecord] = []
                 events = 0
                 position = 0
-                opened = last_yield = time.monotonic()
+                last_yield = time.monotonic()
+                work_since: float | None = None  # when the oldest post or change waiting in this batch came
                 saved_us = last_us
                 while True:
                     try:
-                        if posts or changes or rejected:
+                        if work_since is not None:
                             # Something waits to be handed out: it must not wait for the next line.
-                            async with asyncio.timeout(max((opened + BATCH_SECONDS) - time.monotonic(), 0.001)):
+                            async with asyncio.timeout(max((work_since + BATCH_SECONDS) - time.monotonic(), 0.001)):
                                 line = await ws.recv()
                         else:
                             line = await ws.recv()  # a cursor alone moves only with lines, so nothing is late
@@ -194,15 +196,17 @@ class BlueskyProvider(Provider[BlueskyConfig]):
                                 elif got.change:
                                     changes.append(got.change)
                     now = time.monotonic()
-                    full = events >= BATCH_EVENTS or (events and now - opened >= BATCH_SECONDS)
                     has_work = bool(posts or changes or rejected)
+                    if has_work and work_since is None:
+                        work_since = now
+                    full = events >= BATCH_EVENTS or (work_since is not None and now - work_since >= BATCH_SECONDS)
                     if (full and has_work) or (last_us != saved_us and now - last_yield >= IDLE_CURSOR_SECONDS):
                         posts = await self._with_profiles(posts, http, profiles)
                         yield self._batch(posts, changes, rejected, last_us, recent, rewind_us)
                         posts, changes, rejected = [], [], []
-                        saved_us, last_yield = last_us, now
-                    if full or line is None:
-                        events, opened = 0, now
+                        saved_us, last_yield, work_since = last_us, now, None
+                    if full:
+                        events = 0
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
             raise Transient(f"cannot reach Jetstream at {self.config.jetstream}: {exc}") from None
 
