@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fake_mastodon import DROP, HEARTBEAT, OUR_ID, FakeMastodon, customer, fixture, frame, mention, status
+from mastodon_streams import consume
 
 from caredesk.connectors.base import AuthRevoked, FetchResult, PostDeleted, PostEdited, RateLimited, Transient
 from caredesk.connectors.builtin.mastodon import MastodonProvider
-from conftest import consume
 
 Make = Callable[..., MastodonProvider]
 
