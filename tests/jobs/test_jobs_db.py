@@ -100,3 +100,35 @@ def test_jobs_of_a_worker_that_stopped_heartbeating_are_retried() -> None:
     assert _jobs() == {ids[0]: "todo", ids[1]: "doing"}
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM procrastinate_workers WHERE id IN (%s, %s)", [dead_worker, live_worker])
+
+
+def test_a_stalled_send_whose_reply_was_queued_again_ends_and_the_other_stalled_jobs_go_back() -> None:
+    """A worker killed mid-send leaves its job *doing*; the sweeper may queue the reply again (a new job under the
+    same queueing lock) before the stalled job is retried. Retrying it then would break the lock's uniqueness: it
+    ends instead, and the retry goes on with the other stalled jobs."""
+    from caredesk.outbox.tasks import retry_stalled
+
+    with connection.cursor() as cursor:
+        cursor.execute("INSERT INTO procrastinate_workers (last_heartbeat) VALUES (NOW() - INTERVAL '10 minutes') "
+                       "RETURNING id")
+        dead_worker = cursor.fetchone()[0]
+        ids = []
+        for reply_id in (1, 2):
+            cursor.execute(
+                "INSERT INTO procrastinate_jobs (queue_name, task_name, args, queueing_lock, status) "
+                "VALUES ('outbox', 'outbox.send_reply', %s, %s, 'todo') RETURNING id",
+                [f'{{"reply_id": {reply_id}}}', f"reply:{reply_id}"],
+            )
+            job_id = cursor.fetchone()[0]
+            cursor.execute("UPDATE procrastinate_jobs SET status = 'doing', worker_id = %s WHERE id = %s",
+                           [dead_worker, job_id])
+            ids.append(job_id)
+        cursor.execute(
+            "INSERT INTO procrastinate_jobs (queue_name, task_name, args, queueing_lock, status) "
+            "VALUES ('outbox', 'outbox.send_reply', '{\"reply_id\": 1}', 'reply:1', 'todo') RETURNING id"
+        )
+        requeued = cursor.fetchone()[0]
+    assert async_to_sync(retry_stalled)(app.job_manager) == 1
+    assert _jobs() == {ids[0]: "aborted", ids[1]: "todo", requeued: "todo"}
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM procrastinate_workers WHERE id = %s", [dead_worker])

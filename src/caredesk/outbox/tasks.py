@@ -31,7 +31,8 @@ from django.conf import settings
 from django.db import close_old_connections, transaction
 from procrastinate import RetryStrategy
 from procrastinate.contrib.django import app
-from procrastinate.exceptions import AlreadyEnqueued
+from procrastinate.exceptions import AlreadyEnqueued, UniqueViolation
+from procrastinate.jobs import Status
 
 from caredesk.cases.actions import lock_case
 from caredesk.connectors.base import (
@@ -259,13 +260,22 @@ def sweep_replies(timestamp: int) -> None:
 
 
 async def retry_stalled(job_manager: Any, seconds_since_heartbeat: float = 30) -> int:
-    """Hand the jobs of workers that stopped sending heartbeats back to the queue; returns how many."""
+    """Hand the jobs of workers that stopped sending heartbeats back to the queue; returns how many went back."""
     stalled = list(await job_manager.get_stalled_jobs(seconds_since_heartbeat=seconds_since_heartbeat))
+    retried = 0
     for job in stalled:
-        await job_manager.retry_job(job)
-    if stalled:
-        log.warning("retried %s jobs of workers that stopped", len(stalled))
-    return len(stalled)
+        try:
+            await job_manager.retry_job(job)
+            retried += 1
+        except UniqueViolation:
+            # A job with the same queueing lock already waits (the sweeper queued the reply again, or the next
+            # poll was deferred, while this job's worker was dead): it does this one's work, and procrastinate
+            # refuses a second waiting job for one lock, so this one ends instead of failing the whole retry.
+            await job_manager.finish_job(job, Status.ABORTED, delete_job=False)
+            log.warning("ended stalled job %s: a job for %s already waits", job.id, job.queueing_lock)
+    if retried:
+        log.warning("retried %s jobs of workers that stopped", retried)
+    return retried
 
 
 @app.periodic(cron="* * * * *", periodic_id="retry-stalled-jobs")
