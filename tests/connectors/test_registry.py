@@ -21,10 +21,10 @@ def entry_points(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[EntryPoint]]:
         return [*real(group=group), *extra]
 
     monkeypatch.setattr(registry, "entry_points", fake)
-    registry.providers.cache_clear()
+    registry.discovered.cache_clear()
     registry._broken.clear()
     yield extra
-    registry.providers.cache_clear()
+    registry.discovered.cache_clear()
     registry._broken.clear()
 
 
@@ -45,3 +45,11 @@ def test_a_broken_entry_point_leaves_the_others_working(entry_points: list[Entry
         registry.get_provider_class("wrongkey")
     with pytest.raises(ConnectorError, match="unknown connector provider 'nothing'"):
         registry.get_provider_class("nothing")
+
+
+def test_registering_and_unregistering_never_removes_an_installed_provider() -> None:
+    from caredesk.connectors.builtin.mastodon import MastodonProvider
+
+    registry.register_provider(MastodonProvider)
+    registry.unregister_provider("mastodon")
+    assert registry.get_provider_class("mastodon") is MastodonProvider

@@ -17,8 +17,17 @@ log = logging.getLogger(__name__)
 _broken: dict[str, str] = {}
 
 
-@cache
+# Providers added without an entry point (register_provider); they shadow an installed one of the same key.
+_registered: dict[str, type[Provider]] = {}  # type: ignore[type-arg]
+
+
 def providers() -> dict[str, type[Provider]]:  # type: ignore[type-arg]
+    """Every provider by key: the installed ones (entry points) and those registered in this process."""
+    return {**discovered(), **_registered}
+
+
+@cache
+def discovered() -> dict[str, type[Provider]]:  # type: ignore[type-arg]
     found: dict[str, type[Provider]] = {}  # type: ignore[type-arg]
     for ep in entry_points(group="caredesk.connectors"):
         try:
@@ -48,8 +57,9 @@ def get_provider_class(key: str) -> type[Provider]:  # type: ignore[type-arg]
 
 def register_provider(cls: type[Provider]) -> None:  # type: ignore[type-arg]
     """Add a provider without an entry point (embedding applications, tests)."""
-    providers()[cls.key] = cls
+    _registered[cls.key] = cls
 
 
 def unregister_provider(key: str) -> None:
-    providers().pop(key, None)
+    """Take back :func:`register_provider`; an installed provider of that key is never removed."""
+    _registered.pop(key, None)
