@@ -307,6 +307,11 @@ class Provider(ABC, Generic[ConfigT]):
         """What this platform accepts as a reply (the instance's own limits where the config knows them)."""
         return ReplyRules(max_length=5000)
 
+    def learned_config(self) -> Mapping[str, Any]:
+        """Settings the platform tells at setup that the config should keep (an instance's own length limit), so
+        the desk never has to ask while an agent writes. Called after :meth:`whoami`; default: none."""
+        return {}
+
     def whoami(self) -> Identity | None:
         """Check the credentials and return who they act as (None: a provider with no account, such as news
         feeds). Raise :class:`AuthRevoked` when they do not work."""

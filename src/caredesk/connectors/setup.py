@@ -86,6 +86,8 @@ def add_connection(
     """Validate, ask the platform (unless ``check`` is off), then store the installation."""
     provider = _provider(provider_key, config, credentials)
     identity = _ask(provider) if check else None
+    if check:
+        config = {**provider.learned_config(), **config}
     try:
         with transaction.atomic():
             return do_add_installation(brand, provider_key, name, config, credentials, identity)

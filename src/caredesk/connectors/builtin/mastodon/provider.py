@@ -15,6 +15,7 @@ from caredesk.connectors.base import (
     AuthRevoked,
     CannotTell,
     Capability,
+    ConnectorError,
     FetchResult,
     Identity,
     MalformedPayload,
@@ -109,6 +110,15 @@ class MastodonProvider(Provider[MastodonConfig]):
         if self._instance is None:
             self._instance = self._run(account.instance(self.base))
         return self._instance
+
+    def learned_config(self) -> Mapping[str, Any]:
+        """The server's own status length limit, kept in the config at setup (unless the admin set one)."""
+        if self.config.max_characters:
+            return {}
+        try:
+            return {"max_characters": self.instance_info().max_characters}
+        except ConnectorError:
+            return {}  # the limit stays Mastodon's default; replies over the server's are refused with its reason
 
     def reply_rules(self) -> ReplyRules:
         """The limit is ``config.max_characters``, else what :meth:`instance_info` read on this object, else
