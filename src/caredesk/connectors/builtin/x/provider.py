@@ -1,0 +1,228 @@
+"""The X provider: mentions of the brand's account (polled), and replies to them."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import httpx
+
+from caredesk.connectors.base import (
+    CannotTell,
+    Capability,
+    FetchResult,
+    Identity,
+    MalformedPayload,
+    NormalizedPost,
+    OutboundReply,
+    Provider,
+    ProviderConfig,
+    ProviderCredentials,
+    Refused,
+    RejectedRecord,
+    ReplyRules,
+    SentReply,
+    Transient,
+)
+from caredesk.connectors.builtin.x.api import XClient, json_of, platform_message
+from caredesk.connectors.builtin.x.config import XConfig, XCredentials
+from caredesk.connectors.builtin.x.parse import id_key, post_from_tweet, replied_to, users_by_id
+from caredesk.connectors.length import URL_RE, x_reply_rules
+
+TIMEOUT = httpx.Timeout(20.0, connect=10.0)
+TWEET_FIELDS = "created_at,conversation_id,in_reply_to_user_id,referenced_tweets,lang,edit_history_tweet_ids,author_id"
+USER_FIELDS = "username,name,public_metrics,verified"
+MAX_PAGES = 10  # of 100 mentions each, per poll
+FIND_PAGES = 2  # of the brand's own latest 100 posts, when looking for a reply whose answer was lost
+_LEADING_MENTIONS = re.compile(r"^(?:@\w+\s+)+")
+
+
+def _comparable(text: str) -> str:
+    """A reply's text as X shows it back: without the leading @mentions X may add, URLs as t.co links."""
+    text = unicodedata.normalize("NFC", text).strip()
+    text = _LEADING_MENTIONS.sub("", text)
+    text = URL_RE.sub("<url>", text)
+    return " ".join(text.split())
+
+
+class XProvider(Provider[XConfig]):
+    """Mentions of the brand's account as summoned posts, polled with ``since_id``; replies as posts with
+    ``reply.in_reply_to_tweet_id``. X has no idempotency key: a send whose answer was lost is looked for among
+    the brand's own latest posts (:meth:`find_reply`) before anything is sent again."""
+
+    key: ClassVar[str] = "x"
+    display_name: ClassVar[str] = "X"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.POLL, Capability.REPLY})
+    config_model: ClassVar[type[ProviderConfig]] = XConfig
+    credentials_model: ClassVar[type[ProviderCredentials]] = XCredentials
+    idempotent_replies: ClassVar[bool] = False
+
+    def __init__(self, config: XConfig, credentials: Mapping[str, Any], http: httpx.Client | None = None) -> None:
+        super().__init__(config, credentials, http)
+        self._identity: Identity | None = None
+        self._client: XClient | None = None
+
+    @property
+    def platform(self) -> str:
+        return "x"
+
+    @property
+    def rotated_credentials(self) -> Mapping[str, Any] | None:
+        """Tokens X rotated during any call on this object (a refresh), to store instead of the old ones."""
+        return self._client.rotated if self._client is not None else None
+
+    @contextmanager
+    def _api(self) -> Iterator[XClient]:
+        if self.http is not None:
+            if self._client is None:
+                self._client = XClient(self.config.api, self.credentials, self.http)
+            yield self._client
+            return
+        with httpx.Client(timeout=TIMEOUT) as http:
+            if self._client is None:
+                self._client = XClient(self.config.api, self.credentials, http)
+            self._client.http = http
+            yield self._client
+
+    def reply_rules(self) -> ReplyRules:
+        rules = x_reply_rules()
+        rules.direct_messages = False  # DMs are not implemented by this provider yet
+        return rules
+
+    # -- who ---------------------------------------------------------------------------------------------------
+
+    def whoami(self, now: datetime | None = None) -> Identity:
+        if self._identity is None:
+            moment = now or datetime.now(UTC)
+            with self._api() as api:
+                response = api.request("GET", "/2/users/me", "read the brand's account", moment,
+                                       params={"user.fields": "username,name"})
+            body = json_of(response, "read the brand's account")
+            data = body.get("data") if isinstance(body, Mapping) else None
+            if not isinstance(data, Mapping) or not isinstance(data.get("id"), str) \
+                    or not isinstance(data.get("username"), str):
+                raise Transient("X's answer about the brand's account has no id or username")
+            name = data.get("name")
+            self._identity = Identity(account_ids=(data["id"],), handles=(data["username"],),
+                                      display_name=name if isinstance(name, str) else "")
+        return self._identity
+
+    def user_id(self, now: datetime) -> str:
+        return self.config.user_id or self.whoami(now).account_ids[0]
+
+    # -- reading -----------------------------------------------------------------------------------------------
+
+    def fetch(self, cursor: Mapping[str, Any], now: datetime) -> FetchResult:
+        """Mentions newer than ``cursor["since_id"]`` (all pages, up to :data:`MAX_PAGES`); the first poll of an
+        installation reads the latest page only. The brand's own posts are left out."""
+        user_id = self.user_id(now)
+        since_id = str(cursor.get("since_id") or "")
+        matcher = self.config.listening().matcher()
+        params: dict[str, Any] = {"max_results": 100, "expansions": "author_id", "tweet.fields": TWEET_FIELDS,
+                                  "user.fields": USER_FIELDS}
+        if since_id:
+            params["since_id"] = since_id
+        posts: list[NormalizedPost] = []
+        rejected: list[RejectedRecord] = []
+        newest = since_id
+        remaining: int | None = None
+        position = 0
+        with self._api() as api:
+            for _ in range(MAX_PAGES):
+                response = api.request("GET", f"/2/users/{user_id}/mentions", "read the brand's mentions", now,
+                                       params=params)
+                header = response.headers.get("x-rate-limit-remaining", "").strip()
+                remaining = int(header) if header.isdigit() else remaining
+                body = json_of(response, "read the brand's mentions")
+                if not isinstance(body, Mapping):
+                    raise Transient("X's mentions answer is not a JSON object")
+                users = users_by_id(body.get("includes"))
+                data = body.get("data") or []
+                for tweet in data if isinstance(data, list) else []:
+                    try:
+                        post = post_from_tweet(tweet, users, matcher, summoned=True)
+                    except MalformedPayload as exc:
+                        rejected.append(RejectedRecord(position=position, reason=str(exc), raw=tweet))
+                    else:
+                        if post.author.external_id != user_id:
+                            posts.append(post)
+                        if id_key(post.external_id) > id_key(newest or "0"):
+                            newest = post.external_id
+                    position += 1
+                meta = body.get("meta")
+                token = meta.get("next_token") if isinstance(meta, Mapping) else None
+                if not since_id or not isinstance(token, str) or not token:
+                    break
+                params["pagination_token"] = token
+            rotated = api.rotated
+        posts.sort(key=lambda p: id_key(p.external_id))
+        return FetchResult(posts=posts, cursor={"since_id": newest} if newest else {}, rejected=rejected,
+                           credentials=rotated, rate_limit_remaining=remaining)
+
+    # -- replying ----------------------------------------------------------------------------------------------
+
+    def send_reply(self, reply: OutboundReply, now: datetime) -> SentReply:
+        """``POST /2/tweets`` answering the parent. Checked against X's rules first (no request when too long);
+        a 403 (parent deleted or hidden, replies restricted, author did not summon the brand) → :class:`Refused`
+        with X's own reason."""
+        problem = self.reply_rules().problem(reply.text, direct=reply.is_direct)
+        if problem:
+            raise Refused(problem)
+        if not reply.in_reply_to_external_id.isdigit():
+            raise Refused(f"not an X post id: {reply.in_reply_to_external_id[:40]!r}")
+        body = {"text": reply.text, "reply": {"in_reply_to_tweet_id": reply.in_reply_to_external_id}}
+        with self._api() as api:
+            response = api.request("POST", "/2/tweets", "publish the reply", now, json=body)
+        answer = json_of(response, "publish the reply")
+        data = answer.get("data") if isinstance(answer, Mapping) else None
+        if not isinstance(data, Mapping) or not isinstance(data.get("id"), str):
+            raise Transient(f"X's answer to the reply has no post id ({platform_message(response)})")
+        return self._sent(str(data["id"]), now)
+
+    def _sent(self, tweet_id: str, created_at: datetime) -> SentReply:
+        handle = self._identity.handles[0] if self._identity else "i"
+        return SentReply(external_id=tweet_id, created_at=created_at, url=f"https://x.com/{handle}/status/{tweet_id}")
+
+    def find_reply(self, reply: OutboundReply, now: datetime) -> SentReply | None:
+        """Our post answering the parent with the reply's text among the brand's latest posts
+        (``GET /2/users/:id/tweets``), or None once the whole timeline was read without it; :class:`CannotTell`
+        when X cannot be asked, or the reply could be older than the pages read."""
+        try:
+            return self._find(reply, now)
+        except (Transient, Refused) as exc:
+            raise CannotTell(f"cannot ask X whether the reply was published: {exc}") from exc
+
+    def _find(self, reply: OutboundReply, now: datetime) -> SentReply | None:
+        user_id = self.user_id(now)
+        wanted = _comparable(reply.text)
+        params: dict[str, Any] = {"max_results": 100, "tweet.fields": "created_at,referenced_tweets"}
+        with self._api() as api:
+            for _ in range(FIND_PAGES):
+                response = api.request("GET", f"/2/users/{user_id}/tweets", "read the brand's own posts", now,
+                                       params=params)
+                body = json_of(response, "read the brand's own posts")
+                data = body.get("data") if isinstance(body, Mapping) else None
+                for tweet in data if isinstance(data, list) else []:
+                    if not isinstance(tweet, Mapping) or not isinstance(tweet.get("id"), str):
+                        continue
+                    text = tweet.get("text")
+                    if replied_to(tweet) == reply.in_reply_to_external_id and isinstance(text, str) \
+                            and _comparable(text) == wanted:
+                        created = tweet.get("created_at")
+                        try:
+                            when = datetime.fromisoformat(created.replace("Z", "+00:00")) \
+                                if isinstance(created, str) else now
+                        except ValueError:
+                            when = now
+                        return self._sent(str(tweet["id"]), when)
+                meta = body.get("meta") if isinstance(body, Mapping) else None
+                token = meta.get("next_token") if isinstance(meta, Mapping) else None
+                if not isinstance(token, str) or not token:
+                    return None
+                params["pagination_token"] = token
+        raise CannotTell(f"the reply is not among the brand's latest {FIND_PAGES * 100} posts on X; older ones "
+                         "were not read")
