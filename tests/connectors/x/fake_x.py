@@ -1,0 +1,208 @@
+"""A small X API v2 server on 127.0.0.1 for the X provider's tests.
+
+It answers GET /2/users/me, GET /2/users/:id/mentions and /2/users/:id/tweets (newest first, ``since_id``,
+``max_results``, ``pagination_token``/``meta.next_token``, ``includes.users`` for ``expansions=author_id``),
+POST /2/tweets and POST /2/oauth2/token (refresh tokens rotate and are single-use), with bodies built from
+tests/fixtures/connectors/x/. Tests script failures with :meth:`FakeX.fail` and read back every request.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "connectors" / "x"
+OUR_ID = "2244994945"
+OUR_HANDLE = "TwitterDev"
+ACCESS = "good-access"
+REFRESH = "good-refresh"
+CLIENT_ID = "client-abc"
+
+
+def fixture(name: str) -> Any:
+    return json.loads((FIXTURES / name).read_text())
+
+
+def user(user_id: str, username: str) -> dict[str, Any]:
+    body = copy.deepcopy(fixture("mentions.json")["includes"]["users"][0])
+    body.update(id=user_id, username=username, name=username.title())
+    return body
+
+
+def tweet(tweet_id: str, text: str, author_id: str = "1453512613467029505", **changes: Any) -> dict[str, Any]:
+    body = copy.deepcopy(fixture("mentions.json")["data"][1])
+    body.update(id=tweet_id, text=text, author_id=author_id, conversation_id=tweet_id,
+                edit_history_tweet_ids=[tweet_id])
+    body.update(changes)
+    return body
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Failure:
+    method: str
+    path: str
+    status: int
+    body: Any
+    headers: dict[str, str]
+    after_effect: bool  # do the work (publish the post), then answer with this failure
+
+
+@dataclass
+class State:
+    mentions: list[dict[str, Any]] = field(default_factory=list)  # any order; served newest first
+    own_posts: list[dict[str, Any]] = field(default_factory=list)
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    access_tokens: set[str] = field(default_factory=lambda: {ACCESS})
+    refresh_tokens: set[str] = field(default_factory=lambda: {REFRESH})
+    failures: list[Failure] = field(default_factory=list)
+    requests: list[Request] = field(default_factory=list)
+
+
+class FakeX:
+    def __init__(self) -> None:
+        self.state = State()
+        for u in fixture("mentions.json")["includes"]["users"]:
+            self.state.users[u["id"]] = u
+        self.state.users[OUR_ID] = {**fixture("users_me.json")["data"], "public_metrics": {"followers_count": 9}}
+        self._ids = itertools.count(1445880548472328192)
+        self._tokens = itertools.count(1)
+        self._lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                fake._handle(self, "GET")
+
+            def do_POST(self) -> None:
+                fake._handle(self, "POST")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeX:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join()
+
+    def fail(self, method: str, path: str, status: int, body: Any = None, *, headers: Mapping[str, str] | None = None,
+             after_effect: bool = False) -> None:
+        self.state.failures.append(Failure(method, path, status, body, dict(headers or {}), after_effect))
+
+    def requests_to(self, method: str, path: str) -> list[Request]:
+        return [r for r in self.state.requests if r.method == method and r.path == path]
+
+    # -- serving -----------------------------------------------------------------------------------------------
+
+    def _handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+        parts = urlsplit(handler.path)
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        length = int(handler.headers.get("content-length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        request = Request(method, parts.path, query, {k.lower(): v for k, v in handler.headers.items()}, body)
+        with self._lock:
+            self.state.requests.append(request)
+            status, answer, headers = self._answer(request)
+        payload = json.dumps(answer).encode()
+        handler.send_response(status)
+        handler.send_header("content-type", "application/json")
+        handler.send_header("content-length", str(len(payload)))
+        for name, value in headers.items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        handler.wfile.write(payload)
+
+    def _answer(self, request: Request) -> tuple[int, Any, dict[str, str]]:
+        failure = next((f for f in self.state.failures if f.method == request.method and f.path == request.path),
+                       None)
+        if failure is not None:
+            self.state.failures.remove(failure)
+            if failure.after_effect:
+                self._route(request)
+            return failure.status, failure.body, failure.headers
+        return self._route(request)
+
+    def _route(self, request: Request) -> tuple[int, Any, dict[str, str]]:
+        if request.path == "/2/oauth2/token" and request.method == "POST":
+            return self._token(request)
+        auth = request.headers.get("authorization", "")
+        if not auth.startswith("Bearer ") or auth[7:] not in self.state.access_tokens:
+            return 401, fixture("unauthorized.json"), {}
+        limits = {"x-rate-limit-limit": "75", "x-rate-limit-remaining": "74", "x-rate-limit-reset": "1900000000"}
+        if request.path == "/2/users/me":
+            return 200, fixture("users_me.json"), limits
+        if request.path == f"/2/users/{OUR_ID}/mentions":
+            return 200, self._timeline(self.state.mentions, request.query), limits
+        if request.path == f"/2/users/{OUR_ID}/tweets":
+            return 200, self._timeline(self.state.own_posts, request.query), limits
+        if request.path == "/2/tweets" and request.method == "POST":
+            return self._post(json.loads(request.body))
+        return 404, {"title": "Not Found Error", "detail": "no such route", "type": "about:blank", "status": 404}, {}
+
+    def _timeline(self, posts: list[dict[str, Any]], query: Mapping[str, str]) -> dict[str, Any]:
+        ordered = sorted(posts, key=lambda t: int(t["id"]), reverse=True)
+        if "since_id" in query:
+            ordered = [t for t in ordered if int(t["id"]) > int(query["since_id"])]
+        start = int(query.get("pagination_token") or 0)
+        size = int(query.get("max_results") or 10)
+        size = min(size, getattr(self, "page_size", size))
+        page = ordered[start : start + size]
+        if not page:
+            return {"meta": {"result_count": 0}}
+        body: dict[str, Any] = {"data": page, "meta": {"result_count": len(page), "newest_id": page[0]["id"],
+                                                       "oldest_id": page[-1]["id"]}}
+        if start + size < len(ordered):
+            body["meta"]["next_token"] = str(start + size)
+        if query.get("expansions") == "author_id":
+            ids = dict.fromkeys(t["author_id"] for t in page)
+            body["includes"] = {"users": [self.state.users[i] for i in ids if i in self.state.users]}
+        return body
+
+    def _post(self, body: Mapping[str, Any]) -> tuple[int, Any, dict[str, str]]:
+        tweet_id = str(next(self._ids))
+        post = {"id": tweet_id, "text": body["text"], "author_id": OUR_ID, "edit_history_tweet_ids": [tweet_id],
+                "created_at": "2021-03-26T20:00:00.000Z"}
+        parent = (body.get("reply") or {}).get("in_reply_to_tweet_id")
+        if parent:
+            post["referenced_tweets"] = [{"type": "replied_to", "id": parent}]
+        self.state.own_posts.append(post)
+        answer = fixture("tweet_create.json")
+        answer["data"].update(id=tweet_id, text=body["text"], edit_history_tweet_ids=[tweet_id])
+        return 201, answer, {}
+
+    def _token(self, request: Request) -> tuple[int, Any, dict[str, str]]:
+        form = {k: v[-1] for k, v in parse_qs(request.body.decode()).items()}
+        if form.get("grant_type") != "refresh_token" or form.get("refresh_token") not in self.state.refresh_tokens \
+                or form.get("client_id") != CLIENT_ID:
+            return 400, {"error": "invalid_request", "error_description": "Value passed for the token was invalid."}, {}
+        self.state.refresh_tokens.discard(form["refresh_token"])  # single use: X rotates it
+        n = next(self._tokens)
+        answer = fixture("oauth2_token.json")
+        answer.update(access_token=f"access-{n}", refresh_token=f"refresh-{n}")
+        self.state.access_tokens = {answer["access_token"]}
+        self.state.refresh_tokens.add(answer["refresh_token"])
+        return 200, answer, {}
