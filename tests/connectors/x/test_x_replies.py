@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fake_x import OUR_ID, FakeX, fixture
@@ -117,10 +117,17 @@ def test_a_rate_limited_send_says_when(make_provider: Make, fake: FakeX) -> None
     assert fake.state.own_posts == []
 
 
-def test_a_send_after_an_expired_token_refreshes_and_keeps_the_new_pair(make_provider: Make, fake: FakeX) -> None:
+def test_a_send_with_an_expired_token_waits_for_the_poll_to_renew_it(make_provider: Make, fake: FakeX) -> None:
+    # X's refresh tokens are single use: renewing here would lose the new one (a reply has no way to hand it to
+    # the runtime), so the reply waits and the next poll renews the token and stores the new pair.
     fake.state.access_tokens = {"someone-else"}
     provider = make_provider()
-    provider.send_reply(reply(), NOW)
-    assert len(fake.state.own_posts) == 1
-    assert provider.rotated_credentials is not None
-    assert provider.rotated_credentials["refresh_token"] == "refresh-1"
+    with pytest.raises(RateLimited, match="next poll renews it") as caught:
+        provider.send_reply(reply(), NOW)
+    assert caught.value.retry_at == NOW + timedelta(minutes=2)
+    assert fake.state.own_posts == [] and fake.requests_to("POST", "/2/oauth2/token") == []
+    with pytest.raises(CannotTell):
+        provider.find_reply(reply(), NOW)
+    rotated = provider.fetch({}, NOW).credentials
+    assert rotated is not None and rotated["refresh_token"] == "refresh-1"
+    assert provider.send_reply(reply(), NOW).external_id == fake.state.own_posts[0]["id"]

@@ -133,8 +133,8 @@ def test_an_expired_token_is_refreshed_and_the_rotated_pair_returned(make_provid
 def test_a_confidential_client_refreshes_with_basic_auth(make_provider: Make, fake: FakeX) -> None:
     fake.state.access_tokens = {"someone-else"}
     provider = make_provider({"access_token": "old", "refresh_token": REFRESH, "client_id": CLIENT_ID,
-                              "client_secret": "shh"})
-    provider.whoami(NOW)
+                              "client_secret": "shh"}, user_id=OUR_ID)
+    assert provider.fetch({}, NOW).credentials is not None
     assert fake.requests_to("POST", "/2/oauth2/token")[0].headers["authorization"].startswith("Basic ")
 
 
@@ -143,3 +143,18 @@ def test_a_refused_refresh_is_auth_revoked(make_provider: Make, fake: FakeX) -> 
     fake.state.refresh_tokens = set()
     with pytest.raises(AuthRevoked, match="renew"):
         make_provider(user_id=OUR_ID).fetch({}, NOW)
+
+
+def test_without_an_injected_client_calls_nest_on_one_client_of_its_own(fake: FakeX) -> None:
+    # A poll asks whoami first; both must run on the client the poll opened, and it is closed afterwards.
+    provider = XProvider(XConfig.model_validate({"api": fake.url}), {"access_token": "good-access"})
+    fake.state.mentions = [tweet("600", "@TwitterDev hi")]
+    assert [p.external_id for p in provider.fetch({}, NOW).posts] == ["600"]
+    assert [p.external_id for p in provider.fetch({"since_id": "599"}, NOW).posts] == ["600"]
+
+
+def test_whoami_outside_a_poll_does_not_spend_the_refresh_token(make_provider: Make, fake: FakeX) -> None:
+    fake.state.access_tokens = {"someone-else"}
+    with pytest.raises(AuthRevoked, match="next poll renews it"):
+        make_provider().whoami(NOW)
+    assert REFRESH in fake.state.refresh_tokens

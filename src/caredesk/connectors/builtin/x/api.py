@@ -1,5 +1,8 @@
-"""Talking to the X API v2: one request at a time, with the user's OAuth 2.0 token, refreshed once on a 401
-(X rotates the refresh token on every refresh: the new pair must be stored, see :attr:`XClient.rotated`)."""
+"""Talking to the X API v2: one request at a time, with the user's OAuth 2.0 token, refreshed once on a 401.
+
+X rotates the refresh token on every refresh and the old one stops working, so a refresh is only done where the
+new pair reaches the database: in a poll, whose :class:`FetchResult` carries it (``may_refresh``). Elsewhere (a
+reply, setup) an expired token raises :class:`TokenExpired` and the next poll renews it."""
 
 from __future__ import annotations
 
@@ -79,6 +82,10 @@ def json_of(response: httpx.Response, what: str) -> Any:
         raise Transient(f"X sent a body that is not JSON while trying to {what}") from None
 
 
+class TokenExpired(AuthRevoked):
+    """The access token expired and may not be renewed here (the rotated refresh token could not be stored)."""
+
+
 class XClient:
     """Requests to ``base`` with the user's token; on a 401 it refreshes the token once and tries again."""
 
@@ -90,11 +97,15 @@ class XClient:
         except ValidationError as exc:
             raise AuthRevoked(f"X credentials are incomplete ({exc.error_count()} problems): reconnect") from None
         self.rotated: dict[str, Any] | None = None  # the new tokens after a refresh: the caller must store them
+        self.may_refresh = False  # set while the caller can hand rotated tokens to the runtime
 
     def request(self, method: str, path: str, what: str, now: datetime, *, params: Mapping[str, Any] | None = None,
                 json: Any = None) -> httpx.Response:
         response = self._send(method, path, what, params=params, json=json)
         if response.status_code == 401 and self.credentials.refresh_token is not None:
+            if not self.may_refresh:
+                raise TokenExpired(f"X refused the access token while trying to {what} "
+                                   f"({platform_message(response)}); the next poll renews it")
             self.refresh(now)
             response = self._send(method, path, what, params=params, json=json)
         raise_for(response, what, now)

@@ -6,7 +6,7 @@ import re
 import unicodedata
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import httpx
@@ -22,13 +22,14 @@ from caredesk.connectors.base import (
     Provider,
     ProviderConfig,
     ProviderCredentials,
+    RateLimited,
     Refused,
     RejectedRecord,
     ReplyRules,
     SentReply,
     Transient,
 )
-from caredesk.connectors.builtin.x.api import XClient, json_of, platform_message
+from caredesk.connectors.builtin.x.api import TokenExpired, XClient, json_of, platform_message
 from caredesk.connectors.builtin.x.config import XConfig, XCredentials
 from caredesk.connectors.builtin.x.parse import id_key, post_from_tweet, replied_to, users_by_id
 from caredesk.connectors.length import URL_RE, x_reply_rules
@@ -36,9 +37,16 @@ from caredesk.connectors.length import URL_RE, x_reply_rules
 TIMEOUT = httpx.Timeout(20.0, connect=10.0)
 TWEET_FIELDS = "created_at,conversation_id,in_reply_to_user_id,referenced_tweets,lang,edit_history_tweet_ids,author_id"
 USER_FIELDS = "username,name,public_metrics,verified"
+# A reply whose token expired waits for the next poll to renew it (polls run every minute or so).
+TOKEN_WAIT = timedelta(minutes=2)
 MAX_PAGES = 10  # of 100 mentions each, per poll
 FIND_PAGES = 2  # of the brand's own latest 100 posts, when looking for a reply whose answer was lost
 _LEADING_MENTIONS = re.compile(r"^(?:@\w+\s+)+")
+
+
+@contextmanager
+def _borrowed(http: httpx.Client) -> Iterator[httpx.Client]:
+    yield http  # the caller's client: not ours to close
 
 
 def _comparable(text: str) -> str:
@@ -65,28 +73,32 @@ class XProvider(Provider[XConfig]):
         super().__init__(config, credentials, http)
         self._identity: Identity | None = None
         self._client: XClient | None = None
+        self._depth = 0
 
     @property
     def platform(self) -> str:
         return "x"
 
-    @property
-    def rotated_credentials(self) -> Mapping[str, Any] | None:
-        """Tokens X rotated during any call on this object (a refresh), to store instead of the old ones."""
-        return self._client.rotated if self._client is not None else None
-
     @contextmanager
     def _api(self) -> Iterator[XClient]:
-        if self.http is not None:
-            if self._client is None:
-                self._client = XClient(self.config.api, self.credentials, self.http)
-            yield self._client
+        """The client, over the injected ``http`` or one opened for the outermost call (calls nest: a poll asks
+        whoami)."""
+        if self._client is not None and (self.http is not None or self._depth):
+            self._depth += 1
+            try:
+                yield self._client
+            finally:
+                self._depth -= 1
             return
-        with httpx.Client(timeout=TIMEOUT) as http:
+        with httpx.Client(timeout=TIMEOUT) if self.http is None else _borrowed(self.http) as http:
             if self._client is None:
                 self._client = XClient(self.config.api, self.credentials, http)
             self._client.http = http
-            yield self._client
+            self._depth += 1
+            try:
+                yield self._client
+            finally:
+                self._depth -= 1
 
     def reply_rules(self) -> ReplyRules:
         rules = x_reply_rules()
@@ -119,6 +131,14 @@ class XProvider(Provider[XConfig]):
     def fetch(self, cursor: Mapping[str, Any], now: datetime) -> FetchResult:
         """Mentions newer than ``cursor["since_id"]`` (all pages, up to :data:`MAX_PAGES`); the first poll of an
         installation reads the latest page only. The brand's own posts are left out."""
+        with self._api() as api:
+            api.may_refresh = True  # the rotated tokens travel back in the FetchResult
+            try:
+                return self._fetch(cursor, now)
+            finally:
+                api.may_refresh = False
+
+    def _fetch(self, cursor: Mapping[str, Any], now: datetime) -> FetchResult:
         user_id = self.user_id(now)
         since_id = str(cursor.get("since_id") or "")
         matcher = self.config.listening().matcher()
@@ -176,7 +196,11 @@ class XProvider(Provider[XConfig]):
             raise Refused(f"not an X post id: {reply.in_reply_to_external_id[:40]!r}")
         body = {"text": reply.text, "reply": {"in_reply_to_tweet_id": reply.in_reply_to_external_id}}
         with self._api() as api:
-            response = api.request("POST", "/2/tweets", "publish the reply", now, json=body)
+            try:
+                response = api.request("POST", "/2/tweets", "publish the reply", now, json=body)
+            except TokenExpired as exc:
+                # Certainly not published (X answered 401); renewing here would lose the rotated refresh token.
+                raise RateLimited(str(exc), now + TOKEN_WAIT) from exc
         answer = json_of(response, "publish the reply")
         data = answer.get("data") if isinstance(answer, Mapping) else None
         if not isinstance(data, Mapping) or not isinstance(data.get("id"), str):
@@ -193,7 +217,7 @@ class XProvider(Provider[XConfig]):
         when X cannot be asked, or the reply could be older than the pages read."""
         try:
             return self._find(reply, now)
-        except (Transient, Refused) as exc:
+        except (Transient, Refused, TokenExpired) as exc:
             raise CannotTell(f"cannot ask X whether the reply was published: {exc}") from exc
 
     def _find(self, reply: OutboundReply, now: datetime) -> SentReply | None:
