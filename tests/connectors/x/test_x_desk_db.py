@@ -1,0 +1,63 @@
+"""The X provider inside the desk: setup, a poll that renews the token and stores the rotated pair, and a reply
+whose answer was lost that the outbox finds instead of posting twice."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import transaction
+from fake_x import ACCESS, CLIENT_ID, OUR_ID, REFRESH, FakeX, tweet
+
+from caredesk.cases.models import Case
+from caredesk.connectors.builtin.x import XProvider
+from caredesk.connectors.models import ConnectorInstallation
+from caredesk.connectors.setup import add_connection
+from caredesk.connectors.tasks import poll_installation
+from caredesk.outbox.actions import do_queue_reply
+from caredesk.outbox.models import Reply
+from caredesk.outbox.tasks import send_reply_now
+from factories import make_brand, make_user
+
+pytestmark = pytest.mark.django_db
+
+
+def _connect(fake: FakeX) -> ConnectorInstallation:
+    return add_connection(make_brand(), "x", "Brand on X", {"api": fake.url},
+                          {"access_token": ACCESS, "refresh_token": REFRESH, "client_id": CLIENT_ID})
+
+
+def test_a_poll_renews_the_token_and_the_desk_keeps_the_rotated_pair(fake: FakeX,
+                                                                     registered: type[XProvider]) -> None:
+    installation = _connect(fake)
+    assert installation.own_account_ids == [OUR_ID] and installation.own_handles == ["TwitterDev"]
+    fake.state.mentions = [tweet("700", "@TwitterDev my router is dead")]
+    fake.state.access_tokens = {"someone-else"}  # ours expired
+    poll_installation(installation.pk, datetime.now(UTC))
+    stored = ConnectorInstallation.objects.get(pk=installation.pk)
+    assert stored.get_credentials()["refresh_token"] == "refresh-1"
+    assert stored.get_credentials()["access_token"] == "access-1"
+    assert stored.cursor == {"since_id": "700"}
+    assert Case.objects.get().posts.get().external_id == "700"
+    # The next expiry renews with the stored, rotated refresh token.
+    fake.state.access_tokens = {"someone-else"}
+    fake.state.mentions.append(tweet("701", "@TwitterDev still dead"))
+    assert poll_installation(installation.pk, datetime.now(UTC) + timedelta(hours=1)) == 1
+    assert ConnectorInstallation.objects.get(pk=installation.pk).get_credentials()["refresh_token"] == "refresh-2"
+
+
+def test_a_reply_whose_answer_was_lost_is_found_not_posted_twice(fake: FakeX, registered: type[XProvider]) -> None:
+    installation = _connect(fake)
+    fake.state.mentions = [tweet("800", "@TwitterDev my order never came")]
+    poll_installation(installation.pk, datetime.now(UTC))
+    case = Case.objects.get()
+    with transaction.atomic():
+        reply = do_queue_reply(case, case.posts.get(), "Sorry! DM us the order number.", make_user(),
+                               datetime.now(UTC))
+    fake.fail("POST", "/2/tweets", 503, {"title": "Service Unavailable"}, after_effect=True)
+    assert send_reply_now(reply.pk) == Reply.State.SENT
+    posted = fake.requests_to("POST", "/2/tweets")
+    assert len(posted) == 1
+    assert json.loads(posted[0].body)["reply"] == {"in_reply_to_tweet_id": "800"}
+    assert Reply.objects.get().external_id == fake.state.own_posts[0]["id"]
