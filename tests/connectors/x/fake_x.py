@@ -167,6 +167,8 @@ class FakeX:
         ordered = sorted(posts, key=lambda t: int(t["id"]), reverse=True)
         if "since_id" in query:
             ordered = [t for t in ordered if int(t["id"]) > int(query["since_id"])]
+        if "until_id" in query:
+            ordered = [t for t in ordered if int(t["id"]) < int(query["until_id"])]
         start = int(query.get("pagination_token") or 0)
         size = int(query.get("max_results") or 10)
         size = min(size, getattr(self, "page_size", size))

@@ -92,7 +92,7 @@ def test_a_broken_record_is_rejected_and_the_rest_kept(make_provider: Make, fake
         "post 301: its author 42 is missing from includes.users",
         "post 302's created_at is not an ISO 8601 timestamp: 'yesterday'",
     ]
-    assert result.cursor == {"since_id": "300"}
+    assert result.cursor == {"since_id": "302"}  # rejected once (kept with its raw record), not on every poll
 
 
 def test_the_brands_own_posts_are_left_out(make_provider: Make, fake: FakeX) -> None:
@@ -158,3 +158,27 @@ def test_whoami_outside_a_poll_does_not_spend_the_refresh_token(make_provider: M
     with pytest.raises(AuthRevoked, match="next poll renews it"):
         make_provider().whoami(NOW)
     assert REFRESH in fake.state.refresh_tokens
+
+
+def test_a_catch_up_longer_than_the_page_cap_goes_on_below_where_it_stopped(make_provider: Make, fake: FakeX,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from caredesk.connectors.builtin.x import provider as module
+
+    monkeypatch.setattr(module, "MAX_PAGES", 2)
+    fake.page_size = 2  # type: ignore[attr-defined]
+    fake.state.mentions = [tweet(str(100 + i), f"@TwitterDev help {i}") for i in range(7)]  # 100..106
+    provider = make_provider(user_id=OUR_ID)
+    first = provider.fetch({"since_id": "99"}, NOW)
+    assert [p.external_id for p in first.posts] == ["103", "104", "105", "106"]
+    assert first.cursor == {"since_id": "99", "until_id": "103", "newest": "106"}
+    fake.state.mentions.append(tweet("107", "@TwitterDev newer"))
+    second = provider.fetch(first.cursor, NOW)
+    assert [p.external_id for p in second.posts] == ["100", "101", "102"]
+    assert second.cursor == {"since_id": "106"}
+    assert [p.external_id for p in provider.fetch(second.cursor, NOW).posts] == ["107"]
+
+
+def test_a_long_post_keeps_its_whole_text(make_provider: Make, fake: FakeX) -> None:
+    long_text = "@TwitterDev " + "my order is late. " * 30
+    fake.state.mentions = [tweet("900", long_text[:280], note_tweet={"text": long_text})]
+    assert make_provider().fetch({}, NOW).posts[0].text == long_text

@@ -83,6 +83,9 @@ def post_from_tweet(tweet: Any, users: Mapping[str, Mapping[str, Any]], matcher:
         raise MalformedPayload(f"{what}: its author {author_id} is missing from includes.users")
     person = author(user)
     text = _str(tweet, "text", what)
+    note = tweet.get("note_tweet")
+    if isinstance(note, Mapping) and isinstance(note.get("text"), str) and note["text"]:
+        text = _str(note, "text", f"{what}'s note_tweet")  # a long post: ``text`` holds only its first 280
     return NormalizedPost(
         external_id=tweet_id,
         author=person,

@@ -35,13 +35,19 @@ from caredesk.connectors.builtin.x.parse import id_key, post_from_tweet, replied
 from caredesk.connectors.length import URL_RE, x_reply_rules
 
 TIMEOUT = httpx.Timeout(20.0, connect=10.0)
-TWEET_FIELDS = "created_at,conversation_id,in_reply_to_user_id,referenced_tweets,lang,edit_history_tweet_ids,author_id"
+TWEET_FIELDS = ("created_at,conversation_id,in_reply_to_user_id,referenced_tweets,lang,edit_history_tweet_ids,"
+                "author_id,note_tweet")
 USER_FIELDS = "username,name,public_metrics,verified"
 # A reply whose token expired waits for the next poll to renew it (polls run every minute or so).
 TOKEN_WAIT = timedelta(minutes=2)
 MAX_PAGES = 10  # of 100 mentions each, per poll
 FIND_PAGES = 2  # of the brand's own latest 100 posts, when looking for a reply whose answer was lost
 _LEADING_MENTIONS = re.compile(r"^(?:@\w+\s+)+")
+
+
+def _cursor_id(cursor: Mapping[str, Any], name: str) -> str:
+    value = cursor.get(name)
+    return value if isinstance(value, str) and value.isdigit() else ""
 
 
 @contextmanager
@@ -129,8 +135,12 @@ class XProvider(Provider[XConfig]):
     # -- reading -----------------------------------------------------------------------------------------------
 
     def fetch(self, cursor: Mapping[str, Any], now: datetime) -> FetchResult:
-        """Mentions newer than ``cursor["since_id"]`` (all pages, up to :data:`MAX_PAGES`); the first poll of an
-        installation reads the latest page only. The brand's own posts are left out."""
+        """Mentions newer than ``cursor["since_id"]``; the first poll of an installation reads the latest page
+        only. The brand's own posts are left out.
+
+        X pages newest first, so a catch-up longer than :data:`MAX_PAGES` cannot simply save the newest id (the
+        older pages would be skipped): the cursor then keeps the floor, the oldest id read (``until_id``) and the
+        newest (``newest``), and the next poll goes on below ``until_id`` until the floor is reached."""
         with self._api() as api:
             api.may_refresh = True  # the rotated tokens travel back in the FetchResult
             try:
@@ -140,17 +150,23 @@ class XProvider(Provider[XConfig]):
 
     def _fetch(self, cursor: Mapping[str, Any], now: datetime) -> FetchResult:
         user_id = self.user_id(now)
-        since_id = str(cursor.get("since_id") or "")
+        floor = _cursor_id(cursor, "since_id")
+        until = _cursor_id(cursor, "until_id") if floor else ""
+        newest = _cursor_id(cursor, "newest") if until else ""
+        newest = newest or floor
         matcher = self.config.listening().matcher()
         params: dict[str, Any] = {"max_results": 100, "expansions": "author_id", "tweet.fields": TWEET_FIELDS,
                                   "user.fields": USER_FIELDS}
-        if since_id:
-            params["since_id"] = since_id
+        if floor:
+            params["since_id"] = floor
+        if until:
+            params["until_id"] = until
         posts: list[NormalizedPost] = []
         rejected: list[RejectedRecord] = []
-        newest = since_id
+        oldest = until
         remaining: int | None = None
         position = 0
+        finished = False
         with self._api() as api:
             for _ in range(MAX_PAGES):
                 response = api.request("GET", f"/2/users/{user_id}/mentions", "read the brand's mentions", now,
@@ -163,6 +179,11 @@ class XProvider(Provider[XConfig]):
                 users = users_by_id(body.get("includes"))
                 data = body.get("data") or []
                 for tweet in data if isinstance(data, list) else []:
+                    tweet_id = tweet.get("id") if isinstance(tweet, Mapping) else None
+                    if isinstance(tweet_id, str) and tweet_id.isdigit():
+                        # A broken record still moves the cursor: it is rejected once, not on every poll.
+                        newest = max(newest or tweet_id, tweet_id, key=id_key)
+                        oldest = min(oldest or tweet_id, tweet_id, key=id_key)
                     try:
                         post = post_from_tweet(tweet, users, matcher, summoned=True)
                     except MalformedPayload as exc:
@@ -170,18 +191,21 @@ class XProvider(Provider[XConfig]):
                     else:
                         if post.author.external_id != user_id:
                             posts.append(post)
-                        if id_key(post.external_id) > id_key(newest or "0"):
-                            newest = post.external_id
                     position += 1
                 meta = body.get("meta")
                 token = meta.get("next_token") if isinstance(meta, Mapping) else None
-                if not since_id or not isinstance(token, str) or not token:
+                if not floor or not isinstance(token, str) or not token:
+                    finished = True
                     break
                 params["pagination_token"] = token
             rotated = api.rotated
         posts.sort(key=lambda p: id_key(p.external_id))
-        return FetchResult(posts=posts, cursor={"since_id": newest} if newest else {}, rejected=rejected,
-                           credentials=rotated, rate_limit_remaining=remaining)
+        if finished:
+            saved: dict[str, Any] = {"since_id": newest} if newest else {}
+        else:
+            saved = {"since_id": floor, "until_id": oldest, "newest": newest}
+        return FetchResult(posts=posts, cursor=saved, rejected=rejected, credentials=rotated,
+                           rate_limit_remaining=remaining)
 
     # -- replying ----------------------------------------------------------------------------------------------
 
