@@ -32,6 +32,8 @@ def test_a_poll_renews_the_token_and_the_desk_keeps_the_rotated_pair(fake: FakeX
                                                                      registered: type[XProvider]) -> None:
     installation = _connect(fake)
     assert installation.own_account_ids == [OUR_ID] and installation.own_handles == ["TwitterDev"]
+    assert installation.config["user_id"] == OUR_ID  # kept at setup: polls need not ask who we are
+    asked = len(fake.requests_to("GET", "/2/users/me"))
     fake.state.mentions = [tweet("700", "@TwitterDev my router is dead")]
     fake.state.access_tokens = {"someone-else"}  # ours expired
     poll_installation(installation.pk, datetime.now(UTC))
@@ -39,6 +41,7 @@ def test_a_poll_renews_the_token_and_the_desk_keeps_the_rotated_pair(fake: FakeX
     assert stored.get_credentials()["refresh_token"] == "refresh-1"
     assert stored.get_credentials()["access_token"] == "access-1"
     assert stored.cursor == {"since_id": "700"}
+    assert len(fake.requests_to("GET", "/2/users/me")) == asked
     assert Case.objects.get().posts.get().external_id == "700"
     # The next expiry renews with the stored, rotated refresh token.
     fake.state.access_tokens = {"someone-else"}

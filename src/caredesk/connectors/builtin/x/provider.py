@@ -129,6 +129,12 @@ class XProvider(Provider[XConfig]):
                                       display_name=name if isinstance(name, str) else "")
         return self._identity
 
+    def learned_config(self) -> Mapping[str, Any]:
+        """The brand's user id, kept at setup so that polls need not ask ``/2/users/me`` every time."""
+        if self.config.user_id or self._identity is None:
+            return {}
+        return {"user_id": self._identity.account_ids[0]}
+
     def user_id(self, now: datetime) -> str:
         return self.config.user_id or self.whoami(now).account_ids[0]
 
