@@ -102,13 +102,13 @@ def poll_installation(installation_id: int, now: datetime, http: httpx.Client | 
             (now - installation.last_polled_at).total_seconds() < settings.CAREDESK_POLL_INTERVAL * 0.5
         ):
             return 0
-        stop = budget_stop(installation, Operation.POST_READ, now)
-        if stop is not None:
-            with transaction.atomic():
-                do_record_budget_stop(lock_installation(installation_id), stop, now)
-            return 0
         cursor = dict(installation.cursor)
         try:
+            stop = budget_stop(installation, Operation.POST_READ, now)
+            if stop is not None:  # before the platform is called: the read that would pass the budget never starts
+                with transaction.atomic():
+                    do_record_budget_stop(lock_installation(installation_id), stop, now)
+                return 0
             provider = get_provider(installation, http)
             result = provider.fetch(cursor, now)  # the network call: outside any transaction
             with transaction.atomic():

@@ -15,6 +15,7 @@ from decimal import Decimal
 
 from django.db.models import F, Sum
 
+from caredesk.connectors.actions import _first_error
 from caredesk.connectors.base import ConnectorError
 from caredesk.connectors.costs.models import UsageEntry, UsageSeen
 from caredesk.connectors.costs.prices import POST_READS, READS, Meter, Operation, PriceTable, UsageEvent, utc_day
@@ -31,7 +32,12 @@ def price_table(installation: ConnectorInstallation) -> PriceTable | None:
         return None
     if table is None:
         return None
-    return table.with_overrides(installation.price_overrides or {}) if installation.price_overrides else table
+    if not installation.price_overrides:
+        return table
+    try:
+        return table.with_overrides(installation.price_overrides)
+    except ValueError as exc:
+        raise ConnectorError(f"this installation's own prices cannot be used: {_first_error(exc)}") from exc
 
 
 def do_record_usage(
