@@ -13,13 +13,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlparse
 
+import httpx
+
 from caredesk.connectors.base import (
     Capability,
     FetchResult,
     NormalizedAuthor,
     NormalizedPost,
+    OutboundReply,
     Provider,
     ProviderConfig,
+    SentReply,
 )
 from caredesk.connectors.costs.prices import DEFAULT_X_PRICES, Operation, UsageEvent
 
@@ -28,6 +32,7 @@ class PaidPlatform:
     def __init__(self) -> None:
         self.posts: list[dict[str, Any]] = []
         self.requests: list[str] = []
+        self.created: list[dict[str, Any]] = []  # POST /2/tweets bodies
         self.lock = threading.Lock()
         self.server: ThreadingHTTPServer | None = None
 
@@ -68,6 +73,18 @@ def _handler(platform: PaidPlatform) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
+        def do_POST(self) -> None:  # noqa: N802
+            platform.requests.append(self.path)
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+            with platform.lock:
+                platform.created.append(body)
+                data = json.dumps({"data": {"id": str(9000 + len(platform.created)), "text": body["text"]}}).encode()
+            self.send_response(201)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
     return Handler
 
 
@@ -99,7 +116,7 @@ class PaidConfig(ProviderConfig):
 class PaidTestProvider(Provider[PaidConfig]):
     key = "test_paid"
     display_name = "Test paid platform"
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.POLL})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.POLL, Capability.REPLY})
     config_model = PaidConfig
     prices = DEFAULT_X_PRICES
 
@@ -127,3 +144,13 @@ class PaidTestProvider(Provider[PaidConfig]):
         # The brand's own mentions timeline is an owned read on X.
         usage = [UsageEvent(Operation.OWNED_READ, now, tuple(p["id"] for p in data))] if data else []
         return FetchResult(posts=posts, cursor={"since_id": newest} if newest else {}, usage=usage)
+
+    def send_reply(self, reply: OutboundReply, now: datetime) -> SentReply:
+        body = {"text": reply.text, "reply": {"in_reply_to_tweet_id": reply.in_reply_to_external_id}}
+        if self.http is not None:
+            response = self.http.post(f"{self.config.url}/2/tweets", json=body)
+        else:  # the outbox's tests call the send without a client of their own
+            with httpx.Client(timeout=5) as http:
+                response = http.post(f"{self.config.url}/2/tweets", json=body)
+        response.raise_for_status()
+        return SentReply(external_id=response.json()["data"]["id"], created_at=now)

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import F, Sum
+from django.db import connection
+from django.db.models import Sum
 
 from caredesk.connectors.actions import _first_error
 from caredesk.connectors.base import ConnectorError
@@ -43,9 +44,9 @@ def price_table(installation: ConnectorInstallation) -> PriceTable | None:
 def do_record_usage(
     installation: ConnectorInstallation, events: Sequence[UsageEvent], now: datetime
 ) -> list[UsageEntry]:
-    """Price ``events`` and add them to the ledger (one row per day and operation). Precondition: inside a
-    transaction holding the installation row lock (as a batch's processing does), so the day's seen reads are
-    this installation's alone meanwhile."""
+    """Price ``events`` and add them to the ledger (one row per day and operation). Precondition for reads:
+    inside a transaction holding the installation row lock (as a batch's processing does), so the day's seen
+    reads are this installation's alone meanwhile; writes (replies) need no lock."""
     table = price_table(installation)
     if table is None or not events:
         return []
@@ -68,20 +69,28 @@ def do_record_usage(
              for d, op, rid in meter.seen - seen],
             ignore_conflicts=True,
         )
-    entries = []
     for line in lines:
-        entry, created = UsageEntry.objects.get_or_create(
-            installation=installation, day=line.day, operation=line.operation.value,
-            defaults={"units_billed": line.billed, "units_deduped": line.deduped, "cost": line.cost},
-        )
-        if not created:
-            UsageEntry.objects.filter(pk=entry.pk).update(
-                units_billed=F("units_billed") + line.billed, units_deduped=F("units_deduped") + line.deduped,
-                cost=F("cost") + line.cost,
-            )
-            entry.refresh_from_db()
-        entries.append(entry)
-    return entries
+        _upsert(installation.pk, line.day, line.operation.value, line.billed, line.deduped, line.cost)
+    return list(
+        UsageEntry.objects.filter(installation=installation, day__in={x.day for x in lines},
+                                  operation__in={x.operation.value for x in lines}).order_by("day", "operation")
+    )
+
+
+_UPSERT = (
+    "INSERT INTO connectors_usageentry (installation_id, day, operation, units_billed, units_deduped, cost)"
+    " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (installation_id, day, operation) DO UPDATE SET"
+    " units_billed = connectors_usageentry.units_billed + EXCLUDED.units_billed,"
+    " units_deduped = connectors_usageentry.units_deduped + EXCLUDED.units_deduped,"
+    " cost = connectors_usageentry.cost + EXCLUDED.cost"
+)
+
+
+def _upsert(installation_id: int, day: date, operation: str, billed: int, deduped: int, cost: Decimal) -> None:
+    # One statement: two transactions adding to the same day's row (a reply sent while another is) never race
+    # into the unique constraint, and neither needs the installation row lock for it.
+    with connection.cursor() as cursor:
+        cursor.execute(_UPSERT, [installation_id, day, operation, billed, deduped, cost])
 
 
 def do_set_budget(

@@ -9,6 +9,7 @@ billed, and the platform's monthly cap on post reads is modelled by the table's 
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -139,3 +140,17 @@ class Meter:
             BillLine(day, op, billed, deduped, self.table.price(op) * billed)
             for (day, op), (billed, deduped) in sorted(totals.items())
         ]
+
+
+_URL = re.compile(r"https?://\S", re.IGNORECASE)
+
+
+def reply_operation(text: str, *, direct: bool, summoned: bool) -> Operation:
+    """What a reply is billed as on X: a DM, a post holding a URL (the dearest), a reply to a post whose author
+    addressed the account, or a plain post. A URL is counted only with its scheme (a bare ``example.com`` that X
+    would also link is not recognised: such a reply is under-priced, never refused)."""
+    if direct:
+        return Operation.DM_CREATE
+    if _URL.search(text):
+        return Operation.POST_CREATE_URL
+    return Operation.SUMMONED_REPLY if summoned else Operation.POST_CREATE
