@@ -35,6 +35,8 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr
 
+from caredesk.connectors.costs.prices import PriceTable, UsageEvent
+
 
 class Capability(enum.StrEnum):
     STREAM = "stream"
@@ -167,6 +169,7 @@ class FetchResult:
     changes: Sequence[PostChange] = ()
     credentials: Mapping[str, Any] | None = None  # rotated by the platform (OAuth refresh): store these instead
     rate_limit_remaining: int | None = None  # requests left in the platform's window, where it says
+    usage: Sequence[UsageEvent] = ()  # the calls this batch took, for a platform that charges per call
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +292,8 @@ class Provider(ABC, Generic[ConfigT]):
     # True when the platform drops a repeated send of the same reply (an idempotency key, a deterministic record
     # key): a send that failed midway can simply be tried again. Otherwise the outbox looks (find_reply) first.
     idempotent_replies: ClassVar[bool] = False
+    # What the platform charges per call (None: nothing); an installation may override single prices.
+    prices: ClassVar[PriceTable | None] = None
 
     def __init__(self, config: ConfigT, credentials: Mapping[str, Any], http: httpx.Client | None = None) -> None:
         self.config = config

@@ -1,6 +1,6 @@
 """A stream's batch (:class:`FetchResult`) as JSON bytes and back, for :class:`RawPayload` rows.
 
-The round trip is exact for what processing reads (posts, changes, rejections, cursor, credentials, rate limit),
+The round trip is exact for what processing reads (posts, changes, rejections, cursor, credentials, rate limit, usage),
 so processing a stored batch again does exactly what processing it the first time did. Credentials the platform
 rotated are encrypted inside the JSON: a payload row never holds a secret in clear.
 """
@@ -21,6 +21,7 @@ from caredesk.connectors.base import (
     PostEdited,
     RejectedRecord,
 )
+from caredesk.connectors.costs.prices import Operation, UsageEvent
 from caredesk.connectors.crypto import decrypt_json, encrypt_json
 
 VERSION = 1
@@ -84,6 +85,8 @@ def dump_batch(result: FetchResult) -> bytes:
         "changes": [_change(c) for c in result.changes],
         "credentials": encrypt_json(dict(result.credentials)) if result.credentials is not None else None,
         "rate_limit_remaining": result.rate_limit_remaining,
+        "usage": [{"operation": u.operation.value, "at": u.at.isoformat(), "ids": list(u.resource_ids),
+                   "units": u.units} for u in result.usage],
     }
     # ensure_ascii: a lone surrogate in a text (which the provider should have rejected) still serialises.
     return json.dumps(data, default=str, ensure_ascii=True).encode("ascii")
@@ -101,4 +104,7 @@ def load_batch(body: bytes) -> FetchResult:
         changes=[_unchange(c) for c in data["changes"]],
         credentials=decrypt_json(credentials) if credentials is not None else None,
         rate_limit_remaining=data.get("rate_limit_remaining"),
+        # Absent from batches stored before the cost meter: nothing to bill.
+        usage=tuple(UsageEvent(Operation(u["operation"]), datetime.fromisoformat(u["at"]), tuple(u["ids"]),
+                               u["units"]) for u in data.get("usage", ())),
     )

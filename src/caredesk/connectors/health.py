@@ -8,6 +8,8 @@ from typing import Any
 
 from django.db.models import Count
 
+from caredesk.connectors.costs.ledger import CostSummary, budget_stop, cost_summaries
+from caredesk.connectors.costs.prices import Operation
 from caredesk.connectors.models import ConnectorInstallation, ConnectorLease, RawPayload
 
 
@@ -15,8 +17,28 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
+def _money(value: Any) -> str | None:
+    return None if value is None else f"{value:.2f}"
+
+
+def _costs(installation: ConnectorInstallation, cost: CostSummary, now: datetime) -> dict[str, Any]:
+    budget = installation.monthly_budget
+    stop = budget_stop(installation, Operation.POST_READ, now, cost)
+    return {
+        "cost_today": _money(cost.today),
+        "cost_month": _money(cost.month),
+        "forecast_month": _money(cost.forecast_month),
+        "budget": _money(budget),
+        "budget_left": _money(budget - cost.month) if budget is not None else None,
+        "reads_stopped": stop is not None,
+        "reads_stopped_reason": stop or "",
+        "reads_deduped_month": cost.reads_deduped_month,
+    }
+
+
 def _health(
-    installation: ConnectorInstallation, lease: ConnectorLease | None, counts: dict[str, int], now: datetime
+    installation: ConnectorInstallation, lease: ConnectorLease | None, counts: dict[str, int], now: datetime,
+    cost: CostSummary,
 ) -> dict[str, Any]:
     live = lease is not None and lease.expires_at > now
     return {
@@ -37,18 +59,20 @@ def _health(
         "credentials_refused": installation.auth_revoked_at is not None,
         "failed_payloads": counts.get(RawPayload.Status.FAILED, 0),
         "pending_payloads": counts.get(RawPayload.Status.PENDING, 0),
+        **_costs(installation, cost, now),
     }
 
 
 def connector_health(installation: ConnectorInstallation, now: datetime | None = None) -> dict[str, Any]:
-    """One installation's health: connected (streams), last event, lag, rate limit left, errors, payloads."""
+    """One installation's health: connected (streams), last event, lag, rate limit left, errors, payloads, and
+    what its platform calls cost (today, this month, the month's forecast, budget left, whether reads stopped)."""
     return connectors_health([installation], now)[installation.pk]
 
 
 def connectors_health(
     installations: Iterable[ConnectorInstallation], now: datetime | None = None
 ) -> dict[int, dict[str, Any]]:
-    """:func:`connector_health` of many installations in three queries, by installation id."""
+    """:func:`connector_health` of many installations in four queries, by installation id."""
     now = now or datetime.now(UTC)
     rows = list(installations)
     ids = [i.pk for i in rows]
@@ -62,4 +86,5 @@ def connectors_health(
         .order_by()
     ):
         counts.setdefault(installation_id, {})[status] = n
-    return {i.pk: _health(i, leases.get(i.pk), counts.get(i.pk, {}), now) for i in rows}
+    costs = cost_summaries(ids, now)
+    return {i.pk: _health(i, leases.get(i.pk), counts.get(i.pk, {}), now, costs[i.pk]) for i in rows}

@@ -49,6 +49,13 @@ class ConnectorInstallation(models.Model):
     last_event_at = models.DateTimeField(null=True, blank=True)  # the last batch that brought something
     newest_post_at = models.DateTimeField(null=True, blank=True)  # the newest post's created_at: lag
     rate_limit_remaining = models.IntegerField(null=True, blank=True)  # where the platform says
+    # Columns, not config: config is validated by each provider's own model (extra fields forbidden), and a budget
+    # applies to any provider that declares prices. None: no budget. The reserve is kept for replies: reads stop
+    # once the month's cost reaches budget minus reserve.
+    monthly_budget = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    reply_reserve = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    # This installation's own prices ({"post_read": "0.004"}), over the provider's declared defaults.
+    price_overrides = models.JSONField(default=dict, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["brand", "name"], name="installation_name_unique_per_brand")]
@@ -115,3 +122,8 @@ class RawPayload(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source} payload #{self.pk} ({self.status})"
+
+
+from caredesk.connectors.costs.models import UsageEntry, UsageSeen  # noqa: E402  (the app's models live here)
+
+__all__ = ["ConnectorInstallation", "ConnectorLease", "RawPayload", "UsageEntry", "UsageSeen"]

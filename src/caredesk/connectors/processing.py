@@ -18,6 +18,7 @@ from django.db import connection, transaction
 from caredesk.connectors.actions import do_record_batch, lock_installation
 from caredesk.connectors.base import FetchResult, WebhookReceiver
 from caredesk.connectors.batches import load_batch
+from caredesk.connectors.costs.ledger import do_record_usage
 from caredesk.connectors.models import ConnectorInstallation, RawPayload
 from caredesk.connectors.runtime import get_provider
 from caredesk.ingest.pipeline import apply_changes, ingest_posts
@@ -49,6 +50,8 @@ def apply_result(
     Precondition: inside a transaction holding the installation row lock."""
     report = ingest_posts(installation, platform, result.posts, now)
     edited, deleted = apply_changes(installation, platform, result.changes, now) if result.changes else ([], [])
+    if result.usage:
+        do_record_usage(installation, result.usage, now)  # with the posts: a batch is billed once, or not at all
     do_record_batch(
         installation,
         cursor=result.cursor if save_cursor else None,

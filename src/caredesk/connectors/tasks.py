@@ -37,6 +37,8 @@ from procrastinate.exceptions import AlreadyEnqueued
 
 from caredesk.connectors.actions import do_record_auth_revoked, do_record_poll_failure, lock_installation
 from caredesk.connectors.base import AuthRevoked, Capability, ConnectorError, RateLimited
+from caredesk.connectors.costs.ledger import budget_stop, do_record_budget_stop
+from caredesk.connectors.costs.prices import Operation
 from caredesk.connectors.crypto import CredentialsUnreadable
 from caredesk.connectors.models import ConnectorInstallation, ConnectorLease
 from caredesk.connectors.processing import apply_result, process_payload
@@ -102,6 +104,11 @@ def poll_installation(installation_id: int, now: datetime, http: httpx.Client | 
             return 0
         cursor = dict(installation.cursor)
         try:
+            stop = budget_stop(installation, Operation.POST_READ, now)
+            if stop is not None:  # before the platform is called: the read that would pass the budget never starts
+                with transaction.atomic():
+                    do_record_budget_stop(lock_installation(installation_id), stop, now)
+                return 0
             provider = get_provider(installation, http)
             result = provider.fetch(cursor, now)  # the network call: outside any transaction
             with transaction.atomic():

@@ -45,6 +45,8 @@ from caredesk.connectors.base import (
     SentReply,
     Transient,
 )
+from caredesk.connectors.costs.ledger import budget_stop, do_record_usage
+from caredesk.connectors.costs.prices import UsageEvent, reply_operation
 from caredesk.connectors.runtime import get_provider
 from caredesk.outbox.actions import (
     do_mark_reply_failed,
@@ -145,7 +147,11 @@ def send_reply_now(reply_id: int, http: httpx.Client | None = None) -> str:
         return settle_reply(reply_id, http)
     reply = _load(reply_id)
     provider = None
+    operation = reply_operation(reply.text, direct=reply.is_direct, summoned=reply.in_reply_to.summoned)
     try:
+        stop = budget_stop(reply.installation, operation, datetime.now(UTC))
+        if stop is not None:
+            raise ConnectorError(stop)  # failed visibly, with the reason: an agent may send it again later
         provider = get_provider(reply.installation, http)
         sent = provider.send_reply(_outbound(reply), datetime.now(UTC))
     except RateLimited as exc:
@@ -168,6 +174,7 @@ def send_reply_now(reply_id: int, http: httpx.Client | None = None) -> str:
         if reply.state != Reply.State.SENDING:
             return reply.state  # the sweeper settled it while the platform was slow
         do_mark_reply_sent(reply, sent, datetime.now(UTC))
+        do_record_usage(reply.installation, [UsageEvent(operation, datetime.now(UTC), units=1)], datetime.now(UTC))
     log.info("reply %s sent as %s", reply_id, sent.external_id)
     return Reply.State.SENT
 
