@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import models
+from django.db.models import JSONField, Value
 
 from caredesk.connectors.crypto import decrypt_json, encrypt_json
 
@@ -53,9 +54,10 @@ class ConnectorInstallation(models.Model):
     # applies to any provider that declares prices. None: no budget. The reserve is kept for replies: reads stop
     # once the month's cost reaches budget minus reserve.
     monthly_budget = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
-    reply_reserve = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    # Database defaults too, so rows written by older schemas (migration tests, old code in a rolling deploy) insert.
+    reply_reserve = models.DecimalField(max_digits=12, decimal_places=2, default=0, db_default=0)
     # This installation's own prices ({"post_read": "0.004"}), over the provider's declared defaults.
-    price_overrides = models.JSONField(default=dict, blank=True)
+    price_overrides = models.JSONField(default=dict, blank=True, db_default=Value({}, JSONField()))
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["brand", "name"], name="installation_name_unique_per_brand")]

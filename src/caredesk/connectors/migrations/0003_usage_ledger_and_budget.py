@@ -2,6 +2,7 @@
 
 import django.db.models.deletion
 from django.db import migrations, models
+from django.db.models import JSONField, Value
 
 
 class Migration(migrations.Migration):
@@ -19,12 +20,12 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='connectorinstallation',
             name='price_overrides',
-            field=models.JSONField(blank=True, default=dict),
+            field=models.JSONField(blank=True, default=dict, db_default=Value({}, JSONField())),
         ),
         migrations.AddField(
             model_name='connectorinstallation',
             name='reply_reserve',
-            field=models.DecimalField(decimal_places=2, default=0, max_digits=12),
+            field=models.DecimalField(decimal_places=2, default=0, db_default=0, max_digits=12),
         ),
         migrations.CreateModel(
             name='UsageEntry',
