@@ -47,6 +47,16 @@ class Capability(enum.StrEnum):
     DIRECT_MESSAGES = "direct_messages"
 
 
+class Rung(enum.StrEnum):
+    """A way of listening, best first: the *ladder*. The runtime uses the best rung an installation is allowed
+    (``Provider.rungs()``) that works now, and falls to the next when one fails, instead of going dark."""
+
+    WEBHOOK = "webhook"  # the platform pushes to /hooks/<id> (needs a public URL)
+    STREAM = "stream"  # ``caredesk listen`` holds a long-lived connection
+    POLL = "poll"  # the worker polls every CAREDESK_POLL_INTERVAL seconds
+    IMPORT = "import"  # nothing automatic works: an operator imports an export (``caredesk ingest``)
+
+
 class ConnectorError(Exception):
     """A provider could not do its work; the message is safe to show to an operator."""
 
@@ -311,6 +321,13 @@ class Provider(ABC, Generic[ConfigT]):
     def reply_rules(self) -> ReplyRules:
         """What this platform accepts as a reply (the instance's own limits where the config knows them)."""
         return ReplyRules(max_length=5000)
+
+    def rungs(self) -> tuple[Rung, ...]:
+        """The ways of listening this installation is allowed (its config and credentials permit), best first.
+        Default: what the provider's capabilities declare; manual import is always the last rung."""
+        allowed = [rung for rung, capability in ((Rung.WEBHOOK, Capability.WEBHOOK), (Rung.STREAM, Capability.STREAM),
+                                                 (Rung.POLL, Capability.POLL)) if capability in self.capabilities]
+        return (*allowed, Rung.IMPORT)
 
     def learned_config(self) -> Mapping[str, Any]:
         """Settings the platform tells at setup that the config should keep (an instance's own length limit), so
