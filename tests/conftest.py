@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+pytest_plugins = ["browser_support"]
+
 
 @pytest.fixture
 def now() -> datetime:

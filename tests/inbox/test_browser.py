@@ -1,31 +1,22 @@
 """What an agent does, in a real browser against the real ASGI server and a real job worker:
 log in, see a post arrive without reloading, answer with a canned reply, watch it get sent, resolve.
 
-Headless Debian chromium through Playwright's Python package; Playwright never downloads a browser. The server
-(uvicorn) and the procrastinate worker run as subprocesses on the pytest-django test database, so every test here
-uses ``transactional_db``: what the test process writes must be committed for them to see it.
+The server, the worker and the browser come from tests/browser_support.py.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
-from urllib.parse import quote
+from typing import TYPE_CHECKING
 
-import httpx
 import pytest
 from django.contrib.auth.models import User
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 from inbox_support import seed_demo
 
+from browser_support import PASSWORD, REPO, browser_marks, login, new_page
 from caredesk.accounts.actions import do_set_membership
 from caredesk.cases.actions import do_add_note, do_assign_case, lock_case
 from caredesk.cases.models import Case, Post
@@ -38,173 +29,12 @@ from caredesk.outbox.models import Reply
 from caredesk.outbox.tasks import send_reply_now
 from factories import ingest, make_brand, make_installation, make_post, make_user
 
-CHROMIUM = "/usr/bin/chromium"
-REPO = Path(__file__).resolve().parents[2]
 SCREENSHOT = REPO / "docs" / "inbox.png"
-PASSWORD = "agent-password-1"
-WAIT_MS = 10_000
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                       reason=f"{CHROMIUM} is not installed (apt-get install chromium; .ci/run installs it)"),
-]
+pytestmark = browser_marks()
 
-try:
-    from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
-except ImportError:  # pragma: no cover - the test extra installs it
-    pytestmark.append(pytest.mark.skip(reason="playwright is not installed"))
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# The server, the worker and the browser
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _test_database_url() -> str:
-    """DATABASE_URL of the pytest-django test database (not the one the settings module was loaded with)."""
-    db = connection.settings_dict
-    user = quote(db.get("USER") or "", safe="")
-    password = quote(db.get("PASSWORD") or "", safe="")
-    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
-    host = db.get("HOST") or ""
-    port = f":{db['PORT']}" if db.get("PORT") else ""
-    name = quote(db["NAME"], safe="")
-    if host.startswith("/"):  # a unix socket directory (the embedded pgserver)
-        return f"postgresql://{auth}{port and 'localhost' + port}/{name}?host={quote(host, safe='')}"
-    return f"postgresql://{auth}{host}{port}/{name}"
-
-
-class Processes:
-    def __init__(self, log_dir: Path) -> None:
-        self.log_dir = log_dir
-        self.running: list[tuple[str, subprocess.Popen[bytes], Any]] = []
-
-    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        log = (self.log_dir / f"{name}.log").open("wb")
-        proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-        self.running.append((name, proc, log))
-        return proc
-
-    def logs(self) -> str:
-        out = []
-        for name, _proc, _log in self.running:
-            text = (self.log_dir / f"{name}.log").read_text(errors="replace")
-            out.append(f"--- {name} ---\n{text[-4000:]}")
-        return "\n".join(out)
-
-    def stop(self) -> None:
-        for _name, proc, _log in self.running:
-            proc.terminate()
-        for _name, proc, log in self.running:
-            try:
-                proc.wait(timeout=8)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-            log.close()
-
-
-@pytest.fixture(scope="module")
-def asgi_server(django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
-                ) -> Iterator[str]:
-    """uvicorn serving caredesk's ASGI app, plus a procrastinate worker for the outbox queue."""
-    with django_db_blocker.unblock():
-        database_url = _test_database_url()
-    work = tmp_path_factory.mktemp("inbox-live")
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "CAREDESK_SECRET_KEY": os.environ["CAREDESK_SECRET_KEY"],
-        "CAREDESK_ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "DJANGO_SETTINGS_MODULE": "caredesk.config.settings",
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    port = _free_port()
-    processes = Processes(work)
-    server = processes.start("uvicorn", [
-        sys.executable, "-m", "uvicorn", "caredesk.config.asgi:application", "--host", "127.0.0.1",
-        "--port", str(port), "--log-level", "warning", "--timeout-graceful-shutdown", "2",
-    ], env)
-    processes.start("worker", [
-        sys.executable, "-m", "django", "procrastinate", "worker", "--queues", "outbox", "--concurrency", "2",
-    ], env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"uvicorn exited with {server.returncode}\n{processes.logs()}")
-            try:
-                if httpx.get(f"{base}/login/", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"uvicorn did not start\n{processes.logs()}")
-            time.sleep(0.2)
-        yield base
-    finally:
-        processes.stop()
-        logs = processes.logs()
-        if "Traceback" in logs:
-            print(logs)  # shown by pytest for a failing test; the file stays in the temp dir too
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    # Playwright's sync API runs an event loop in this thread, which Django would take for an async context.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_playwright() as p:
-            launched = p.chromium.launch(
-                executable_path=CHROMIUM,
-                args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-            )
-            yield launched
-            launched.close()
-    finally:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-
-
-@pytest.fixture
-def contexts(browser: Browser) -> Iterator[list[BrowserContext]]:
-    opened: list[BrowserContext] = []
-    yield opened
-    for context in opened:
-        context.close()
-
-
-@pytest.fixture
-def page_errors() -> list[str]:
-    return []
-
-
-def _page(browser: Browser, contexts: list[BrowserContext], errors: list[str]) -> Page:
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    contexts.append(context)
-    page = context.new_page()
-    page.set_default_timeout(WAIT_MS)
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    # Console errors include Content-Security-Policy violations and failed requests.
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    return page
-
-
-def _login(page: Page, base: str, username: str) -> None:
-    page.goto(f"{base}/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/")
-    page.wait_for_selector("#live.live--on")  # the event stream is connected
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, BrowserContext
 
 
 @pytest.fixture
@@ -237,8 +67,8 @@ def test_post_arrives_live_then_reply_sent_and_resolved(
     asgi_server: str, browser: Browser, contexts: list[BrowserContext], page_errors: list[str],
     installation: ConnectorInstallation, ana: User,
 ) -> None:
-    page = _page(browser, contexts, page_errors)
-    _login(page, asgi_server, "ana")
+    page = new_page(browser, contexts, page_errors)
+    login(page, asgi_server, "ana")
     assert page.locator(".rows .row").count() == 0
 
     ingest(installation, make_post("@NimbusCare my router shows a red light and nothing works",
@@ -275,8 +105,8 @@ def test_live_refresh_keeps_the_draft(
     ingest(installation, make_post("@NimbusCare billing question", external_id="draft-1", author_id="u-d",
                                    handle="drafty"))
     case = _case_of("draft-1")
-    page = _page(browser, contexts, page_errors)
-    _login(page, asgi_server, "ana")
+    page = new_page(browser, contexts, page_errors)
+    login(page, asgi_server, "ana")
     page.click(f"#case-row-{case.pk}")
     page.wait_for_selector(f'#case[data-case-id="{case.pk}"]')
     page.fill("#reply-text", "Half-written answer")
@@ -296,8 +126,8 @@ def test_attacker_text_renders_as_text(
     asgi_server: str, browser: Browser, contexts: list[BrowserContext], page_errors: list[str],
     installation: ConnectorInstallation, ana: User,
 ) -> None:
-    page = _page(browser, contexts, page_errors)
-    _login(page, asgi_server, "ana")
+    page = new_page(browser, contexts, page_errors)
+    login(page, asgi_server, "ana")
     img = '<img src=x onerror="window.__pwned=1">'
     script = "<script>window.__pwned=1</script>"
     ingest(installation, make_post(f"@NimbusCare {img} and {script}", external_id="xss-1",
@@ -322,10 +152,10 @@ def test_agent_sees_who_else_is_on_the_case(
 ) -> None:
     ingest(installation, make_post("@NimbusCare no dial tone", external_id="both-1", handle="dial_tone_dan"))
     case = _case_of("both-1")
-    page_a = _page(browser, contexts, page_errors)
-    page_b = _page(browser, contexts, page_errors)
-    _login(page_a, asgi_server, "ana")
-    _login(page_b, asgi_server, "ben")
+    page_a = new_page(browser, contexts, page_errors)
+    page_b = new_page(browser, contexts, page_errors)
+    login(page_a, asgi_server, "ana")
+    login(page_b, asgi_server, "ben")
     page_b.goto(f"{asgi_server}/cases/{case.pk}/")
     page_b.wait_for_selector(f'#case[data-case-id="{case.pk}"]')
     page_a.click(f"#case-row-{case.pk}")
@@ -343,7 +173,7 @@ def test_agent_sees_who_else_is_on_the_case(
 def test_length_counter_follows_the_server_rule(
     asgi_server: str, browser: Browser, contexts: list[BrowserContext], page_errors: list[str]
 ) -> None:
-    page = _page(browser, contexts, page_errors)
+    page = new_page(browser, contexts, page_errors)
     page.goto(f"{asgi_server}/login/")  # inbox.js is on every page
     samples = [
         "Can I help?", "a" * 280, "你好世界", "👍🏽 thanks!", "👩‍👩‍👧 family plan", "🇺🇸🇫🇷",
@@ -399,9 +229,9 @@ def test_filter_menus_fit_in_the_list_column(
     width: int, height: int,
 ) -> None:
     _desk_with_three_brands()
-    page = _page(browser, contexts, page_errors)
+    page = new_page(browser, contexts, page_errors)
     page.set_viewport_size({"width": width, "height": height})
-    _login(page, asgi_server, "ana")
+    login(page, asgi_server, "ana")
     assert page.locator("#filters select[name=brand]").count() == 1, "the brand filter shows with three brands"
     measured = page.evaluate(MEASURE_FILTERS)
     column = measured["column"]
@@ -421,9 +251,9 @@ def test_customer_panel_stays_visible(
     width: int, height: int,
 ) -> None:
     case = _desk_with_three_brands()
-    page = _page(browser, contexts, page_errors)
+    page = new_page(browser, contexts, page_errors)
     page.set_viewport_size({"width": width, "height": height})
-    _login(page, asgi_server, "ana")
+    login(page, asgi_server, "ana")
     page.goto(f"{asgi_server}/cases/{case.pk}/")
     page.wait_for_selector(f'#case[data-case-id="{case.pk}"]')
     panel = page.locator(".case-side")
@@ -470,11 +300,11 @@ def test_screenshot_for_the_readme(
                                "We've escalated this: a technician is booked for today 2–4pm. I'll keep an eye "
                                "on it and update you here. ^Ana", ana, now)
     send_reply_now(reply.pk)
-    page_b = _page(browser, contexts, page_errors)
-    _login(page_b, asgi_server, "ben")
+    page_b = new_page(browser, contexts, page_errors)
+    login(page_b, asgi_server, "ben")
     page_b.goto(f"{asgi_server}/cases/{hallorans.pk}/")
-    page = _page(browser, contexts, page_errors)
-    _login(page, asgi_server, "ana")
+    page = new_page(browser, contexts, page_errors)
+    login(page, asgi_server, "ana")
     page.goto(f"{asgi_server}/cases/{hallorans.pk}/?queue=all&sort=urgent")
     page.wait_for_selector('#presence >> text=ben is viewing this case')
     page.fill("#reply-text", "Hi Pat, the technician is on the way and should be with you within the hour.")
