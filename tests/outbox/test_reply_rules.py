@@ -17,10 +17,10 @@ from factories import ingest, make_installation, make_post, make_user
 pytestmark = pytest.mark.django_db
 
 
-def _keyword_match_case(platform: str) -> Case:
+def _keyword_match_case(platform: str, url: str = "") -> Case:
     installation = make_installation(platform=platform)
     post = dataclasses.replace(make_post("nimbus is the worst, down again"), summoned=False,
-                               matched_keywords=("nimbus",))
+                               matched_keywords=("nimbus",), url=url)
     ingest(installation, post)
     stored = Post.objects.get()
     assert stored.summoned is False and stored.matched_keywords == ["nimbus"]
@@ -34,6 +34,16 @@ def test_an_unsummoned_post_on_x_cannot_be_answered_through_the_api() -> None:
     with pytest.raises(ReplyError, match="did not address the brand"), transaction.atomic():
         do_queue_reply(case, case.posts.get(), "Can I help?", make_user(), datetime.now(UTC))
     assert not Reply.objects.exists()
+
+
+def test_the_composer_offers_to_open_a_keyword_match_on_the_platform() -> None:
+    composer = get_composer(_keyword_match_case("x", url="https://x.com/rita/status/1850000000000000001"))
+    assert composer.refusal and composer.open_url == "https://x.com/rita/status/1850000000000000001"
+
+
+def test_a_post_url_that_is_not_a_web_link_is_never_offered() -> None:
+    composer = get_composer(_keyword_match_case("x", url="javascript:alert(1)"))
+    assert composer.refusal and composer.open_url == ""
 
 
 def test_an_unsummoned_post_on_mastodon_can_be_answered() -> None:

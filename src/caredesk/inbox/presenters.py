@@ -19,7 +19,8 @@ from caredesk.accounts.models import Brand
 from caredesk.cases.access import CaseNotFound, access_case, brand_people, visible_brand_ids
 from caredesk.cases.models import Activity, Author, Case, Note, Post
 from caredesk.cases.queries import CaseQuery, filter_cases, queue_counts
-from caredesk.connectors.base import ReplyRules
+from caredesk.connectors.base import ConnectorError, ReplyRules
+from caredesk.connectors.registry import get_provider_class
 from caredesk.inbox.actions import get_presence
 from caredesk.inbox.forms import Queue, Sort, StatusFilter
 from caredesk.inbox.models import CannedReply, CasePresence
@@ -296,6 +297,9 @@ class Composer:
     canned: list[CannedReply]
     # Why no reply can be sent from here (a post that came through a file import), shown before anyone types.
     refusal: str = ""
+    # Where the agent can answer on the platform itself instead (a keyword-only match on X): the post's own page.
+    open_url: str = ""
+    platform_name: str = ""
 
     @property
     def canned_texts(self) -> dict[str, str]:
@@ -508,7 +512,7 @@ def get_composer(case: Case) -> Composer:
     post = latest_inbound_post(case)
     platform = post.author.platform if post else ""
     canned = list(CannedReply.objects.filter(Q(brand=case.brand_id) | Q(brand__isnull=True)).order_by("title"))
-    refusal, limit, unit = "", 0, "characters"
+    refusal, limit, unit, open_url = "", 0, "characters", ""
     if post is not None:
         try:
             check_can_reply(post)
@@ -519,7 +523,24 @@ def get_composer(case: Case) -> Composer:
             limit, unit = rules.max_length, rules.unit
             # Said as soon as the case opens, not after the agent has written the reply.
             refusal = _unsummoned_refusal(post, rules)
-    return Composer(platform=platform, limit=limit, unit=unit, in_reply_to=post, canned=canned, refusal=refusal)
+            if refusal and _web_url(post.url):
+                open_url = post.url
+    return Composer(platform=platform, limit=limit, unit=unit, in_reply_to=post, canned=canned, refusal=refusal,
+                    open_url=open_url, platform_name=_platform_name(post))
+
+
+def _web_url(url: str) -> bool:
+    # A post's url comes from the platform's payload: only an http(s) link may become a link here.
+    return url.startswith(("https://", "http://")) and len(url) < 2000
+
+
+def _platform_name(post: Post | None) -> str:
+    if post is None:
+        return ""
+    try:
+        return get_provider_class(post.installation.provider_key).display_name
+    except ConnectorError:
+        return post.author.platform
 
 
 def _unsummoned_refusal(post: Post, rules: ReplyRules) -> str:
