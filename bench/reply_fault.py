@@ -1,15 +1,16 @@
-"""Fault benchmark: replies to Mastodon and Bluesky while the worker is killed with SIGKILL mid-send.
+"""Fault benchmark: replies to Mastodon, Bluesky and X while the worker is killed with SIGKILL mid-send.
 
-    python bench/reply_fault.py [--kills 20] [--replies 60] [--providers mastodon,bluesky,replay] [--seed 9]
+    python bench/reply_fault.py [--kills 20] [--replies 60] [--providers mastodon,bluesky,x,replay] [--seed 9]
 
 For each provider a fake platform of the provider's own tests runs in this process on 127.0.0.1, speaking the
 platform's wire format (tests/connectors/mastodon/fake_mastodon.py: statuses deduplicated by ``Idempotency-Key``;
-tests/connectors/bluesky/bluesky_servers.py: a PDS where a record key cannot be written twice). Customer posts
+tests/connectors/bluesky/bluesky_servers.py: a PDS where a record key cannot be written twice;
+tests/connectors/x/fake_x.py: X, which has no idempotency key at all). Customer posts
 that exist there are polled into a fresh benchmark database, ``--replies`` replies are queued to them, and a real
 ``caredesk worker`` sends them while it is killed with SIGKILL ``--kills`` times at random moments (0.2 to 1.5 s
 apart), started again each time. Each status or record creation takes 20 to 100 ms (so kills land mid-send), and
 about one answer in eight is lost after the platform published (a 503 from Mastodon, a dropped connection from
-the PDS), so the job has to look (``find_reply``) or rely on the platform's key. ``replay`` (the built-in
+the PDS, a 503 from X), so the job has to look (``find_reply``) or rely on the platform's key. ``replay`` (the built-in
 simulated platform, no server, no delay, no lost answers) runs the same way for comparison.
 
 Then recovery runs as in production (as bench/worker_kill_fault.py does): stalled jobs back to the queue, the
@@ -41,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-for folder in ("mastodon", "bluesky"):  # the fake platforms of the providers' tests
+for folder in ("mastodon", "bluesky", "x"):  # the fake platforms of the providers' tests
     sys.path.insert(0, str(ROOT / "tests" / "connectors" / folder))
 
 LEASE_SECONDS = 2.0
@@ -227,6 +228,47 @@ class BlueskyPlatform(Platform):
             self.server.pds.lose_answer.discard(CREATE)
 
 
+class XPlatform(Platform):
+    """X has no idempotency key: a send whose answer was lost is looked for among the brand's own posts."""
+
+    key = "x"
+
+    def __init__(self, fake: Any) -> None:
+        from fake_x import tweet
+
+        super().__init__()
+        self.fake = fake
+        fake.server.handle_error = _quiet
+        fake.state.mentions = [tweet(str(1850000000000000000 + n), f"@TwitterDev my internet is down, day {n}")
+                               for n in range(POSTS)]
+
+    def installation(self, brand: Any) -> Any:
+        from fake_x import ACCESS, CLIENT_ID, REFRESH
+
+        from caredesk.connectors.setup import add_connection
+
+        return add_connection(brand, "x", "Brand on X", {"api": self.fake.url},
+                              {"access_token": ACCESS, "refresh_token": REFRESH, "client_id": CLIENT_ID})
+
+    def publications(self, idempotency_key: str, marker: str) -> int:
+        return sum(1 for p in list(self.fake.state.own_posts) if marker in p["text"])
+
+    def create_calls(self) -> int:
+        return len(self.fake.requests_to("POST", "/2/tweets"))
+
+    def _delay(self, seconds: float) -> None:
+        self.fake.create_delay = seconds
+
+    def _arm(self) -> None:
+        self.fake.lose_answer_once = True
+
+    def _pending(self) -> bool:
+        return bool(self.fake.lose_answer_once)
+
+    def _disarm(self) -> None:
+        self.fake.lose_answer_once = False
+
+
 class ReplayPlatform(Platform):
     """The built-in simulated platform, for comparison: no server, no delay, no lost answers; its publication
     log (one ``O_APPEND`` line per reply, deduplicated by key) is its truth."""
@@ -282,10 +324,15 @@ def platform(key: str) -> Iterator[Platform]:
 
         with running_pds(Pds()) as server:
             yield BlueskyPlatform(server)
+    elif key == "x":
+        from fake_x import FakeX
+
+        with FakeX() as fake:
+            yield XPlatform(fake)
     elif key == "replay":
         yield ReplayPlatform(Path(tempfile.mkdtemp(prefix="caredesk-replay-platform-")))
     else:
-        raise SystemExit(f"unknown provider {key!r}: mastodon, bluesky or replay")
+        raise SystemExit(f"unknown provider {key!r}: mastodon, bluesky, x or replay")
 
 
 def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -448,7 +495,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--replies", type=int, default=60)
-    parser.add_argument("--providers", default="mastodon,bluesky,replay")
+    parser.add_argument("--providers", default="mastodon,bluesky,x,replay")
     parser.add_argument("--seed", type=int, default=9)
     args = parser.parse_args()
 

@@ -1,5 +1,5 @@
-"""A real worker killed with SIGKILL while replies are in flight to Bluesky (the fake PDS of the provider's tests,
-slow to create records and now and then losing an answer after creating one): after recovery, each reply reached
+"""A real worker killed with SIGKILL while replies are in flight to Bluesky and to X (the fake servers of the
+providers' tests, slow to create posts and now and then losing an answer after creating one): after recovery, each reply reached
 the platform exactly once, or shows *delivery unknown*; none is lost or stuck. A small run of
 bench/reply_fault.py, which reports the full one for Mastodon and Bluesky."""
 
@@ -46,10 +46,12 @@ def _worker_env(tmp_path: Path) -> dict[str, str]:
             "CAREDESK_REPLY_LEASE_SECONDS": str(LEASE_SECONDS), "CAREDESK_POLL_INTERVAL": "0.5"}
 
 
+@pytest.mark.parametrize("provider", ["bluesky", "x"])
 def test_a_worker_killed_mid_send_leaves_each_reply_published_once_or_visibly_unknown(
-        tmp_path: Path, settings: object) -> None:
+        provider: str, tmp_path: Path, settings: object) -> None:
+    # X has no idempotency key at all: exactly once rests on looking among the brand's own posts (find_reply).
     settings.CAREDESK_REPLY_LEASE_SECONDS = LEASE_SECONDS  # type: ignore[attr-defined]
-    outcome = run_provider("bluesky", kills=3, replies=6, seed=3, env=_worker_env(tmp_path), say=lambda line: None)
+    outcome = run_provider(provider, kills=3, replies=6, seed=3, env=_worker_env(tmp_path), say=lambda line: None)
     assert (outcome.kills, outcome.queued) == (3, 6)
     assert (outcome.twice, outcome.lost, outcome.stuck) == (0, 0, 0), outcome
     assert outcome.sent + outcome.unknown + outcome.failed == 6

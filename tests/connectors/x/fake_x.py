@@ -12,6 +12,7 @@ import copy
 import itertools
 import json
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -84,6 +85,8 @@ class FakeX:
         self._ids = itertools.count(1445880548472328192)
         self._tokens = itertools.count(1)
         self._lock = threading.Lock()
+        self.create_delay = 0.0  # seconds a post creation takes before anything is stored (a slow server)
+        self.lose_answer_once = False  # publish the next post, then answer 503 as if the answer got lost
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -123,6 +126,8 @@ class FakeX:
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         length = int(handler.headers.get("content-length") or 0)
         body = handler.rfile.read(length) if length else b""
+        if method == "POST" and parts.path == "/2/tweets" and self.create_delay:
+            time.sleep(self.create_delay)  # outside the lock: other requests go on meanwhile
         request = Request(method, parts.path, query, {k.lower(): v for k, v in handler.headers.items()}, body)
         with self._lock:
             self.state.requests.append(request)
@@ -160,7 +165,11 @@ class FakeX:
         if request.path == f"/2/users/{OUR_ID}/tweets":
             return 200, self._timeline(self.state.own_posts, request.query), limits
         if request.path == "/2/tweets" and request.method == "POST":
-            return self._post(json.loads(request.body))
+            answer = self._post(json.loads(request.body))
+            if self.lose_answer_once:
+                self.lose_answer_once = False
+                return 503, {"title": "Service Unavailable", "detail": "Service Unavailable", "status": 503}, {}
+            return answer
         return 404, {"title": "Not Found Error", "detail": "no such route", "type": "about:blank", "status": 404}, {}
 
     def _timeline(self, posts: list[dict[str, Any]], query: Mapping[str, str]) -> dict[str, Any]:
