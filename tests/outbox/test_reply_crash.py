@@ -1,7 +1,7 @@
 """A real worker killed with SIGKILL while replies are in flight to Bluesky and to X (the fake servers of the
-providers' tests, slow to create posts and now and then losing an answer after creating one): after recovery, each reply reached
-the platform exactly once, or shows *delivery unknown*; none is lost or stuck. A small run of
-bench/reply_fault.py, which reports the full one for Mastodon and Bluesky."""
+providers' tests, slow to create posts and now and then losing an answer after creating one): after recovery,
+each reply reached the platform exactly once, or shows *delivery unknown*; none is lost or stuck. A small run of
+bench/reply_fault.py, which reports the full one for Mastodon, Bluesky and X."""
 
 from __future__ import annotations
 
