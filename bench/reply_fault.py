@@ -7,8 +7,9 @@ platform's wire format (tests/connectors/mastodon/fake_mastodon.py: statuses ded
 tests/connectors/bluesky/bluesky_servers.py: a PDS where a record key cannot be written twice;
 tests/connectors/x/fake_x.py: X, which has no idempotency key at all). Customer posts
 that exist there are polled into a fresh benchmark database, ``--replies`` replies are queued to them, and a real
-``caredesk worker`` sends them while it is killed with SIGKILL ``--kills`` times at random moments (0.2 to 1.5 s
-apart), started again each time. Each status or record creation takes 20 to 100 ms (so kills land mid-send), and
+``caredesk worker`` sends them while it is killed with SIGKILL ``--kills`` times, started again each time: each
+kill comes at a random moment 0 to 80 ms after the new worker has a reply *sending* (a worker takes a second or
+two to start; a kill before then would cut nothing), so most kills land inside a creation. Each status or record creation takes 20 to 100 ms (so kills land mid-send), and
 about one answer in eight is lost after the platform published (a 503 from Mastodon, a dropped connection from
 the PDS, a 503 from X), so the job has to look (``find_reply``) or rely on the platform's key. ``replay`` (the built-in
 simulated platform, no server, no delay, no lost answers) runs the same way for comparison.
@@ -350,6 +351,12 @@ def _stop(worker: subprocess.Popen[bytes]) -> None:
         worker.wait()
 
 
+def _wait_until_sending(replies: Any, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not replies.filter(state="sending").exists():
+        time.sleep(0.01)
+
+
 def run_provider(key: str, kills: int, replies: int, seed: int, env: dict[str, str],
                  wait_s: float = 60, say: Callable[[str], None] = print) -> Outcome:
     """Queue ``replies`` replies on ``key``'s fake platform and send them with a worker killed ``kills`` times;
@@ -418,7 +425,10 @@ def run_provider(key: str, kills: int, replies: int, seed: int, env: dict[str, s
             thread.start()
         try:
             while outcome.kills < kills:
-                time.sleep(rng.uniform(0.2, 1.5))
+                # Once the new worker is sending (it takes a second or two to start: a kill before that would
+                # cut nothing), at a random moment within a creation's 20-100 ms, so most kills cut a send.
+                _wait_until_sending(mine, seconds=15)
+                time.sleep(rng.uniform(0.0, 0.08))
                 os.killpg(worker.pid, signal.SIGKILL)
                 worker.wait()
                 outcome.kills += 1
