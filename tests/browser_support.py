@@ -199,8 +199,10 @@ def new_page(browser: Browser, contexts: list[BrowserContext], errors: list[str]
     # Console errors include Content-Security-Policy violations and failed requests.
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     # Which request failed, for a console error that names only the element (htmx's "htmx:afterRequest").
+    # (Not the aborted ones: a page that moves on, or a live stream that reconnects, cancels its requests.)
     page.on("requestfailed", lambda request: errors.append(f"request failed: {request.method} {request.url} "
-                                                            f"({request.failure})"))
+                                                            f"({request.failure})")
+            if "ERR_ABORTED" not in (request.failure or "") else None)
     page.on("response", lambda response: errors.append(f"HTTP {response.status}: {response.request.method} "
                                                        f"{response.url}") if response.status >= 500 else None)
     return page
