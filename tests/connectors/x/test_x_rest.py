@@ -164,7 +164,7 @@ def test_whoami_outside_a_poll_does_not_spend_the_refresh_token(make_provider: M
 
 def test_a_catch_up_longer_than_the_page_cap_goes_on_below_where_it_stopped(make_provider: Make, fake: FakeX,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from caredesk.connectors.builtin.x import provider as module
+    from caredesk.connectors.builtin.x import timeline as module
 
     monkeypatch.setattr(module, "MAX_PAGES", 2)
     fake.page_size = 2  # type: ignore[attr-defined]
