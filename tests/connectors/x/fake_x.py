@@ -16,7 +16,6 @@ import copy
 import itertools
 import json
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -187,7 +186,8 @@ class FakeX:
                 return
             for step in script:
                 if isinstance(step, float):
-                    time.sleep(step)
+                    if self._stopping.wait(step):  # the server stops: end the response
+                        return
                 else:
                     handler.wfile.write(step)
                     handler.wfile.flush()

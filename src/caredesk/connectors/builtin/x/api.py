@@ -115,7 +115,7 @@ def headers_for(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT, "Accept": "application/json"}
 
 
-def _app_raise_for(response: httpx.Response, what: str, now: datetime) -> None:
+def app_raise_for(response: httpx.Response, what: str, now: datetime) -> None:
     if response.status_code == 401:
         raise AuthRevoked(f"X refused the app's bearer token while trying to {what} "
                           f"({platform_message(response)}): set a new one")
@@ -132,7 +132,7 @@ def run_app(http: httpx.Client, base: str, bearer: str, conversation: Conversati
                                         headers=headers_for(bearer))
             except httpx.TransportError as exc:
                 raise _transport_error(exc, call.what) from exc
-            _app_raise_for(response, call.what, now)
+            app_raise_for(response, call.what, now)
             call = conversation.send(response)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
@@ -148,7 +148,7 @@ async def arun_app(http: httpx.AsyncClient, base: str, bearer: str, conversation
                                               headers=headers_for(bearer))
             except httpx.TransportError as exc:
                 raise _transport_error(exc, call.what) from exc
-            _app_raise_for(response, call.what, now)
+            app_raise_for(response, call.what, now)
             call = conversation.send(response)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]

@@ -28,7 +28,7 @@ import httpx
 
 from caredesk.connectors.base import ConnectorError, FetchResult, MalformedPayload, Transient
 from caredesk.connectors.builtin.x.activity import Events, parse_line
-from caredesk.connectors.builtin.x.api import headers_for, raise_for
+from caredesk.connectors.builtin.x.api import app_raise_for, headers_for
 from caredesk.connectors.builtin.x.parse import id_key, users_by_id
 from caredesk.connectors.builtin.x.search import keyword_post
 from caredesk.connectors.builtin.x.timeline import TWEET_FIELDS, USER_FIELDS, cursor_id
@@ -112,7 +112,7 @@ async def _read(http: httpx.AsyncClient, url: str, params: Mapping[str, str], be
         async with http.stream("GET", url, params=params, headers=headers_for(bearer), timeout=timeout) as response:
             if response.status_code != 200:
                 await response.aread()
-                raise_for(response, what, datetime.now(UTC))
+                app_raise_for(response, what, datetime.now(UTC))
                 raise Transient(f"X answered {response.status_code} to {what}")
             await queue.put(_Opened(source))
             async for line in lines(response.aiter_bytes(), source):
@@ -146,19 +146,20 @@ def _filtered(line: _Line, position: int, events: Events, ctx: _Context, now: da
             raise MalformedPayload("a filtered stream line that is not a JSON object")
         if "data" not in body:
             raise MalformedPayload(f"the filtered stream sent no post: {str(body.get('errors') or body)[:300]}")
+        data = body["data"]
+        if isinstance(data, Mapping) and isinstance(data.get("id"), str):
+            # X charges for every post it delivers, a match of another installation's rule too.
+            events.usage.append(UsageEvent(Operation.POST_READ, now, (data["id"],)))
         rules = body.get("matching_rules")
         tags = [r.get("tag") for r in rules if isinstance(r, Mapping)] if isinstance(rules, list) else []
         if not any(isinstance(t, str) and t.startswith(ctx.rule_prefix) for t in tags):
             events.ignored += 1  # another installation's rule on the same project
             return
-        post = keyword_post(body["data"], users_by_id(body.get("includes")), ctx.matcher, ctx.user_id)
-        events.usage.append(UsageEvent(Operation.POST_READ, now, (str(body["data"].get("id")),)))
+        post = keyword_post(data, users_by_id(body.get("includes")), ctx.matcher, ctx.user_id)
         if post is not None:
             events.add(post)
     except MalformedPayload as exc:
         events.reject(position, str(exc), line.text)
-    except (AttributeError, TypeError) as exc:  # a "data" that is not an object
-        events.reject(position, f"a filtered stream post that is not a JSON object ({exc})", line.text)
 
 
 def _result(events: Events, cursor: dict[str, Any], seen: dict[str, None]) -> FetchResult:
