@@ -205,3 +205,11 @@ def test_keyword_matches_are_unsummoned_and_merged_with_the_activity_stream(make
     read = [u for r in results for u in r.usage if u.operation == Operation.POST_READ]
     # Every post delivered is billed, another rule's match too (X charges the app for what it sends).
     assert sorted(i for u in read for i in u.resource_ids) == ["970", "971", "972", "973", "980"]
+
+
+def test_a_token_renewed_at_connection_is_handed_out_first(make_provider: Make, fake: FakeX) -> None:
+    fake.state.access_tokens = {"someone-else"}  # ours expired: the subscriptions' listing renews it
+    fake.state.streams[ACTIVITY] = [[b"\r\n"]]
+    first, *_ = collect(streaming(make_provider))
+    assert first.posts == [] and first.credentials is not None
+    assert first.credentials["refresh_token"] == "refresh-1" and first.credentials["bearer_token"] == BEARER

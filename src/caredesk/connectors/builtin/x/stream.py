@@ -180,6 +180,10 @@ async def stream(provider: XProvider, cursor: Mapping[str, Any], http: httpx.Asy
     user_id = await provider.auser_id(api, http, now)
     ctx = _Context(user_id, provider.config.listening().matcher(), provider.rule_prefix(user_id), {})
     await provider.aensure_subscriptions(api, http, user_id, now)
+    if api.rotated:
+        # The user's token was renewed: X rotated the refresh token, so the new pair is stored before anything
+        # else can fail (the old one no longer works).
+        yield FetchResult(posts=[], cursor=dict(cursor), credentials=api.rotated)
     sources: dict[str, tuple[str, dict[str, str]]] = {"activity": (ACTIVITY_PATH, {})}
     if provider.config.keywords or provider.config.hashtags:
         await provider.aensure_rules(http, user_id, now)
