@@ -88,3 +88,15 @@ def test_a_search_rate_limit_is_raised(make_provider: Make, fake: FakeX) -> None
     fake.fail("GET", SEARCH, 429, {"title": "Too Many Requests"}, headers={"x-rate-limit-reset": "1900000000"})
     with pytest.raises(RateLimited):
         make_provider(user_id=OUR_ID, keywords=["router"]).fetch({}, NOW)
+
+
+def test_a_search_failure_after_a_token_renewal_still_hands_out_the_rotated_pair(make_provider: Make,
+                                                                                 fake: FakeX) -> None:
+    fake.state.mentions = [tweet("600", "@TwitterDev hi")]
+    fake.state.access_tokens = {"someone-else"}  # ours expired: the mentions read renews it
+    fake.fail("GET", SEARCH, 503, {"title": "Service Unavailable"})
+    old = {"since_id": "1", "search": {"abc": {"since_id": "5"}}}
+    result = make_provider(user_id=OUR_ID, keywords=["router"]).fetch(old, NOW)
+    assert result.credentials is not None and result.credentials["refresh_token"] == "refresh-1"
+    assert [p.external_id for p in result.posts] == ["600"]
+    assert result.cursor == {"since_id": "600", "search": {"abc": {"since_id": "5"}}}  # search: where it was

@@ -213,3 +213,27 @@ def test_a_token_renewed_at_connection_is_handed_out_first(make_provider: Make, 
     first, *_ = collect(streaming(make_provider))
     assert first.posts == [] and first.credentials is not None
     assert first.credentials["refresh_token"] == "refresh-1" and first.credentials["bearer_token"] == BEARER
+
+
+def test_lines_are_split_here_and_none_is_dropped_silently(monkeypatch: pytest.MonkeyPatch) -> None:
+    from caredesk.connectors.builtin.x import stream as module
+
+    monkeypatch.setattr(module, "MAX_LINE", 50)
+
+    async def chunks() -> Any:
+        for chunk in (b'{"a":', b' 1}\r\n\r\n', b"\r\n", b'{"b": 2}\n', b"\xff\xfe\r\n", b"x" * 60, b"y" * 10,
+                      b'\r\n{"c": 3}\r\n', b'{"cut'):
+            yield chunk
+
+    async def read() -> list[Any]:
+        return [item async for item in module.lines(chunks(), "activity")]
+
+    got = asyncio.run(read())
+    assert [(item.text, item.problem.split(" (")[0]) for item in got] == [
+        ('{"a": 1}', ""), ('{"b": 2}', ""),
+        ("", "a line of the activity stream that is not UTF-8"),
+        ("", "a line of the activity stream longer than 50 bytes"),
+        ('{"c": 3}', ""),
+        ("", "a line of the activity stream cut off by the disconnect"),
+    ]
+    assert got[2].raw == b"\xff\xfe" and got[-1].raw == b'{"cut'

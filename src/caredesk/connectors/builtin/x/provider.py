@@ -7,6 +7,7 @@ reports its usage (:class:`UsageEvent`) so the cost meter can price it with :dat
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -19,6 +20,7 @@ import httpx
 from caredesk.connectors.base import (
     CannotTell,
     Capability,
+    ConnectorError,
     FetchResult,
     Identity,
     OutboundReply,
@@ -54,6 +56,8 @@ from caredesk.connectors.builtin.x.search import build_queries, search, wanted_r
 from caredesk.connectors.builtin.x.timeline import Timeline, combined, mentions
 from caredesk.connectors.costs.prices import DEFAULT_X_PRICES, PriceTable
 from caredesk.connectors.length import URL_RE, x_reply_rules
+
+log = logging.getLogger(__name__)
 
 TIMEOUT = httpx.Timeout(20.0, connect=10.0)
 # A reply whose token expired waits for the next poll to renew it (polls run every minute or so).
@@ -201,7 +205,18 @@ class XProvider(Provider[XConfig]):
                 saved.pop("search", None)
                 timelines = [read]
                 if self.config.keywords or self.config.hashtags:
-                    found, part = api.run(search(self.config, user_id, cursor, self.config.query_length, now), now)
+                    try:
+                        found, part = api.run(search(self.config, user_id, cursor, self.config.query_length, now),
+                                              now)
+                    except ConnectorError as exc:
+                        if api.rotated is None:
+                            raise
+                        # The mentions read renewed the token and X rotated the refresh token: the new pair must
+                        # be stored now. The search goes on from where it was at the next poll (and fails there
+                        # visibly if it still does).
+                        log.warning("X recent search failed after a token renewal; kept for the next poll: %s", exc)
+                        saved["search"] = cursor.get("search") or {}
+                        return combined(timelines, saved, api.rotated)
                     timelines.extend(found)
                     saved.update(part)
                 return combined(timelines, saved, api.rotated)

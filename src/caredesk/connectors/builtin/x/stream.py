@@ -88,18 +88,18 @@ async def lines(chunks: AsyncIterator[bytes], source: str) -> AsyncIterator[_Lin
             if raw.strip():
                 yield _decoded(source, raw)
         if len(buffer) > MAX_LINE:
-            yield _Line(source, "", f"a {source} stream line longer than {MAX_LINE} bytes", bytes(buffer[:1000]))
+            yield _Line(source, "", f"a line of the {source} stream longer than {MAX_LINE} bytes", bytes(buffer[:1000]))
             buffer.clear()
             skipping = True  # the rest of that line, up to its newline
     if buffer.strip() and not skipping:
-        yield _Line(source, "", f"a {source} stream line cut off by the disconnect", bytes(buffer[:MAX_LINE]))
+        yield _Line(source, "", f"a line of the {source} stream cut off by the disconnect", bytes(buffer[:MAX_LINE]))
 
 
 def _decoded(source: str, raw: bytes) -> _Line:
     try:
         return _Line(source, raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        return _Line(source, "", f"a {source} stream line that is not UTF-8 ({exc.reason} at byte {exc.start})",
+        return _Line(source, "", f"a line of the {source} stream that is not UTF-8 ({exc.reason} at byte {exc.start})",
                      raw)
 
 
