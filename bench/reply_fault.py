@@ -5,14 +5,14 @@
 For each provider a fake platform of the provider's own tests runs in this process on 127.0.0.1, speaking the
 platform's wire format (tests/connectors/mastodon/fake_mastodon.py: statuses deduplicated by ``Idempotency-Key``;
 tests/connectors/bluesky/bluesky_servers.py: a PDS where a record key cannot be written twice;
-tests/connectors/x/fake_x.py: X, which has no idempotency key at all). Customer posts
-that exist there are polled into a fresh benchmark database, ``--replies`` replies are queued to them, and a real
-``caredesk worker`` sends them while it is killed with SIGKILL ``--kills`` times, started again each time: each
-kill comes at a random moment 0 to 80 ms after the new worker has a reply *sending* (a worker takes a second or
-two to start; a kill before then would cut nothing), so most kills land inside a creation. Each status or record creation takes 20 to 100 ms (so kills land mid-send), and
-about one answer in eight is lost after the platform published (a 503 from Mastodon, a dropped connection from
-the PDS, a 503 from X), so the job has to look (``find_reply``) or rely on the platform's key. ``replay`` (the built-in
-simulated platform, no server, no delay, no lost answers) runs the same way for comparison.
+tests/connectors/x/fake_x.py: X, which has no idempotency key at all). Customer posts that exist there are polled
+into a fresh benchmark database, ``--replies`` replies are queued to them, and a real ``caredesk worker`` sends
+them while it is killed with SIGKILL ``--kills`` times, started again each time: each kill comes at a random
+moment 0 to 80 ms after the new worker has a reply *sending* (a worker takes a second or two to start; a kill
+before then would cut nothing). Each status or record creation takes 20 to 100 ms, and about one answer in eight
+is lost after the platform published (a 503 from Mastodon or X, a dropped connection from the PDS), so the job
+has to look (``find_reply``) or rely on the platform's key. ``replay`` (the built-in simulated platform, no
+server, no delay, no lost answers) runs the same way for comparison.
 
 Then recovery runs as in production (as bench/worker_kill_fault.py does): stalled jobs back to the queue, the
 sweeper settles replies left *sending* by asking the platform, a worker drains the queue; the lease is 2 s.

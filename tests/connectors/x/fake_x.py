@@ -2,7 +2,11 @@
 
 It answers GET /2/users/me, GET /2/users/:id/mentions and /2/users/:id/tweets (newest first, ``since_id``,
 ``max_results``, ``pagination_token``/``meta.next_token``, ``includes.users`` for ``expansions=author_id``),
-POST /2/tweets and POST /2/oauth2/token (refresh tokens rotate and are single-use), with bodies built from
+GET /2/tweets/search/recent (``search`` posts, ``next_token`` paging), POST /2/tweets and POST /2/oauth2/token
+(refresh tokens rotate and are single-use), the Activity API's subscriptions, the filtered stream's rules, and
+the two streams (``/2/activity/stream``, ``/2/tweets/search/stream``, app bearer token only): each connection
+plays the next script of :attr:`State.streams` (bytes written as they are, a float sleeps, then the connection
+closes: a disconnect), or sends ``\r\n`` keep-alives until the server stops. Bodies are built from
 tests/fixtures/connectors/x/. Tests script failures with :meth:`FakeX.fail` and read back every request.
 """
 
@@ -26,6 +30,16 @@ OUR_HANDLE = "TwitterDev"
 ACCESS = "good-access"
 REFRESH = "good-refresh"
 CLIENT_ID = "client-abc"
+BEARER = "app-bearer"
+STREAM_PATHS = ("/2/activity/stream", "/2/tweets/search/stream")
+
+
+_STREAM = object()  # the answer is a stream
+
+
+def line(body: Any) -> bytes:
+    """One stream line as X writes it."""
+    return json.dumps(body).encode() + b"\r\n"
 
 
 def fixture(name: str) -> Any:
@@ -74,6 +88,11 @@ class State:
     refresh_tokens: set[str] = field(default_factory=lambda: {REFRESH})
     failures: list[Failure] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
+    search: list[dict[str, Any]] = field(default_factory=list)  # what recent search finds, whatever the query
+    subscriptions: list[dict[str, Any]] = field(default_factory=list)
+    rules: list[dict[str, Any]] = field(default_factory=list)
+    # path → scripts, one per connection: bytes to write, a float to sleep; the connection then closes.
+    streams: dict[str, list[list[bytes | float]]] = field(default_factory=dict)
 
 
 class FakeX:
@@ -87,6 +106,7 @@ class FakeX:
         self._lock = threading.Lock()
         self.create_delay = 0.0  # seconds a post creation takes before anything is stored (a slow server)
         self.lose_answer_once = False  # publish the next post, then answer 503 as if the answer got lost
+        self._stopping = threading.Event()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -108,6 +128,7 @@ class FakeX:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._stopping.set()
         self.server.shutdown()
         self.server.server_close()
         self._thread.join()
@@ -132,6 +153,9 @@ class FakeX:
         with self._lock:
             self.state.requests.append(request)
             status, answer, headers = self._answer(request)
+        if status == 200 and answer is _STREAM:
+            self._stream(handler, request.path)
+            return
         payload = json.dumps(answer).encode()
         handler.send_response(status)
         handler.send_header("content-type", "application/json")
@@ -151,9 +175,67 @@ class FakeX:
             return failure.status, failure.body, failure.headers
         return self._route(request)
 
+    def _stream(self, handler: BaseHTTPRequestHandler, path: str) -> None:
+        with self._lock:
+            scripts = self.state.streams.get(path) or []
+            script = scripts.pop(0) if scripts else None
+        handler.send_response(200)
+        handler.send_header("content-type", "application/json")
+        handler.send_header("connection", "close")
+        handler.end_headers()
+        try:
+            if script is None:
+                while not self._stopping.wait(0.1):
+                    handler.wfile.write(b"\r\n")
+                    handler.wfile.flush()
+                return
+            for step in script:
+                if isinstance(step, float):
+                    if self._stopping.wait(step):  # the server stops: end the response
+                        return
+                else:
+                    handler.wfile.write(step)
+                    handler.wfile.flush()
+        except OSError:
+            pass  # the client went away
+
+    def _app(self, request: Request) -> tuple[int, Any, dict[str, str]] | None:
+        """The app-only endpoints: streams and stream rules."""
+        if request.headers.get("authorization", "") != f"Bearer {BEARER}":
+            return 401, fixture("unauthorized.json"), {}
+        if request.path in STREAM_PATHS:
+            return 200, _STREAM, {}
+        if request.method == "GET":
+            return 200, {"data": list(self.state.rules), "meta": {"result_count": len(self.state.rules)}}, {}
+        body = json.loads(request.body)
+        if "delete" in body:
+            ids = set(body["delete"]["ids"])
+            self.state.rules = [r for r in self.state.rules if r["id"] not in ids]
+            return 200, {"meta": {"summary": {"deleted": len(ids), "not_deleted": 0}}}, {}
+        added = []
+        for rule in body["add"]:
+            added.append({"id": str(next(self._ids)), **rule})
+        self.state.rules.extend(added)
+        return 201, {"data": added, "meta": {"summary": {"created": len(added), "not_created": 0, "valid": len(added),
+                                                         "invalid": 0}}}, {}
+
+    def _subscriptions(self, request: Request) -> tuple[int, Any, dict[str, str]]:
+        if request.method == "GET":
+            return 200, {"data": list(self.state.subscriptions),
+                         "meta": {"total_subscriptions": len(self.state.subscriptions)}}, {}
+        body = json.loads(request.body)
+        sub = {"subscription_id": str(next(self._ids)), **body, "created_at": "2026-11-23T12:00:00.000Z",
+               "updated_at": "2026-11-23T12:00:00.000Z"}
+        self.state.subscriptions.append(sub)
+        return 200, {"data": sub}, {}
+
     def _route(self, request: Request) -> tuple[int, Any, dict[str, str]]:
         if request.path == "/2/oauth2/token" and request.method == "POST":
             return self._token(request)
+        if request.path in STREAM_PATHS or request.path == "/2/tweets/search/stream/rules":
+            answer = self._app(request)
+            assert answer is not None
+            return answer
         auth = request.headers.get("authorization", "")
         if not auth.startswith("Bearer ") or auth[7:] not in self.state.access_tokens:
             return 401, fixture("unauthorized.json"), {}
@@ -170,6 +252,13 @@ class FakeX:
                 self.lose_answer_once = False
                 return 503, {"title": "Service Unavailable", "detail": "Service Unavailable", "status": 503}, {}
             return answer
+        if request.path == "/2/tweets/search/recent":
+            query = dict(request.query)
+            if "next_token" in query:
+                query["pagination_token"] = query.pop("next_token")
+            return 200, self._timeline(self.state.search, query), limits
+        if request.path == "/2/activity/subscriptions":
+            return self._subscriptions(request)
         return 404, {"title": "Not Found Error", "detail": "no such route", "type": "about:blank", "status": 404}, {}
 
     def _timeline(self, posts: list[dict[str, Any]], query: Mapping[str, str]) -> dict[str, Any]:

@@ -57,7 +57,9 @@ def test_first_poll_reads_the_fixture_mentions_hydrated_from_includes(make_provi
     assert newer.url == "https://x.com/suhemparack/status/1375152598945312768"
     assert all(p.summoned for p in result.posts)
     assert older.matched_keywords == ("Acme",) and newer.matched_keywords == ()
-    assert result.cursor == {"since_id": "1375152598945312768"}
+    # With keywords, recent search keeps its own position beside the mentions' (it found nothing here).
+    assert result.cursor["since_id"] == "1375152598945312768"
+    assert list(result.cursor["search"].values()) == [{}]
     assert result.credentials is None
     assert result.rate_limit_remaining == 74
     request = fake.requests_to("GET", f"/2/users/{OUR_ID}/mentions")[0]
@@ -123,7 +125,7 @@ def test_an_expired_token_is_refreshed_and_the_rotated_pair_returned(make_provid
     result = provider.fetch({}, NOW)
     assert [p.external_id for p in result.posts] == ["500"]
     assert result.credentials == {"access_token": "access-1", "refresh_token": "refresh-1", "client_id": CLIENT_ID,
-                                  "client_secret": None, "bearer_token": None}
+                                  "client_secret": None, "bearer_token": None, "consumer_secret": None}
     token_request = fake.requests_to("POST", "/2/oauth2/token")[0]
     assert b"grant_type=refresh_token" in token_request.body
     assert f"refresh_token={REFRESH}".encode() in token_request.body
@@ -162,7 +164,7 @@ def test_whoami_outside_a_poll_does_not_spend_the_refresh_token(make_provider: M
 
 def test_a_catch_up_longer_than_the_page_cap_goes_on_below_where_it_stopped(make_provider: Make, fake: FakeX,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from caredesk.connectors.builtin.x import provider as module
+    from caredesk.connectors.builtin.x import timeline as module
 
     monkeypatch.setattr(module, "MAX_PAGES", 2)
     fake.page_size = 2  # type: ignore[attr-defined]

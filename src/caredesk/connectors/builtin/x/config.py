@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
@@ -18,6 +20,43 @@ class XConfig(ProviderConfig):
     hashtags: tuple[str, ...] = Field(default=(), description="Hashtags (without #) noted on mentions using them.")
     exclude: tuple[str, ...] = Field(default=(), description="Phrases that cancel a keyword match.")
     languages: tuple[str, ...] = Field(default=(), description="ISO 639-1 codes for listening (not yet used).")
+    webhook_url: str = Field(default="", description="This installation's public https URL (/hooks/<id>), no port, "
+                                                     "where X delivers Activity API events; empty: no webhook.")
+    webhook_id: str = Field(default="", description="X's id of the registered webhook, for its subscriptions.")
+    query_length: int = Field(default=512, ge=64, le=4096,
+                              description="The longest search query or stream rule X accepts (512 self-serve).")
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return ""
+        parts = urlsplit(value)
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError("X delivers webhooks only to an https URL, like https://desk.example.com/hooks/7")
+        if parts.port is not None:
+            raise ValueError("X webhook URLs may not name a port: serve it on 443")
+        if parts.username or parts.password or parts.query or parts.fragment:
+            raise ValueError("an X webhook URL has no user, query or fragment")
+        host = parts.hostname
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            if host == "localhost" or host.endswith((".localhost", ".local", ".internal")) or "." not in host:
+                raise ValueError(f"{host} is not a public host name: X must reach the URL") from None
+        else:
+            if not address.is_global:
+                raise ValueError(f"{host} is not a public address: X must reach the URL")
+        return value
+
+    @field_validator("webhook_id")
+    @classmethod
+    def _webhook_id(cls, value: str) -> str:
+        value = value.strip()
+        if value and not re.fullmatch(r"[0-9]{1,20}", value):
+            raise ValueError("an X webhook id is a number")
+        return value
 
     @field_validator("api")
     @classmethod
@@ -46,11 +85,13 @@ class XConfig(ProviderConfig):
 
 
 class XCredentials(ProviderCredentials):
-    """OAuth 2.0 user-context tokens (scopes tweet.read tweet.write users.read offline.access) and the app's
-    client id, needed to refresh them; ``bearer_token`` is the app-only token (kept for app-only reads)."""
+    """OAuth 2.0 user-context tokens (scopes tweet.read tweet.write users.read dm.read offline.access) and the
+    app's client id, needed to refresh them; ``bearer_token`` is the app-only token (the streams and their rules);
+    ``consumer_secret`` the app's API key secret, which signs webhook deliveries."""
 
     access_token: SecretStr = Field(min_length=1)
     refresh_token: SecretStr | None = None
     client_id: str = ""
     client_secret: SecretStr | None = None
     bearer_token: SecretStr | None = None
+    consumer_secret: SecretStr | None = None

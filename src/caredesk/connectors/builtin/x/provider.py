@@ -1,10 +1,16 @@
-"""The X provider: mentions of the brand's account (polled), and replies to them."""
+"""The X provider: listening (the Activity API by webhook or stream, the filtered stream for keywords, the
+mentions timeline and recent search by polling), and replies.
+
+The ladder (:meth:`XProvider.rungs`): webhook where the installation has a public URL and the consumer secret,
+stream where it has the app's bearer token, polling always (the user's token), then manual import. Every read
+reports its usage (:class:`UsageEvent`) so the cost meter can price it with :data:`DEFAULT_X_PRICES`."""
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -14,40 +20,51 @@ import httpx
 from caredesk.connectors.base import (
     CannotTell,
     Capability,
+    ConnectorError,
     FetchResult,
     Identity,
-    MalformedPayload,
-    NormalizedPost,
     OutboundReply,
     Provider,
     ProviderConfig,
     ProviderCredentials,
     RateLimited,
     Refused,
-    RejectedRecord,
     ReplyRules,
+    Rung,
     SentReply,
     Transient,
+    WebhookAnswer,
+    WebhookRequest,
 )
-from caredesk.connectors.builtin.x.api import TokenExpired, XClient, json_of, platform_message
+from caredesk.connectors.builtin.x import stream as x_stream
+from caredesk.connectors.builtin.x import webhook
+from caredesk.connectors.builtin.x.activity import ensure_subscriptions
+from caredesk.connectors.builtin.x.api import (
+    Call,
+    Conversation,
+    TokenExpired,
+    XClient,
+    arun_app,
+    json_of,
+    platform_message,
+    run_app,
+)
 from caredesk.connectors.builtin.x.config import XConfig, XCredentials
-from caredesk.connectors.builtin.x.parse import id_key, post_from_tweet, replied_to, users_by_id
+from caredesk.connectors.builtin.x.parse import replied_to
+from caredesk.connectors.builtin.x.rules import RulesSync, sync_rules, tag_prefix
+from caredesk.connectors.builtin.x.search import build_queries, search, wanted_rules
+from caredesk.connectors.builtin.x.timeline import Timeline, combined, mentions
+from caredesk.connectors.costs.prices import DEFAULT_X_PRICES, PriceTable
 from caredesk.connectors.length import URL_RE, x_reply_rules
 
+log = logging.getLogger(__name__)
+
 TIMEOUT = httpx.Timeout(20.0, connect=10.0)
-TWEET_FIELDS = ("created_at,conversation_id,in_reply_to_user_id,referenced_tweets,lang,edit_history_tweet_ids,"
-                "author_id,note_tweet")
-USER_FIELDS = "username,name,public_metrics,verified"
 # A reply whose token expired waits for the next poll to renew it (polls run every minute or so).
 TOKEN_WAIT = timedelta(minutes=2)
-MAX_PAGES = 10  # of 100 mentions each, per poll
 FIND_PAGES = 2  # of the brand's own latest 100 posts, when looking for a reply whose answer was lost
 _LEADING_MENTIONS = re.compile(r"^(?:@\w+\s+)+")
-
-
-def _cursor_id(cursor: Mapping[str, Any], name: str) -> str:
-    value = cursor.get(name)
-    return value if isinstance(value, str) and value.isdigit() else ""
+MENTION_KEYS = ("since_id", "until_id", "newest")
 
 
 @contextmanager
@@ -63,14 +80,36 @@ def _comparable(text: str) -> str:
     return " ".join(text.split())
 
 
+def with_mentions(cursor: Mapping[str, Any], timeline: Timeline) -> dict[str, Any]:
+    """``cursor`` with the mentions timeline's part replaced by where ``timeline`` ended."""
+    kept = {k: v for k, v in cursor.items() if k not in MENTION_KEYS}
+    return {**kept, **timeline.cursor}
+
+
+def _me() -> Conversation[Identity]:
+    response = yield Call("GET", "/2/users/me", "read the brand's account", params={"user.fields": "username,name"})
+    body = json_of(response, "read the brand's account")
+    data = body.get("data") if isinstance(body, Mapping) else None
+    if not isinstance(data, Mapping) or not isinstance(data.get("id"), str) \
+            or not isinstance(data.get("username"), str):
+        raise Transient("X's answer about the brand's account has no id or username")
+    name = data.get("name")
+    return Identity(account_ids=(data["id"],), handles=(data["username"],),
+                    display_name=name if isinstance(name, str) else "")
+
+
 class XProvider(Provider[XConfig]):
-    """Mentions of the brand's account as summoned posts, polled with ``since_id``; replies as posts with
-    ``reply.in_reply_to_tweet_id``. X has no idempotency key: a send whose answer was lost is looked for among
-    the brand's own latest posts (:meth:`find_reply`) before anything is sent again."""
+    """Mentions, replies, quotes and DMs of the brand's account as summoned posts (Activity API events, or the
+    mentions timeline polled with ``since_id``); keyword matches as listening leads (filtered stream, or recent
+    search); replies as posts with ``reply.in_reply_to_tweet_id``. X has no idempotency key: a send whose answer
+    was lost is looked for among the brand's own latest posts (:meth:`find_reply`) before anything is sent
+    again."""
 
     key: ClassVar[str] = "x"
     display_name: ClassVar[str] = "X"
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.POLL, Capability.REPLY})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.STREAM, Capability.POLL, Capability.WEBHOOK, Capability.REPLY})
+    prices: ClassVar[PriceTable | None] = DEFAULT_X_PRICES
     config_model: ClassVar[type[ProviderConfig]] = XConfig
     credentials_model: ClassVar[type[ProviderCredentials]] = XCredentials
     idempotent_replies: ClassVar[bool] = False
@@ -80,6 +119,7 @@ class XProvider(Provider[XConfig]):
         self._identity: Identity | None = None
         self._client: XClient | None = None
         self._depth = 0
+        self.ignored_events = 0  # Activity API events of kinds not read, and other installations' rule matches
 
     @property
     def platform(self) -> str:
@@ -106,6 +146,27 @@ class XProvider(Provider[XConfig]):
             finally:
                 self._depth -= 1
 
+    def _credentials(self) -> XCredentials:
+        try:
+            return XCredentials.model_validate(dict(self.credentials))
+        except ValueError:
+            with self._api() as api:  # raises the clear AuthRevoked of incomplete credentials
+                return api.credentials
+
+    def rungs(self) -> tuple[Rung, ...]:
+        """Webhook with a public URL and the consumer secret that signs deliveries; stream with the app's bearer
+        token; polling always (the user's token); manual import last."""
+        try:
+            creds: XCredentials | None = XCredentials.model_validate(dict(self.credentials))
+        except ValueError:
+            creds = None
+        allowed: list[Rung] = []
+        if creds is not None and self.config.webhook_url and creds.consumer_secret is not None:
+            allowed.append(Rung.WEBHOOK)
+        if creds is not None and creds.bearer_token is not None:
+            allowed.append(Rung.STREAM)
+        return (*allowed, Rung.POLL, Rung.IMPORT)
+
     def reply_rules(self) -> ReplyRules:
         rules = x_reply_rules()
         rules.direct_messages = False  # DMs are not implemented by this provider yet
@@ -115,18 +176,8 @@ class XProvider(Provider[XConfig]):
 
     def whoami(self, now: datetime | None = None) -> Identity:
         if self._identity is None:
-            moment = now or datetime.now(UTC)
             with self._api() as api:
-                response = api.request("GET", "/2/users/me", "read the brand's account", moment,
-                                       params={"user.fields": "username,name"})
-            body = json_of(response, "read the brand's account")
-            data = body.get("data") if isinstance(body, Mapping) else None
-            if not isinstance(data, Mapping) or not isinstance(data.get("id"), str) \
-                    or not isinstance(data.get("username"), str):
-                raise Transient("X's answer about the brand's account has no id or username")
-            name = data.get("name")
-            self._identity = Identity(account_ids=(data["id"],), handles=(data["username"],),
-                                      display_name=name if isinstance(name, str) else "")
+                self._identity = api.run(_me(), now or datetime.now(UTC))
         return self._identity
 
     def learned_config(self) -> Mapping[str, Any]:
@@ -141,77 +192,104 @@ class XProvider(Provider[XConfig]):
     # -- reading -----------------------------------------------------------------------------------------------
 
     def fetch(self, cursor: Mapping[str, Any], now: datetime) -> FetchResult:
-        """Mentions newer than ``cursor["since_id"]``; the first poll of an installation reads the latest page
-        only. The brand's own posts are left out.
-
-        X pages newest first, so a catch-up longer than :data:`MAX_PAGES` cannot simply save the newest id (the
-        older pages would be skipped): the cursor then keeps the floor, the oldest id read (``until_id``) and the
-        newest (``newest``), and the next poll goes on below ``until_id`` until the floor is reached."""
+        """Mentions newer than ``cursor["since_id"]`` (the first poll of an installation reads the latest page
+        only; the brand's own posts are left out) and, with keywords, recent search from each query's own
+        position (``cursor["search"]``). See :mod:`caredesk.connectors.builtin.x.timeline` for the paging."""
         with self._api() as api:
             api.may_refresh = True  # the rotated tokens travel back in the FetchResult
             try:
-                return self._fetch(cursor, now)
+                user_id = self.user_id(now)
+                matcher = self.config.listening().matcher()
+                read = api.run(mentions(user_id, cursor, matcher, now), now)
+                saved = with_mentions(cursor, read)
+                saved.pop("search", None)
+                timelines = [read]
+                if self.config.keywords or self.config.hashtags:
+                    try:
+                        found, part = api.run(search(self.config, user_id, cursor, self.config.query_length, now),
+                                              now)
+                    except ConnectorError as exc:
+                        if api.rotated is None:
+                            raise
+                        # The mentions read renewed the token and X rotated the refresh token: the new pair must
+                        # be stored now. The search goes on from where it was at the next poll (and fails there
+                        # visibly if it still does).
+                        log.warning("X recent search failed after a token renewal; kept for the next poll: %s", exc)
+                        saved["search"] = cursor.get("search") or {}
+                        return combined(timelines, saved, api.rotated)
+                    timelines.extend(found)
+                    saved.update(part)
+                return combined(timelines, saved, api.rotated)
             finally:
                 api.may_refresh = False
 
-    def _fetch(self, cursor: Mapping[str, Any], now: datetime) -> FetchResult:
-        user_id = self.user_id(now)
-        floor = _cursor_id(cursor, "since_id")
-        until = _cursor_id(cursor, "until_id") if floor else ""
-        newest = _cursor_id(cursor, "newest") if until else ""
-        newest = newest or floor
-        matcher = self.config.listening().matcher()
-        params: dict[str, Any] = {"max_results": 100, "expansions": "author_id", "tweet.fields": TWEET_FIELDS,
-                                  "user.fields": USER_FIELDS}
-        if floor:
-            params["since_id"] = floor
-        if until:
-            params["until_id"] = until
-        posts: list[NormalizedPost] = []
-        rejected: list[RejectedRecord] = []
-        oldest = until
-        remaining: int | None = None
-        position = 0
-        finished = False
+    # -- streaming ---------------------------------------------------------------------------------------------
+
+    def stream(self, cursor: Mapping[str, Any], http: httpx.AsyncClient) -> AsyncIterator[FetchResult]:
+        """The Activity API stream, merged with the filtered stream when there are keywords: see
+        :mod:`caredesk.connectors.builtin.x.stream`."""
+        return x_stream.stream(self, cursor, http)
+
+    def bearer(self) -> str:
+        token = self._credentials().bearer_token
+        if token is None:
+            raise Refused("streaming from X needs the app's bearer token (credentials bearer_token)")
+        return token.get_secret_value()
+
+    def async_client(self) -> XClient:
+        """A client with the user's token for an async conversation (its sync ``http`` is unused)."""
+        return XClient(self.config.api, self.credentials, None)
+
+    async def auser_id(self, api: XClient, http: httpx.AsyncClient, now: datetime) -> str:
+        if not self.config.user_id and self._identity is None:
+            self._identity = await api.arun(http, _me(), now)
+        return self.user_id(now)
+
+    def rule_prefix(self, user_id: str) -> str:
+        return tag_prefix(user_id)
+
+    def ensure_subscriptions(self, now: datetime) -> list[str]:
+        """Create the Activity API subscriptions (mentions, replies, quotes, DMs) for the brand's user id that do
+        not exist yet (user token: these are private events); the event types created. Also done on each stream
+        connection."""
         with self._api() as api:
-            for _ in range(MAX_PAGES):
-                response = api.request("GET", f"/2/users/{user_id}/mentions", "read the brand's mentions", now,
-                                       params=params)
-                header = response.headers.get("x-rate-limit-remaining", "").strip()
-                remaining = int(header) if header.isdigit() else remaining
-                body = json_of(response, "read the brand's mentions")
-                if not isinstance(body, Mapping):
-                    raise Transient("X's mentions answer is not a JSON object")
-                users = users_by_id(body.get("includes"))
-                data = body.get("data") or []
-                for tweet in data if isinstance(data, list) else []:
-                    tweet_id = tweet.get("id") if isinstance(tweet, Mapping) else None
-                    if isinstance(tweet_id, str) and tweet_id.isdigit():
-                        # A broken record still moves the cursor: it is rejected once, not on every poll.
-                        newest = max(newest or tweet_id, tweet_id, key=id_key)
-                        oldest = min(oldest or tweet_id, tweet_id, key=id_key)
-                    try:
-                        post = post_from_tweet(tweet, users, matcher, summoned=True)
-                    except MalformedPayload as exc:
-                        rejected.append(RejectedRecord(position=position, reason=str(exc), raw=tweet))
-                    else:
-                        if post.author.external_id != user_id:
-                            posts.append(post)
-                    position += 1
-                meta = body.get("meta")
-                token = meta.get("next_token") if isinstance(meta, Mapping) else None
-                if not floor or not isinstance(token, str) or not token:
-                    finished = True
-                    break
-                params["pagination_token"] = token
-            rotated = api.rotated
-        posts.sort(key=lambda p: id_key(p.external_id))
-        if finished:
-            saved: dict[str, Any] = {"since_id": newest} if newest else {}
-        else:
-            saved = {"since_id": floor, "until_id": oldest, "newest": newest}
-        return FetchResult(posts=posts, cursor=saved, rejected=rejected, credentials=rotated,
-                           rate_limit_remaining=remaining)
+            return api.run(ensure_subscriptions(self.user_id(now), self.config.webhook_id), now)
+
+    async def aensure_subscriptions(self, api: XClient, http: httpx.AsyncClient, user_id: str,
+                                    now: datetime) -> list[str]:
+        return await api.arun(http, ensure_subscriptions(user_id, self.config.webhook_id), now)
+
+    def _rules(self, user_id: str) -> Conversation[RulesSync]:
+        try:
+            queries = build_queries(self.config, user_id, self.config.query_length)
+        except ValueError as exc:
+            raise Refused(str(exc)) from None
+        prefix = self.rule_prefix(user_id)
+        return sync_rules(wanted_rules(queries, prefix), prefix)
+
+    def ensure_rules(self, now: datetime) -> RulesSync:
+        """Make the filtered stream's rules of this brand match the keywords (app bearer token)."""
+        user_id = self.user_id(now)
+        with httpx.Client(timeout=TIMEOUT) if self.http is None else _borrowed(self.http) as http:
+            return run_app(http, self.config.api, self.bearer(), self._rules(user_id), now)
+
+    async def aensure_rules(self, http: httpx.AsyncClient, user_id: str, now: datetime) -> RulesSync:
+        return await arun_app(http, self.config.api, self.bearer(), self._rules(user_id), now)
+
+    async def acatch_up(self, api: XClient, http: httpx.AsyncClient, user_id: str, cursor: Mapping[str, Any],
+                        now: datetime) -> FetchResult:
+        """The mentions timeline from ``cursor`` (a stream connection's catch-up), like a poll's first half."""
+        read = await api.arun(http, mentions(user_id, cursor, self.config.listening().matcher(), now), now)
+        return combined([read], with_mentions(cursor, read), api.rotated)
+
+    # -- webhook -----------------------------------------------------------------------------------------------
+
+    def verify(self, request: WebhookRequest) -> WebhookAnswer | None:
+        secret = self._credentials().consumer_secret
+        return webhook.verify(secret.get_secret_value() if secret else None, request)
+
+    def parse(self, body: bytes, now: datetime) -> FetchResult:
+        return webhook.parse(body, self.config.user_id, self.config.listening().matcher(), now)
 
     # -- replying ----------------------------------------------------------------------------------------------
 

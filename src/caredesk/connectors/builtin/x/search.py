@@ -1,0 +1,111 @@
+"""Keyword listening beyond mentions: the queries X is asked (recent search when polling, filtered-stream rules
+when streaming), and the recent-search read.
+
+Both share one query language and a length limit (512 characters for self-serve access), so the keywords and
+hashtags are split over as many queries as it takes: ``(acme OR "acme phone" OR #acmefail) -"orange juice"
+-is:retweet -from:<brand id>``. A match whose author did not address the brand is a listening lead
+(``summoned=False``); X's rules forbid answering it through the API."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from caredesk.connectors.base import NormalizedPost
+from caredesk.connectors.builtin.x.api import Call, Conversation
+from caredesk.connectors.builtin.x.config import XConfig
+from caredesk.connectors.builtin.x.parse import mentions_user, post_from_tweet
+from caredesk.connectors.builtin.x.timeline import Timeline, read_timeline
+from caredesk.connectors.costs.prices import Operation
+from caredesk.connectors.listening import KeywordMatcher
+
+
+def term(value: str, *, hashtag: bool = False) -> str:
+    """One keyword as a query term: a hashtag as ``#tag``; anything but a plain word as a quoted phrase (X's
+    query language has no escape for a double quote inside one, so those are dropped)."""
+    if hashtag:
+        return "#" + value.lstrip("#")
+    cleaned = " ".join(value.replace('"', " ").split())
+    plain = cleaned.replace("_", "").isalnum()
+    return cleaned if plain and cleaned.lower() not in ("or", "and") else f'"{cleaned}"'
+
+
+def build_queries(config: XConfig, user_id: str, limit: int) -> list[str]:
+    """The keywords and hashtags as few queries of at most ``limit`` characters as possible; empty when there
+    are none. Exclusions go in as long as they leave room for the terms (the rest are applied here)."""
+    terms = list(dict.fromkeys([*(term(k) for k in config.keywords),
+                                *(term(h, hashtag=True) for h in config.hashtags)]))
+    if not terms:
+        return []
+    fixed = " -is:retweet" + (f" -from:{user_id}" if user_id else "")
+    longest = max(len(t) for t in terms) + 2  # its parentheses
+    suffix = fixed
+    for phrase in config.exclude:
+        extra = " -" + term(phrase)
+        if len(suffix) + len(extra) > limit // 2:  # half the query at most: the terms need the room
+            break
+        suffix += extra
+    if longest + len(suffix) > limit:
+        raise ValueError(f"an X query may have at most {limit} characters; a keyword is too long for it")
+    queries: list[str] = []
+    group: list[str] = []
+    for item in terms:
+        candidate = [*group, item]
+        if group and len("(" + " OR ".join(candidate) + ")" + suffix) > limit:
+            queries.append("(" + " OR ".join(group) + ")" + suffix)
+            candidate = [item]
+        group = candidate
+    queries.append("(" + " OR ".join(group) + ")" + suffix)
+    return queries
+
+
+def query_key(query: str) -> str:
+    """The cursor key of one query's position: the same query keeps its place across restarts; changed
+    keywords start afresh (from the latest page)."""
+    return hashlib.sha256(query.encode()).hexdigest()[:16]
+
+
+def keyword_post(tweet: Any, users: Mapping[str, Mapping[str, Any]], matcher: KeywordMatcher, user_id: str, *,
+                 author_optional: bool = False) -> NormalizedPost | None:
+    """A post X matched on our keywords; None for the brand's own and for one an exclusion cancels."""
+    post = post_from_tweet(tweet, users, matcher, summoned=False, author_optional=author_optional)
+    if post.author.external_id == user_id:
+        return None
+    if mentions_user(post.raw, user_id):
+        return dataclasses.replace(post, summoned=True)
+    if matcher.excluded(post.text):
+        return None
+    return post
+
+
+def search(config: XConfig, user_id: str, cursor: Mapping[str, Any], limit: int,
+           now: datetime) -> Conversation[tuple[list[Timeline], dict[str, Any]]]:
+    """``GET /2/tweets/search/recent`` for each query, from its own ``since_id``; the cursor part to save
+    (``{"search": {<query key>: {...}}}``, only current queries) comes back with the reads."""
+    matcher = config.listening().matcher()
+    saved = cursor.get("search")
+    positions: Mapping[str, Any] = saved if isinstance(saved, Mapping) else {}
+    timelines: list[Timeline] = []
+    kept: dict[str, Any] = {}
+
+    def sort(tweet: Any, users: Mapping[str, Mapping[str, Any]]) -> NormalizedPost | None:
+        return keyword_post(tweet, users, matcher, user_id)
+
+    for query in build_queries(config, user_id, limit):
+        key = query_key(query)
+        position = positions.get(key)
+        call = Call("GET", "/2/tweets/search/recent", "search recent posts for the keywords", params={"query": query})
+        timeline = yield from read_timeline(call, position if isinstance(position, Mapping) else {}, sort,
+                                            Operation.POST_READ, now, page_param="next_token")
+        timelines.append(timeline)
+        kept[key] = timeline.cursor
+    return timelines, ({"search": kept} if kept else {})
+
+
+def wanted_rules(queries: Sequence[str], tag_prefix: str) -> dict[str, str]:
+    """Filtered-stream rules for ``queries``: tag → value; the tag carries a hash of the value, so a rule is
+    recognised as ours and as current without any state kept here."""
+    return {f"{tag_prefix}{query_key(q)}": q for q in queries}
