@@ -12,14 +12,18 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from copy import deepcopy
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 from django.contrib.auth.models import User
-from fake_x import ACCESS, CLIENT_ID, REFRESH, FakeX, tweet
+from fake_x import ACCESS, BEARER, CLIENT_ID, OUR_ID, REFRESH, FakeX, fixture, line, tweet
 
 from browser_support import PASSWORD, browser_marks, login, new_page, running_desk
 from caredesk.cases.models import Post
+from caredesk.connectors.builtin.x.rules import tag_prefix
+from caredesk.connectors.builtin.x.webhook import digest
 from caredesk.connectors.models import ConnectorInstallation
 from caredesk.connectors.setup import add_connection
 from caredesk.inbox.models import CannedReply
@@ -32,6 +36,7 @@ if TYPE_CHECKING:
 pytestmark = browser_marks()
 
 CUSTOMER = "1453512613467029505"
+SECRET = "consumer-secret"
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +68,26 @@ def admin(transactional_db: None) -> User:
     return make_user("xadmin", PASSWORD, role="admin", brands=[make_brand()])
 
 
-def _connect(fake: FakeX, **config: Any) -> ConnectorInstallation:
-    return add_connection(make_brand(), "x", "Nimbus on X", {"api": fake.url, **config},
-                          {"access_token": ACCESS, "refresh_token": REFRESH, "client_id": CLIENT_ID})
+def _connect(fake: FakeX, *, app: bool = False, **config: Any) -> ConnectorInstallation:
+    """The brand's X account; with ``app``, also the app's bearer token and consumer secret (streams, webhooks)."""
+    credentials: dict[str, Any] = {"access_token": ACCESS, "refresh_token": REFRESH, "client_id": CLIENT_ID}
+    if app:
+        credentials.update(bearer_token=BEARER, consumer_secret=SECRET)
+    return add_connection(make_brand(), "x", "Nimbus on X", {"api": fake.url, **config}, credentials)
+
+
+def _mention_event(post_id: str, text: str) -> dict[str, Any]:
+    body = fixture("activity_post_mention_create.json")
+    body["data"]["filter"]["user_id"] = OUR_ID
+    body["data"]["payload"].update(id=post_id, text=text, edit_history_tweet_ids=[post_id])
+    return body
+
+
+def _keyword_line(post_id: str, text: str) -> dict[str, Any]:
+    body = deepcopy(fixture("filtered_stream_line.json"))
+    body["data"].update(id=post_id, text=text, edit_history_tweet_ids=[post_id])
+    body["matching_rules"] = [{"id": "5", "tag": f"{tag_prefix(OUR_ID)}nimbus"}]  # one of this brand's rules
+    return body
 
 
 def _row_of(page: Page, external_id: str, seconds: float = 20) -> str:
@@ -97,4 +119,57 @@ def test_a_polled_mention_is_answered_on_x(desk: str, browser: Browser, contexts
     assert json.loads(sent[0].body) == {"text": "Can I help?",
                                         "reply": {"in_reply_to_tweet_id": "1850000000000000101"}}
     assert Reply.objects.get().external_id == fake.state.own_posts[0]["id"]
+    assert page_errors == [], page_errors
+
+
+def test_a_streamed_mention_arrives_live_and_a_keyword_match_is_refused_with_a_link_to_x(
+    desk: str, browser: Browser, contexts: list[BrowserContext], page_errors: list[str], admin: User, fake: FakeX,
+) -> None:
+    # The Activity API stream brings a mention; the filtered stream, a post that only uses a keyword.
+    fake.state.streams["/2/activity/stream"] = [[b"\r\n", line(_mention_event(
+        "1850000000000000201", "@TwitterDev the whole street has no signal")), b"\r\n", 30.0]]
+    fake.state.streams["/2/tweets/search/stream"] = [[b"\r\n", line(_keyword_line(
+        "1850000000000000202", "nimbus outage again <b>tonight</b>")), b"\r\n", 30.0]]
+    _connect(fake, app=True, keywords=["nimbus"])
+    page = new_page(browser, contexts, page_errors)
+    login(page, desk, "xadmin")
+    mention = _row_of(page, "1850000000000000201")
+    assert "the whole street has no signal" in page.inner_text(mention)
+    heard = _row_of(page, "1850000000000000202")
+    page.click(heard)
+    refusal = page.wait_for_selector("[data-reply-refusal]")
+    assert refusal is not None and "did not address the brand" in refusal.inner_text()
+    link = page.wait_for_selector("a[data-open-on-platform]")
+    assert link is not None and link.get_attribute("href") == "https://x.com/catperson/status/1850000000000000202"
+    assert link.inner_text() == "Open the post on X"
+    assert page.is_disabled("#reply-text") and page.is_disabled('button[data-action="send"]')
+    assert "nimbus outage again <b>tonight</b>" in page.inner_text("#thread")  # the post's markup shown as text
+    # The mention, by contrast, is answered through the API.
+    page.click(mention)
+    page.wait_for_selector("#reply-text:not([disabled])")
+    page.fill("#reply-text", "So sorry, Rita. Checking the street now.")
+    page.click('button[data-action="send"]')
+    page.wait_for_selector('#thread [data-reply-state="sent"]', timeout=20_000)
+    assert [json.loads(r.body)["reply"] for r in fake.requests_to("POST", "/2/tweets")] == [
+        {"in_reply_to_tweet_id": "1850000000000000201"}]
+    assert page_errors == [], page_errors
+
+
+def test_a_signed_webhook_delivery_arrives_live(
+    desk: str, browser: Browser, contexts: list[BrowserContext], page_errors: list[str], admin: User, fake: FakeX,
+) -> None:
+    installation = _connect(fake, app=True, webhook_url="https://care.nimbus.example/hooks/1")
+    page = new_page(browser, contexts, page_errors)
+    login(page, desk, "xadmin")
+    hook = f"{desk}/hooks/{installation.pk}"
+    crc = httpx.get(hook, params={"crc_token": "challenge_string"})
+    assert crc.status_code == 200 and crc.json() == {"response_token": digest(SECRET, b"challenge_string")}
+    body = json.dumps(_mention_event("1850000000000000301", "@TwitterDev billed twice this month")).encode()
+    forged = httpx.post(hook, content=body, headers={"x-twitter-webhooks-signature": digest("guess", body)})
+    assert forged.status_code == 401
+    signed = httpx.post(hook, content=body, headers={"x-twitter-webhooks-signature": digest(SECRET, body),
+                                                       "content-type": "application/json"})
+    assert signed.status_code == 202
+    row = _row_of(page, "1850000000000000301")
+    assert "billed twice this month" in page.inner_text(row)
     assert page_errors == [], page_errors
