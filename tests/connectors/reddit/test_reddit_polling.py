@@ -17,6 +17,10 @@ NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 LISTEN = {"subreddits": ["learnpython"], "keywords": ["acme router"]}
 
 
+def later(minutes: float) -> datetime:
+    return NOW + timedelta(minutes=minutes)
+
+
 def test_inbox_mentions_and_keyword_posts_become_posts(make_provider: Make, fake: FakeReddit) -> None:
     fake.state.inbox = [
         message("dm1", "My bill is wrong", subject="billing"),
@@ -64,14 +68,15 @@ def test_a_poll_brings_only_what_is_new_and_follows_after_pages(make_provider: M
     fake.state.inbox = [message("a1", "first", created=NEWEST - 100)]
     first = provider.fetch({}, NOW)
     assert [p.external_id for p in first.posts] == ["t4_a1"]
-    assert provider.fetch(first.cursor, NOW).posts == []
+    assert provider.fetch(first.cursor, later(1)).posts == []
     fake.page_size = 2
     fake.state.inbox += [message(f"n{i}", f"new {i}", created=NEWEST - 50 + i) for i in range(5)]
-    second = provider.fetch(first.cursor, NOW)
+    second = provider.fetch(first.cursor, later(2))
     assert [p.external_id for p in second.posts] == [f"t4_n{i}" for i in range(5)]  # oldest first
     inbox_pages = [r.query.get("after") for r in fake.requests_to("GET", "/message/inbox")[2:]]
     assert inbox_pages == [None, "t4_n3", "t4_n1"]
-    assert second.cursor["sources"]["inbox"] == {"since": NEWEST - 46, "seen": ["t4_n4"]}
+    assert second.cursor["sources"]["inbox"] == {"since": NEWEST - 46, "seen": ["t4_n4"],
+                                                 "read_at": later(2).timestamp()}
 
 
 def test_things_of_the_same_second_are_neither_lost_nor_taken_twice(make_provider: Make, fake: FakeReddit) -> None:
@@ -79,10 +84,10 @@ def test_things_of_the_same_second_are_neither_lost_nor_taken_twice(make_provide
     fake.state.inbox = [message("s1", "one", created=NEWEST)]
     cursor = provider.fetch({}, NOW).cursor
     fake.state.inbox.append(message("s2", "two", created=NEWEST))
-    again = provider.fetch(cursor, NOW)
+    again = provider.fetch(cursor, later(1))
     assert [p.external_id for p in again.posts] == ["t4_s2"]
     assert sorted(again.cursor["sources"]["inbox"]["seen"]) == ["t4_s1", "t4_s2"]
-    assert provider.fetch(again.cursor, NOW).posts == []
+    assert provider.fetch(again.cursor, later(2)).posts == []
 
 
 def test_a_catch_up_cut_short_goes_on_where_it_stopped(make_provider: Make, fake: FakeReddit) -> None:
@@ -92,13 +97,14 @@ def test_a_catch_up_cut_short_goes_on_where_it_stopped(make_provider: Make, fake
     fake.page_size = 1
     fake.state.inbox += [message(f"b{i}", f"backlog {i}", created=NEWEST - 500 + i) for i in range(5)]
     seen: list[str] = []
-    for _ in range(3):
-        result = provider.fetch(cursor, NOW)
+    for n in range(3):
+        result = provider.fetch(cursor, later(n + 1))
         seen += [p.external_id for p in result.posts]
         cursor = result.cursor
+        assert ("after" in cursor["sources"]["inbox"]) is (n == 0)  # 3 pages, then 2 more down to the floor
     assert sorted(seen) == sorted(f"t4_b{i}" for i in range(5))
-    assert cursor["sources"]["inbox"] == {"since": NEWEST - 496, "seen": ["t4_b4"]}
-    assert provider.fetch(cursor, NOW).posts == []
+    assert cursor["sources"]["inbox"] == {"since": NEWEST - 496, "seen": ["t4_b4"], "read_at": later(3).timestamp()}
+    assert provider.fetch(cursor, later(4)).posts == []
 
 
 def test_the_window_running_out_mid_poll_stops_and_the_next_poll_resumes_the_others(
@@ -131,8 +137,8 @@ def test_a_busy_source_cannot_starve_the_others(make_provider: Make, fake: FakeR
     fake.state.inbox = [message(f"i{i}", f"inbox {i}", created=NEWEST - i) for i in range(20)]
     fake.state.subreddits["learnpython"] = [post("p1", "acme router down")]
     taken: list[str] = []
-    for _ in range(3):
-        result = provider.fetch(cursor, NOW)
+    for n in range(3):
+        result = provider.fetch(cursor, later(n))
         taken += [p.external_id for p in result.posts]
         cursor = dict(result.cursor)
     assert "t3_p1" in taken  # reached although the inbox alone could fill every poll
@@ -166,3 +172,28 @@ def test_a_broken_thing_is_rejected_and_the_rest_kept(make_provider: Make, fake:
     assert [p.external_id for p in result.posts] == ["t4_ok"]
     assert [r.reason for r in result.rejected] == ["inbox: t4_x1 has no created_utc time: 'yesterday'",
                                                    "inbox: t4_x2 has a NUL character in body"]
+
+
+def test_a_source_read_half_a_minute_ago_is_left_alone(make_provider: Make, fake: FakeReddit) -> None:
+    # Reddit caches listings for about 30 seconds: the worker polls every few seconds, Reddit is asked less.
+    provider = make_provider(username=OUR_NAME)
+    cursor = provider.fetch({}, NOW).cursor
+    asked = len(fake.api_requests())
+    assert provider.fetch(cursor, NOW + timedelta(seconds=20)).cursor == cursor
+    assert len(fake.api_requests()) == asked
+    provider.fetch(cursor, NOW + timedelta(seconds=31))
+    assert len(fake.api_requests()) == asked + 2  # the inbox and the mentions again
+
+
+def test_polls_spend_at_most_90_requests_a_minute(make_provider: Make, fake: FakeReddit) -> None:
+    subreddits = [f"sub{i}" for i in range(48)]  # 50 sources with the inbox and the mentions
+    provider = make_provider(username=OUR_NAME, subreddits=subreddits, keywords=["acme"], requests_per_poll=50)
+    cursor = dict(provider.fetch({}, NOW).cursor)
+    assert len(fake.api_requests()) == 50 and cursor["minute"] == {"start": NOW.timestamp(), "requests": 50}
+    cursor = dict(provider.fetch(cursor, NOW + timedelta(seconds=40)).cursor)
+    assert len(fake.api_requests()) == 90  # 40 more: the minute's 90 are spent, though a poll may make 50
+    assert cursor["next"] == "r/sub39"  # began at the mentions (the turns rotate): 39 subreddits read
+    assert provider.fetch(cursor, NOW + timedelta(seconds=50)).cursor == cursor
+    assert len(fake.api_requests()) == 90
+    provider.fetch(cursor, NOW + timedelta(seconds=61))  # a new minute: the ten not read for a minute now
+    assert len(fake.api_requests()) == 100

@@ -6,6 +6,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -46,6 +47,7 @@ TIMEOUT = httpx.Timeout(20.0, connect=10.0)
 MAX_LENGTH = 10_000  # characters of markdown in a comment or message reply
 # Requests left in Reddit's window below which a poll stops: replies must still get through.
 RESERVE = 10
+MINUTE_BUDGET = 100 - RESERVE  # requests polls may make in any minute, of the 100 Reddit allows
 PAGES_PER_TURN = 3  # of 100 things, per source per poll: a busy source cannot spend a poll on its own
 FIND_PAGES = 2  # of the brand's latest 100 comments (or sent messages), when a reply's answer was lost
 
@@ -146,13 +148,17 @@ class RedditProvider(Provider[RedditConfig]):
 
     def fetch(self, cursor: Mapping[str, Any], now: datetime) -> FetchResult:
         """New things from each source, in turns: the poll starts at the source the cursor names (``next``) and
-        stops when its requests (``requests_per_poll``) are spent or Reddit's window has fewer than
-        :data:`RESERVE` left; the sources it did not reach go first next time. With the window spent, the
-        cursor says when it resets (``resume_at``) and no poll asks before. The first read of a source takes
-        its newest page only."""
+        stops when its share of requests is spent (``requests_per_poll``, and at most :data:`MINUTE_BUDGET` in
+        any minute, counted in the cursor) or Reddit's window has fewer than :data:`RESERVE` left; the sources it
+        did not reach go first next time. With Reddit's window spent, the cursor says when it resets
+        (``resume_at``) and no poll asks before. A source read less than half a minute ago is left alone (Reddit
+        would answer from its cache). The first read of a source takes its newest page only."""
         resume_at = _time(cursor.get("resume_at"))
         if resume_at is not None and resume_at > now:
             return FetchResult(posts=[], cursor=dict(cursor))
+        clock = now.timestamp()
+        minute_start, minute_used = _minute(cursor.get("minute"), clock)
+        limit = min(self.config.requests_per_poll, MINUTE_BUDGET - minute_used)
         states_in = cursor.get("sources")
         states_in = states_in if isinstance(states_in, Mapping) else {}
         turn = sources(self.config)
@@ -160,26 +166,29 @@ class RedditProvider(Provider[RedditConfig]):
         start = keys.index(cursor["next"]) if cursor.get("next") in keys else 0
         turn = turn[start:] + turn[:start]
         states = {key: SourceState.from_json(states_in.get(key)) for key in keys}
+        due = [s for s in turn if not states[s.key].fresh(clock)]
+        if not due or limit <= 0:
+            return FetchResult(posts=[], cursor=dict(cursor))
         matcher = self.config.listening().matcher()
         read = _Read()
         next_key = ""
         resume = None
         with self._api() as api:
-            first_request = api.requests
+            budget = _Budget(api.requests, limit)
             api.remaining = None  # what an earlier call heard: the window may have started again since
             me = self.username(now).casefold()
-            for source in turn:
-                if self._stop(api, first_request):
+            for source in due:
+                if budget.stop(api):
                     next_key = source.key
                     break
-                states[source.key] = self._read(api, source, states[source.key], matcher, me, now, read,
-                                                first_request)
+                states[source.key] = self._read(api, source, states[source.key], matcher, me, now, read, budget)
             else:
                 next_key = turn[1].key if len(turn) > 1 else ""  # a fresh start next time: the turns rotate
             if api.remaining is not None and api.remaining <= RESERVE:
                 resume = api.resets_at(now)
-            remaining, renewed = api.remaining, api.renewed
-        saved: dict[str, Any] = {"sources": {key: states[key].to_json() for key in keys}}
+            remaining, renewed, spent = api.remaining, api.renewed, budget.spent(api)
+        saved: dict[str, Any] = {"sources": {key: states[key].to_json() for key in keys},
+                                 "minute": {"start": minute_start, "requests": minute_used + spent}}
         if next_key:
             saved["next"] = next_key
         if resume is not None:
@@ -188,13 +197,8 @@ class RedditProvider(Provider[RedditConfig]):
         return FetchResult(posts=read.posts, cursor=saved, rejected=read.rejected, credentials=renewed,
                            rate_limit_remaining=None if remaining is None else int(remaining))
 
-    def _stop(self, api: RedditClient, first_request: int) -> bool:
-        if api.requests - first_request >= self.config.requests_per_poll:
-            return True
-        return api.remaining is not None and api.remaining <= RESERVE
-
     def _read(self, api: RedditClient, source: Source, state: SourceState, matcher: KeywordMatcher, me: str,
-              now: datetime, read: _Read, first_request: int) -> SourceState:
+              now: datetime, read: _Read, budget: _Budget) -> SourceState:
         """One turn of one source; returns its state to save."""
         what = f"read {source.key}"
         params: dict[str, str] = {**source.params, "limit": "100"}
@@ -202,7 +206,7 @@ class RedditProvider(Provider[RedditConfig]):
         pending = state.pending or (Mark(floor.since, list(floor.seen)) if floor else Mark(0.0))
         after = state.after
         for page in range(PAGES_PER_TURN):
-            if page and self._stop(api, first_request):
+            if page and budget.stop(api):
                 break
             if after:
                 params["after"] = after
@@ -218,9 +222,9 @@ class RedditProvider(Provider[RedditConfig]):
                     pending.note(name, when)
                 read.take(thing, source, matcher, me)
             if floor is None or reached or not next_after or not children:
-                return SourceState(pending)  # caught up
+                return SourceState(pending, read_at=now.timestamp())  # caught up
             after = next_after
-        return SourceState(floor, after, pending)
+        return SourceState(floor, after, pending, now.timestamp())
 
     # -- replying ----------------------------------------------------------------------------------------------
 
@@ -289,6 +293,30 @@ class RedditProvider(Provider[RedditConfig]):
                 params = {**params, "after": after}
         raise CannotTell(f"the reply is not among the brand's latest {FIND_PAGES * 100} on Reddit; older ones were "
                          "not read")
+
+
+@dataclass(frozen=True, slots=True)
+class _Budget:
+    """The requests one poll may make, counted from the client's count when it began."""
+
+    first_request: int
+    limit: int
+
+    def spent(self, api: RedditClient) -> int:
+        return api.requests - self.first_request
+
+    def stop(self, api: RedditClient) -> bool:
+        return self.spent(api) >= self.limit or (api.remaining is not None and api.remaining <= RESERVE)
+
+
+def _minute(raw: Any, now: float) -> tuple[float, int]:
+    """The minute the cursor counts requests in (its start, unix seconds) and how many it has made; a new one
+    when that minute is over."""
+    if isinstance(raw, Mapping):
+        start, used = raw.get("start"), raw.get("requests")
+        if isinstance(start, int | float) and isinstance(used, int) and 0 <= now - start < 60:
+            return float(start), max(0, used)
+    return now, 0
 
 
 class _Read:

@@ -20,6 +20,8 @@ from caredesk.connectors.builtin.reddit.parse import FULLNAME_RE
 # Reddit's search refuses queries longer than 512 characters: longer keyword lists are split into several.
 MAX_QUERY = 500
 MAX_SEEN = 50
+# Reddit caches listings for about 30 seconds: a source read more often than this sees the same page again.
+FRESH_SECONDS = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +106,13 @@ class SourceState:
     floor: Mark | None = None
     after: str = ""
     pending: Mark | None = None
+    read_at: float | None = None  # when its last turn began (unix seconds)
+
+    def fresh(self, now: float) -> bool:
+        """Whether reading it again now would only see Reddit's cached listing: read less than
+        :data:`FRESH_SECONDS` ago, and not in the middle of a catch-up."""
+        return self.floor is not None and not self.after and self.read_at is not None \
+            and 0 <= now - self.read_at < FRESH_SECONDS
 
     def to_json(self) -> dict[str, Any]:
         if self.floor is None:
@@ -113,6 +122,8 @@ class SourceState:
             out["after"] = self.after
             if self.pending is not None:
                 out["pending"] = self.pending.to_json()
+        if self.read_at is not None:
+            out["read_at"] = self.read_at
         return out
 
     @classmethod
@@ -120,7 +131,9 @@ class SourceState:
         floor = Mark.from_json(raw)
         if floor is None or not isinstance(raw, Mapping):
             return cls()
+        read_at = raw.get("read_at")
+        read_at = float(read_at) if isinstance(read_at, int | float) and not isinstance(read_at, bool) else None
         after = raw.get("after")
         if not isinstance(after, str) or not FULLNAME_RE.fullmatch(after):
-            return cls(floor)
-        return cls(floor, after, Mark.from_json(raw.get("pending")))
+            return cls(floor, read_at=read_at)
+        return cls(floor, after, Mark.from_json(raw.get("pending")), read_at)
