@@ -135,3 +135,14 @@ def test_the_authorization_code_becomes_a_refresh_token(fake: FakeReddit, http: 
     with pytest.raises(AuthRevoked, match="did not accept the code"):
         oauth.exchange_code(http, CLIENT_ID, None, "used", "http://127.0.0.1:8000/cb", "server:a:1 (by /u/acme_ops)",
                             auth=fake.url)
+
+
+def test_a_kept_token_is_not_used_with_other_credentials(make_provider: Make, fake: FakeReddit) -> None:
+    stored = make_provider(username=OUR_NAME).fetch({}, NOW).credentials
+    assert stored is not None
+    # An admin changed the password (a new account, perhaps): the token kept from the old one is not used.
+    changed = {**stored, "password": "a-new-password"}
+    fake.state.password = "a-new-password"
+    make_provider(changed, username=OUR_NAME).whoami(NOW + timedelta(minutes=1))
+    tokens = fake.requests_to("POST", "/api/v1/access_token")
+    assert len(tokens) == 2 and tokens[1].form["password"] == "a-new-password"

@@ -149,7 +149,8 @@ class RedditClient:
     def token(self, now: datetime) -> str:
         creds = self.credentials
         expires = creds.access_token_expires_at
-        if creds.access_token is not None and expires is not None and expires - TOKEN_MARGIN > now:
+        if creds.access_token is not None and expires is not None and expires - TOKEN_MARGIN > now \
+                and creds.access_token_grant == creds.grant_fingerprint():
             return creds.access_token.get_secret_value()
         return self.renew(now)
 
@@ -188,13 +189,14 @@ class RedditClient:
         lifetime = body.get("expires_in")
         seconds = lifetime if isinstance(lifetime, int | float) and not isinstance(lifetime, bool) else 3600
         new_refresh = body.get("refresh_token")
-        self.credentials = creds.model_copy(update={
+        renewed = creds.model_copy(update={
             "access_token": SecretStr(token),
             "access_token_expires_at": now + timedelta(seconds=max(0.0, float(seconds))),
             # Reddit keeps a refresh token for good, but should it ever send a new one, that one is the one to keep.
             "refresh_token": SecretStr(new_refresh) if isinstance(new_refresh, str) and new_refresh
             and creds.refresh_token is not None else creds.refresh_token,
         })
+        self.credentials = renewed.model_copy(update={"access_token_grant": renewed.grant_fingerprint()})
         self.renewed = self.credentials.to_storage()
         return token
 

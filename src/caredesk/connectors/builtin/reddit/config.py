@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -135,6 +136,7 @@ class RedditCredentials(ProviderCredentials):
     # The current token, kept by the desk (never asked for in a form).
     access_token: SecretStr | None = Field(default=None, json_schema_extra={"setup_form": False})
     access_token_expires_at: datetime | None = Field(default=None, json_schema_extra={"setup_form": False})
+    access_token_grant: str = Field(default="", json_schema_extra={"setup_form": False})  # which grant it is of
 
     @field_validator("client_id")
     @classmethod
@@ -165,6 +167,13 @@ class RedditCredentials(ProviderCredentials):
         if self.access_token_expires_at is not None:
             data["access_token_expires_at"] = self.access_token_expires_at.isoformat()  # stored as JSON
         return data
+
+    def grant_fingerprint(self) -> str:
+        """Names the app and grant a token was got with, so a token kept from other credentials (an admin who
+        changed the account or password) is never used for these."""
+        secret = self.refresh_token or self.password
+        material = "\n".join((self.client_id, self.username, secret.get_secret_value() if secret else ""))
+        return hashlib.sha256(material.encode()).hexdigest()[:32]
 
     @property
     def grant(self) -> Literal["refresh_token", "password"]:
