@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fake_reddit import NEWEST, OUR_NAME, FakeReddit, comment, message, post
 
-from caredesk.connectors.base import RateLimited
+from caredesk.connectors.base import RateLimited, Refused
 from caredesk.connectors.builtin.reddit import RedditProvider
 
 Make = Callable[..., RedditProvider]
@@ -197,3 +197,24 @@ def test_polls_spend_at_most_90_requests_a_minute(make_provider: Make, fake: Fak
     assert len(fake.api_requests()) == 90
     provider.fetch(cursor, NOW + timedelta(seconds=61))  # a new minute: the ten not read for a minute now
     assert len(fake.api_requests()) == 100
+
+
+def test_a_subreddit_reddit_refuses_waits_and_the_others_go_on(make_provider: Make, fake: FakeReddit) -> None:
+    provider = make_provider(username=OUR_NAME, subreddits=["private_one", "learnpython"], keywords=["acme"])
+    fake.fail("GET", "/r/private_one/search", 403, {"reason": "private", "message": "Forbidden", "error": 403})
+    fake.state.subreddits["learnpython"] = [post("p1", "acme broke")]
+    result = provider.fetch({}, NOW)
+    assert [p.external_id for p in result.posts] == ["t3_p1"]
+    assert [r.reason for r in result.rejected] == ["r/private_one: Reddit refused to read r/private_one "
+                                                   "(403: Forbidden private)"]
+    assert result.cursor["sources"]["r/private_one"] == {"refused_until": NOW.timestamp() + 900}
+    provider.fetch(result.cursor, later(5))
+    assert len(fake.requests_to("GET", "/r/private_one/search")) == 1  # not asked again for a while
+    provider.fetch(result.cursor, later(16))
+    assert len(fake.requests_to("GET", "/r/private_one/search")) == 2
+
+
+def test_when_nothing_can_be_read_the_poll_fails_with_reddits_reason(make_provider: Make, fake: FakeReddit) -> None:
+    fake.fail("GET", "/message/inbox", 403, {"message": "Forbidden", "error": 403})
+    with pytest.raises(Refused, match="read inbox"):
+        make_provider(username=OUR_NAME, mentions=False).fetch({}, NOW)

@@ -40,7 +40,7 @@ from caredesk.connectors.builtin.reddit.api import (
 )
 from caredesk.connectors.builtin.reddit.config import RedditConfig, RedditCredentials
 from caredesk.connectors.builtin.reddit.parse import FULLNAME_RE, SITE, created, fullname, post_from_thing
-from caredesk.connectors.builtin.reddit.sources import Mark, Source, SourceState, sources
+from caredesk.connectors.builtin.reddit.sources import REFUSED_SECONDS, Mark, Source, SourceState, sources
 from caredesk.connectors.listening import KeywordMatcher
 
 TIMEOUT = httpx.Timeout(20.0, connect=10.0)
@@ -177,16 +177,25 @@ class RedditProvider(Provider[RedditConfig]):
             budget = _Budget(api.requests, limit)
             api.remaining = None  # what an earlier call heard: the window may have started again since
             me = self.username(now).casefold()
+            refused: list[Refused] = []
             for source in due:
                 if budget.stop(api):
                     next_key = source.key
                     break
-                states[source.key] = self._read(api, source, states[source.key], matcher, me, now, read, budget)
+                try:
+                    states[source.key] = self._read(api, source, states[source.key], matcher, me, now, read, budget)
+                except Refused as exc:
+                    # One private or banned subreddit must not stop the others: it waits, and is reported.
+                    refused.append(exc)
+                    read.refused(source, exc)
+                    states[source.key].refused_until = clock + REFUSED_SECONDS
             else:
                 next_key = turn[1].key if len(turn) > 1 else ""  # a fresh start next time: the turns rotate
             if api.remaining is not None and api.remaining <= RESERVE:
                 resume = api.resets_at(now)
             remaining, renewed, spent = api.remaining, api.renewed, budget.spent(api)
+        if refused and len(refused) == len(due):
+            raise refused[0]  # nothing could be read: the installation's health must say why
         saved: dict[str, Any] = {"sources": {key: states[key].to_json() for key in keys},
                                  "minute": {"start": minute_start, "requests": minute_used + spent}}
         if next_key:
@@ -327,6 +336,10 @@ class _Read:
         self.rejected: list[RejectedRecord] = []
         self._names: set[str] = set()
         self._position = 0
+
+    def refused(self, source: Source, exc: Refused) -> None:
+        self.rejected.append(RejectedRecord(position=self._position, reason=f"{source.key}: {exc}"))
+        self._position += 1
 
     def take(self, thing: Any, source: Source, matcher: KeywordMatcher, me: str) -> None:
         position = self._position

@@ -22,6 +22,9 @@ MAX_QUERY = 500
 MAX_SEEN = 50
 # Reddit caches listings for about 30 seconds: a source read more often than this sees the same page again.
 FRESH_SECONDS = 30.0
+# A source Reddit refused to list (a private, banned or missing subreddit, a scope the app lacks) is tried again
+# after this long, so one bad subreddit neither stops the others nor spends a request every poll.
+REFUSED_SECONDS = 900.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,16 +110,20 @@ class SourceState:
     after: str = ""
     pending: Mark | None = None
     read_at: float | None = None  # when its last turn began (unix seconds)
+    refused_until: float | None = None  # Reddit refused to list it (a private or banned subreddit): not before
 
     def fresh(self, now: float) -> bool:
-        """Whether reading it again now would only see Reddit's cached listing: read less than
-        :data:`FRESH_SECONDS` ago, and not in the middle of a catch-up."""
+        """Whether it is not to be read now: Reddit refused it a while ago, or reading it again would only see
+        Reddit's cached listing (read less than :data:`FRESH_SECONDS` ago, and not in the middle of a
+        catch-up)."""
+        if self.refused_until is not None and now < self.refused_until:
+            return True
         return self.floor is not None and not self.after and self.read_at is not None \
             and 0 <= now - self.read_at < FRESH_SECONDS
 
     def to_json(self) -> dict[str, Any]:
         if self.floor is None:
-            return {}
+            return {"refused_until": self.refused_until} if self.refused_until is not None else {}
         out = self.floor.to_json()
         if self.after:
             out["after"] = self.after
@@ -124,16 +131,24 @@ class SourceState:
                 out["pending"] = self.pending.to_json()
         if self.read_at is not None:
             out["read_at"] = self.read_at
+        if self.refused_until is not None:
+            out["refused_until"] = self.refused_until
         return out
 
     @classmethod
     def from_json(cls, raw: Any) -> SourceState:
-        floor = Mark.from_json(raw)
-        if floor is None or not isinstance(raw, Mapping):
+        if not isinstance(raw, Mapping):
             return cls()
-        read_at = raw.get("read_at")
-        read_at = float(read_at) if isinstance(read_at, int | float) and not isinstance(read_at, bool) else None
+        refused_until = _number(raw.get("refused_until"))
+        floor = Mark.from_json(raw)
+        if floor is None:
+            return cls(refused_until=refused_until)
         after = raw.get("after")
         if not isinstance(after, str) or not FULLNAME_RE.fullmatch(after):
-            return cls(floor, read_at=read_at)
-        return cls(floor, after, Mark.from_json(raw.get("pending")), read_at)
+            after = ""
+        return cls(floor, after, Mark.from_json(raw.get("pending")) if after else None, _number(raw.get("read_at")),
+                   refused_until)
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
