@@ -37,7 +37,7 @@ def test_a_poll_lands_messages_mentions_and_keyword_posts_as_cases(fake: FakeRed
     installation = _connect(fake)
     assert installation.own_handles == [OUR_NAME] and installation.own_account_ids == [f"t2_{OUR_ID}"]
     assert installation.config["username"] == OUR_NAME  # kept at setup: polls need not ask who we are
-    fake.state.inbox = [message("dm1", "My bill is wrong <b>twice</b>", subject="billing")]
+    fake.state.inbox = [message("dm1", "My bill is wrong <script>alert(1)</script>", subject="billing")]
     fake.state.mentions = [comment("mn1", "u/acme_care my router is dead", "t3_q1", kind="username_mention")]
     fake.state.subreddits["homenetworking"] = [post("q2", "Acme router drops every night", subreddit="HomeNetworking"),
                                                post("q3", "unrelated", subreddit="HomeNetworking")]
@@ -45,7 +45,11 @@ def test_a_poll_lands_messages_mentions_and_keyword_posts_as_cases(fake: FakeRed
     posts = {p.external_id: p for p in Post.objects.all()}
     assert sorted(posts) == ["t1_mn1", "t3_q2", "t4_dm1"]
     assert posts["t4_dm1"].is_direct and posts["t4_dm1"].summoned
-    assert posts["t4_dm1"].text == "billing\n\nMy bill is wrong <b>twice</b>"  # stored as written; escaped when shown
+    assert posts["t4_dm1"].text == "billing\n\nMy bill is wrong <script>alert(1)</script>"  # stored as written
+    agent = Client()
+    agent.force_login(make_user("ragent", role="agent", brands=[installation.brand]))
+    page = agent.get(f"/cases/{posts['t4_dm1'].case_id}/").content.decode()
+    assert "My bill is wrong &lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert(1)" not in page
     assert not posts["t1_mn1"].is_direct and posts["t1_mn1"].summoned
     assert not posts["t3_q2"].summoned and posts["t3_q2"].matched_keywords == ["acme router"]
     stored = ConnectorInstallation.objects.get(pk=installation.pk)
