@@ -218,3 +218,21 @@ def test_when_nothing_can_be_read_the_poll_fails_with_reddits_reason(make_provid
     fake.fail("GET", "/message/inbox", 403, {"message": "Forbidden", "error": 403})
     with pytest.raises(Refused, match="read inbox"):
         make_provider(username=OUR_NAME, mentions=False).fetch({}, NOW)
+
+
+def test_new_posts_of_a_subreddit_are_matched_here(make_provider: Make, fake: FakeReddit) -> None:
+    fake.state.subreddits["learnpython"] = [post("n1", "My ACME ROUTER died"), post("n2", "acme routers", created=1)]
+    result = make_provider(username=OUR_NAME, inbox=False, mentions=False, subreddit_listing="new",
+                           **LISTEN).fetch({}, NOW)
+    assert [p.external_id for p in result.posts] == ["t3_n1"]
+    assert [r.path for r in fake.api_requests()] == ["/r/learnpython/new"]
+    assert fake.api_requests()[0].query == {"limit": "100", "raw_json": "1"}
+
+
+def test_long_keyword_lists_are_searched_in_pieces(make_provider: Make, fake: FakeReddit) -> None:
+    keywords = [f"product number {i:03d}" for i in range(40)]  # about 880 characters as one query
+    make_provider(username=OUR_NAME, inbox=False, mentions=False, subreddits=["learnpython"],
+                  keywords=keywords).fetch({}, NOW)
+    queries = [r.query["q"] for r in fake.requests_to("GET", "/r/learnpython/search")]
+    assert len(queries) == 2 and all(len(q) <= 500 for q in queries)
+    assert " OR ".join(queries) == " OR ".join(f'"{k}"' for k in keywords)
