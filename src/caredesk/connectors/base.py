@@ -304,6 +304,9 @@ class Provider(ABC, Generic[ConfigT]):
     idempotent_replies: ClassVar[bool] = False
     # What the platform charges per call (None: nothing); an installation may override single prices.
     prices: ClassVar[PriceTable | None] = None
+    # What an admin must know before connecting (the platform's own approval, its limits), shown on the setup
+    # form and by ``caredesk connector add``; plain text.
+    setup_notice: ClassVar[str] = ""
 
     def __init__(self, config: ConfigT, credentials: Mapping[str, Any], http: httpx.Client | None = None) -> None:
         self.config = config

@@ -68,7 +68,12 @@ def cmd_add(args: argparse.Namespace, setup: Setup) -> int:
         return _error(str(exc))
     with setup(args):
         from caredesk.accounts.models import Brand
+        from caredesk.connectors.registry import providers
         from caredesk.connectors.setup import PlatformUnreachable, SetupRefused, add_connection
+
+        notice = getattr(providers().get(args.provider), "setup_notice", "")
+        if notice:
+            print(f"note: {notice}", file=sys.stderr)
 
         brand = Brand.objects.filter(slug=args.brand).first()
         if brand is None:
@@ -150,9 +155,13 @@ def cmd_authorize(args: argparse.Namespace) -> int:
     from caredesk.connectors.base import ConnectorError
     from caredesk.connectors.builtin.mastodon import oauth
 
+    if args.provider == "reddit":
+        return _authorize_reddit(args)
     if args.provider != "mastodon":
         return _error(f"{args.provider!r} has no authorization flow here: give its credentials to 'connector add' "
                       "(Bluesky: an app password)")
+    if not args.instance:
+        return _error("give --instance, the brand's server")
     out = Path(args.out)
     if out.exists():
         return _error(f"{out} exists; give another --out")
@@ -161,17 +170,63 @@ def cmd_authorize(args: argparse.Namespace) -> int:
             app = oauth.register_app(http, args.instance)
             print("Open this page, log in as the brand's account, allow caredesk, and paste the code shown:")
             print(oauth.authorize_url(args.instance, app.client_id))
-            code = sys.stdin.readline().strip() if not sys.stdin.isatty() else input("code: ").strip()
+            code = _read_code("code: ")
             if not code:
                 return _error("no code given")
             credentials = oauth.exchange_code(http, args.instance, app, code)
     except (ConnectorError, ValueError) as exc:
         return _error(str(exc), EXIT_FAILED)
+    _write_credentials(out, credentials)
+    print(f"credentials written to {out}; next: caredesk connector add mastodon --brand SLUG --name NAME "
+          f"--config '{{\"instance\": \"{args.instance}\"}}' --credentials @{out}")
+    return 0
+
+
+def _read_code(prompt: str) -> str:
+    return sys.stdin.readline().strip() if not sys.stdin.isatty() else input(prompt).strip()
+
+
+def _write_credentials(out: Path, credentials: Any) -> None:
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(credentials.to_storage(), f)
-    print(f"credentials written to {out}; next: caredesk connector add mastodon --brand SLUG --name NAME "
-          f"--config '{{\"instance\": \"{args.instance}\"}}' --credentials @{out}")
+
+
+def _authorize_reddit(args: argparse.Namespace) -> int:
+    """Reddit's OAuth for an installed or web app: the page where the brand's account allows the app, then the
+    address Reddit sends the browser to (or its code) pasted back, exchanged for a permanent refresh token."""
+    import secrets
+
+    import httpx
+
+    from caredesk.connectors.base import ConnectorError
+    from caredesk.connectors.builtin.reddit import RedditConfig, oauth
+    from caredesk.connectors.builtin.reddit.provider import SETUP_NOTICE
+
+    if not args.client_id or not args.redirect_uri:
+        return _error("give --client-id and --redirect-uri (as registered for the app at reddit.com/prefs/apps)")
+    try:
+        config = RedditConfig.model_validate(_json_object(args.config, "--config"))
+    except ValueError as exc:
+        return _error(f"--config: {exc}")
+    out = Path(args.out)
+    if out.exists():
+        return _error(f"{out} exists; give another --out")
+    print(f"note: {SETUP_NOTICE}")
+    state = secrets.token_urlsafe(16)
+    try:
+        with httpx.Client(timeout=20) as http:
+            print("Open this page, log in as the brand's account, allow the app, and paste the address your browser "
+                  "is sent to (or the code in it):")
+            print(oauth.authorize_url(args.client_id, args.redirect_uri, state, auth=config.auth))
+            code = oauth.code_from(_read_code("address or code: "), state)
+            credentials = oauth.exchange_code(http, args.client_id, args.client_secret, code, args.redirect_uri,
+                                              config.user_agent(), auth=config.auth)
+    except (ConnectorError, ValueError) as exc:
+        return _error(str(exc), EXIT_FAILED)
+    _write_credentials(out, credentials)
+    print(f"credentials written to {out}; next: caredesk connector add reddit --brand SLUG --name NAME "
+          f"--config {args.config or '...'} --credentials @{out}")
     return 0
 
 
@@ -223,9 +278,13 @@ def add_connector_commands(add: AddParser, setup: Setup) -> None:
     p.add_argument("--no-check", action="store_true", help="store new credentials without asking the platform")
     p.set_defaults(func=bind(cmd_configure))
 
-    p = command("authorize", "get credentials through the platform's own login (Mastodon OAuth)")
-    p.add_argument("provider", help="mastodon")
-    p.add_argument("--instance", required=True, help="the brand's server, like https://mastodon.social")
+    p = command("authorize", "get credentials through the platform's own login (Mastodon or Reddit OAuth)")
+    p.add_argument("provider", help="mastodon or reddit")
+    p.add_argument("--instance", help="Mastodon: the brand's server, like https://mastodon.social")
+    p.add_argument("--client-id", help="Reddit: the app's client id")
+    p.add_argument("--client-secret", help="Reddit: the app's secret (a web app; an installed app has none)")
+    p.add_argument("--redirect-uri", help="Reddit: the app's redirect URI, as registered")
+    p.add_argument("--config", help="Reddit: the settings JSON (or @FILE) for 'connector add' (for the User-Agent)")
     p.add_argument("--out", required=True, help="a new file for the credentials (written with mode 600)")
     p.set_defaults(func=cmd_authorize)
 

@@ -56,13 +56,20 @@ def _form_field(name: str, info: Any) -> forms.Field:
     return forms.CharField(label=label, required=required, help_text=help_text, initial=initial, max_length=2000)
 
 
+def _in_form(info: Any) -> bool:
+    """Whether a field is asked for: not one the desk keeps itself (``json_schema_extra={"setup_form": False}``,
+    such as a cached access token)."""
+    extra = info.json_schema_extra
+    return not (isinstance(extra, dict) and extra.get("setup_form") is False)
+
+
 def model_form(
     model: type[BaseModel], prefix: str, data: Mapping[str, Any] | None = None,
     current: Mapping[str, Any] | None = None, *, all_optional: bool = False,
 ) -> forms.Form:
     """A form for ``model``; ``current`` values fill it in (lists one per line; never a secret), and with
     ``all_optional`` nothing is required (an edit where an empty field keeps what is stored)."""
-    fields = {name: _form_field(name, info) for name, info in model.model_fields.items()}
+    fields = {name: _form_field(name, info) for name, info in model.model_fields.items() if _in_form(info)}
     initial: dict[str, Any] = {}
     for name, value in (current or {}).items():
         if name not in fields or isinstance(fields[name].widget, forms.PasswordInput):
@@ -80,6 +87,8 @@ def collected(form: forms.Form, model: type[BaseModel], *, keep_empty_lists: boo
     ``keep_empty_lists`` an emptied list is kept, so an edit can clear a list of keywords)."""
     values: dict[str, Any] = {}
     for name, info in model.model_fields.items():
+        if not _in_form(info):
+            continue
         value = form.cleaned_data.get(name)
         annotation, _ = _core(info.annotation)
         origin = typing.get_origin(annotation) or annotation

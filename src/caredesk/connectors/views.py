@@ -65,8 +65,8 @@ def _page(request: HttpRequest, form: AddConnectionForm | None = None, status: i
     chosen = form.data.get("provider") if form.is_bound else (providers[0][0] if providers else None)
     fields = None
     if chosen in dict(providers):
-        _, config_form, credentials_form = _provider_forms(str(chosen), form.data if form.is_bound else None)
-        fields = {"config": config_form, "credentials": credentials_form}
+        cls, config_form, credentials_form = _provider_forms(str(chosen), form.data if form.is_bound else None)
+        fields = {"config": config_form, "credentials": credentials_form, "notice": cls.setup_notice}
     installations = (
         ConnectorInstallation.objects.select_related("brand").filter(brand__in=brands).order_by("brand__name", "name")
     )
@@ -94,9 +94,9 @@ def connection_fields(request: HttpRequest) -> HttpResponse:
     provider_key = request.GET.get("provider", "")
     if provider_key not in dict(listening_providers()):
         raise Http404("no such platform")
-    _, config_form, credentials_form = _provider_forms(provider_key)
+    cls, config_form, credentials_form = _provider_forms(provider_key)
     return render(request, "connectors/_fields.html",
-                  {"fields": {"config": config_form, "credentials": credentials_form}})
+                  {"fields": {"config": config_form, "credentials": credentials_form, "notice": cls.setup_notice}})
 
 
 @require_POST
@@ -146,8 +146,8 @@ def _edit_page(request: HttpRequest, installation: ConnectorInstallation, data: 
     cls = get_provider_class(installation.provider_key)
     config_form = model_form(cls.config_model, "config", data, installation.config)
     credentials_form = model_form(cls.credentials_model, "credentials", data, all_optional=True)
-    context = {"installation": installation, "fields": {"config": config_form, "credentials": credentials_form},
-               "error": error}
+    fields = {"config": config_form, "credentials": credentials_form, "notice": cls.setup_notice}
+    context = {"installation": installation, "fields": fields, "error": error}
     return render(request, "connectors/edit.html", context, status=status)
 
 
