@@ -195,10 +195,15 @@ def budget_allows(installation: ConnectorInstallation, operation: Operation, now
     return budget_stop(installation, operation, now) is None
 
 
-def do_record_budget_stop(installation: ConnectorInstallation, message: str, now: datetime) -> None:
-    """A poll was skipped for the budget: shown in health (degraded, the reason as its last error), not counted
-    as a failure (nothing is wrong with the platform), and the poll interval still applies."""
-    installation.last_polled_at = now
+def do_record_budget_stop(installation: ConnectorInstallation, message: str, now: datetime, *,
+                          polled: bool = True) -> None:
+    """A poll was skipped, or a stream not connected or closed, for the budget: shown in health (degraded, the
+    reason as its last error), not counted as a failure (nothing is wrong with the platform); for a poll
+    (``polled``) the poll interval still applies."""
     installation.health = ConnectorInstallation.Health.DEGRADED
     installation.last_error = message
-    installation.save(update_fields=["last_polled_at", "health", "last_error"])
+    fields = ["health", "last_error"]
+    if polled:
+        installation.last_polled_at = now
+        fields.append("last_polled_at")
+    installation.save(update_fields=fields)
