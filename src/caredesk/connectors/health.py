@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.db.models import Count
@@ -18,8 +19,9 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def _money(value: Any) -> str | None:
-    return None if value is None else f"{value:.2f}"
+def _money(value: Decimal | None) -> str | None:
+    # Half up, as a bill rounds: $0.005 over the budget shows as $0.01 over, not "-0.00".
+    return None if value is None else str(value.quantize(Decimal("0.01"), ROUND_HALF_UP))
 
 
 def _costs(installation: ConnectorInstallation, cost: CostSummary, now: datetime) -> dict[str, Any]:
