@@ -187,3 +187,15 @@ def test_a_paid_stream_over_its_budget_does_not_connect(platform, monkeypatch):
                    what="the budget stop recorded")
         time.sleep(1)
     assert platform.connections == 0 and not platform.requests and _ids(installation) == []
+
+
+def test_a_paid_stream_whose_own_prices_cannot_be_used_does_not_connect(platform, monkeypatch):
+    monkeypatch.setattr(runner, "BUDGET_CHECK_SECONDS", 0.3)
+    installation = do_create_installation(make_brand(), "test_paid_stream", "X stream", {"url": platform.url},
+                                          credentials={"token": "good-token"})
+    ConnectorInstallation.objects.filter(pk=installation.pk).update(price_overrides={"post_read": "cheap"})
+    with listening() as listener:
+        wait_until(lambda: "own prices cannot be used" in ConnectorInstallation.objects.get(
+            pk=installation.pk).last_error, what="the reason recorded")
+        assert installation.pk in listener.streams  # held, not crashed: it connects once the prices are fixed
+    assert platform.connections == 0

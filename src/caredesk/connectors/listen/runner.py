@@ -63,7 +63,7 @@ from caredesk.connectors.actions import (
 )
 from caredesk.connectors.base import AuthRevoked, Capability, ConnectorError, FetchResult, RateLimited, Refused, Rung
 from caredesk.connectors.batches import dump_batch
-from caredesk.connectors.costs.ledger import budget_stop, do_record_budget_stop
+from caredesk.connectors.costs.ledger import budget_stop, do_record_budget_stop, price_table
 from caredesk.connectors.costs.prices import Operation
 from caredesk.connectors.ladder import OK_GRANULARITY
 from caredesk.connectors.listen import lease
@@ -233,7 +233,14 @@ class InstallationStream(threading.Thread):
     def _over_budget(self, installation: ConnectorInstallation) -> bool:
         """Whether reads are stopped for the budget now; recorded (health) where the reason is new."""
         now = datetime.now(UTC)
-        stop = budget_stop(installation, Operation.POST_READ, now)
+        try:
+            if price_table(installation) is None:
+                return False  # a free platform: nothing to check, no query
+            # The budget as it is now (an admin may have lowered it while this connection was open).
+            installation.refresh_from_db(fields=["monthly_budget", "reply_reserve", "price_overrides"])
+            stop = budget_stop(installation, Operation.POST_READ, now)
+        except ConnectorError as exc:  # its own prices cannot be used: reads that cannot be priced do not start
+            stop = str(exc)
         if stop is None:
             return False
         with transaction.atomic():
