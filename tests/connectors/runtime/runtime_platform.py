@@ -19,7 +19,8 @@ Wire format (defined here; modelled on Server-Sent Events streams such as Mastod
   network cut or a platform restart does. A *graceful end* closes it with the final chunk.
 
 While ``stream_refusal`` is set, ``/stream`` answers ``403`` with ``{"title": "Client Forbidden", "detail": ...}``
-(the shape of X's answer to an app not enrolled in a product); while ``unavailable`` counts down, ``503``.
+(the shape of X's answer to an app not enrolled in a product); while ``unavailable`` counts down, ``503``;
+while ``poll_refusal`` is set, ``/posts`` answers the same 403.
 
 A second endpoint serves the poll tests: ``GET /posts?after=N`` answers ``{"posts": [...], "next": M}`` with the
 same post objects and ``X-RateLimit-Remaining: R`` (or the same 401 / 429).
@@ -53,6 +54,7 @@ class Platform:
         self.sent: list[int] = []  # the seq of every event sent on a stream, in order
         self.stream_refusal: str | None = None  # while set: GET /stream answers 403 with this error
         self.unavailable = 0  # how many stream requests to answer 503 next
+        self.poll_refusal: str | None = None  # while set: GET /posts answers 403 with this error
         self.changed = threading.Condition()
         self.server: ThreadingHTTPServer | None = None
         self.closing = False
@@ -128,6 +130,9 @@ def _handler(platform: Platform) -> type[BaseHTTPRequestHandler]:
             platform.requests.append((url.path, after))
             platform.request_times.append(time.time())
             if self._refused():
+                return
+            if url.path == "/posts" and platform.poll_refusal is not None:
+                self._json(403, {"title": "Client Forbidden", "detail": platform.poll_refusal})
                 return
             if url.path == "/posts":
                 events = [e for e in platform.events if e["seq"] > after and e["kind"] == "post"]
