@@ -5,12 +5,12 @@ The worker (:mod:`caredesk.connectors.tasks`) polls an installation only while i
 catch-up poll every ``CAREDESK_CATCHUP_POLL_SECONDS`` while it is *webhook* (a missed delivery must not be lost; a
 stream catches up by itself from its cursor when it connects). ``caredesk listen`` holds the streams that
 :func:`~caredesk.connectors.ladder.may_stream` allows, and lets go of one once a webhook works or the stream
-failed. Both store the rung in use (``listen_rung``) when it changes.
+failed. The worker stores the rung in use (``listen_rung``) when it changes, for every enabled installation, every
+time it looks for polls to run; health and the Connections page compute it afresh.
 """
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
@@ -22,8 +22,6 @@ from caredesk.connectors.ladder import Choice, Ladder, choose, may_stream
 from caredesk.connectors.models import ConnectorInstallation, ConnectorLease
 from caredesk.connectors.registry import get_provider_class
 from caredesk.connectors.runtime import get_provider
-
-log = logging.getLogger(__name__)
 
 
 def allowed_rungs(installation: ConnectorInstallation) -> tuple[Rung, ...]:
