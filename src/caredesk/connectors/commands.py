@@ -191,8 +191,6 @@ def cmd_budget(args: argparse.Namespace, setup: Setup) -> int:
                 installation = lock_installation(found.pk)
                 if monthly is not None or args.none or reserve is not None:
                     budget = None if args.none else (monthly if monthly is not None else installation.monthly_budget)
-                    if reserve is not None and budget is None:
-                        raise ConnectorError("a reply reserve needs a monthly budget: give --monthly USD too")
                     kept = installation.reply_reserve if budget is not None else Decimal(0)
                     do_set_budget(installation, budget, reserve if reserve is not None else kept)
                 if prices:

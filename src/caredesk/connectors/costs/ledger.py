@@ -124,6 +124,8 @@ def do_set_budget(
     _check_usd(reply_reserve, "the reply reserve")
     if monthly_budget is not None and reply_reserve > monthly_budget:
         raise ConnectorError("the reply reserve cannot be larger than the monthly budget")
+    if monthly_budget is None and reply_reserve > 0:
+        raise ConnectorError("a reply reserve needs a monthly budget")
     installation.monthly_budget = monthly_budget
     installation.reply_reserve = reply_reserve
     installation.save(update_fields=["monthly_budget", "reply_reserve"])
