@@ -22,7 +22,8 @@ def test_add_list_test_disable_enable(env: dict[str, str], tmp_path: Path) -> No
 
     listed = _caredesk("connector", "list", env=env)
     assert listed.returncode == 0
-    assert "acme\tAcme on Mastodon (replay)\treplay\tenabled\tunknown\tlast ok never\t0 posts" in listed.stdout
+    assert ("acme\tAcme on Mastodon (replay)\treplay\tenabled\tunknown\tby poll\tlast ok never\t0 posts\tno cost"
+            in listed.stdout)
 
     tested = _caredesk("connector", "test", "Acme on Mastodon (replay)", env=env)
     assert tested.returncode == 0, tested.stderr

@@ -146,6 +146,11 @@ PROCRASTINATE_AUTODISCOVER_MODULE_NAME = "tasks"
 
 # How often the worker asks each connector installation for new posts (seconds).
 CAREDESK_POLL_INTERVAL = float(os.environ.get("CAREDESK_POLL_INTERVAL", "2"))
+# While an installation listens by webhook, a cheap catch-up poll this often (seconds) picks up a missed delivery.
+CAREDESK_CATCHUP_POLL_SECONDS = float(os.environ.get("CAREDESK_CATCHUP_POLL_SECONDS", "900"))
+# A rung of the listening ladder that failed (a refused stream) is tried again after this long (seconds), doubled
+# for each failure in a row, at most a day.
+CAREDESK_RUNG_RETRY_SECONDS = float(os.environ.get("CAREDESK_RUNG_RETRY_SECONDS", "3600"))
 # How long a reply may stay sending (or queued without a job) before the sweeper settles it: longer than a send's
 # HTTP timeout (20 s), so a slow send is never taken for a dead one.
 CAREDESK_REPLY_LEASE_SECONDS = float(os.environ.get("CAREDESK_REPLY_LEASE_SECONDS", "120"))

@@ -1,15 +1,21 @@
-"""Writes for connector installations: creation, cursors and health."""
+"""Writes for connector installations: creation, cursors, health and the listening ladder."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
+
 from caredesk.accounts.models import Brand
-from caredesk.connectors.base import ConnectorError, Identity
+from caredesk.connectors.base import ConnectorError, Identity, Rung
+from caredesk.connectors.ladder import Choice, Ladder
 from caredesk.connectors.models import ConnectorInstallation
 from caredesk.connectors.registry import get_provider_class
+
+log = logging.getLogger(__name__)
 
 # After this many failures in a row an installation is shown as failing rather than degraded.
 FAILING_AFTER = 3
@@ -219,7 +225,10 @@ def do_update_installation(
         installation.retry_at = None
         installation.consecutive_failures = 0
         installation.health = ConnectorInstallation.Health.UNKNOWN
-        fields += ["credentials_encrypted", "auth_revoked_at", "retry_at", "consecutive_failures", "health"]
+        # New credentials (an app enrolled at last) may be what a refused rung lacked: try every rung again.
+        installation.ladder_state = Ladder.from_json(installation.ladder_state).cleared().to_json()
+        fields += ["credentials_encrypted", "auth_revoked_at", "retry_at", "consecutive_failures", "health",
+                   "ladder_state"]
     if enabled is not None:
         installation.enabled = enabled
         fields.append("enabled")
@@ -242,3 +251,52 @@ def do_rotate_credentials(installation: ConnectorInstallation) -> None:
     if installation.credentials_encrypted:
         installation.credentials_encrypted = rotate(installation.credentials_encrypted)
         installation.save(update_fields=["credentials_encrypted"])
+
+
+def _ladder_retry() -> timedelta:
+    return timedelta(seconds=float(settings.CAREDESK_RUNG_RETRY_SECONDS))
+
+
+def _save_ladder(installation: ConnectorInstallation, ladder: Ladder) -> None:
+    installation.ladder_state = ladder.to_json()
+    installation.save(update_fields=["ladder_state"])
+
+
+def do_record_rung_ok(installation: ConnectorInstallation, rung: Rung, now: datetime) -> None:
+    """``rung`` worked (a verified webhook delivery or challenge, a stream batch, a poll): its failures are
+    forgotten. Written at most once a minute while nothing else changes. Precondition: the row is locked."""
+    ladder = Ladder.from_json(installation.ladder_state)
+    if ladder.needs_write(rung, now):
+        _save_ladder(installation, ladder.worked(rung, now))
+
+
+def do_record_rung_refused(installation: ConnectorInstallation, rung: Rung, reason: str, now: datetime) -> None:
+    """The platform refused ``rung`` (a stream for an app not enrolled, a poll without access): the runtime
+    leaves it for a while (``CAREDESK_RUNG_RETRY_SECONDS``, doubled each time) and uses the next rung down.
+    Precondition: the row is locked."""
+    ladder = Ladder.from_json(installation.ladder_state).refused(rung, reason, now, retry=_ladder_retry())
+    _save_ladder(installation, ladder)
+    log.warning("installation %s: %s %s", installation.pk, rung.value, ladder[rung].reason)
+
+
+def do_record_rung_failure(installation: ConnectorInstallation, rung: Rung, reason: str, now: datetime,
+                           allowed: Sequence[Rung]) -> bool:
+    """One more failure of ``rung`` in a row; True when that made it fall (held failed for a while, the next rung
+    down used meanwhile). Precondition: the row is locked."""
+    ladder = Ladder.from_json(installation.ladder_state).failed_once(rung, reason, now, allowed,
+                                                                     retry=_ladder_retry())
+    _save_ladder(installation, ladder)
+    fell = ladder[rung].failed(now)
+    if fell:
+        log.warning("installation %s: %s %s", installation.pk, rung.value, ladder[rung].reason)
+    return fell
+
+
+def do_set_listen_rung(installation: ConnectorInstallation, choice: Choice) -> None:
+    """Store the rung in use where it changed (a fall or a climb, logged with the reasons)."""
+    if installation.listen_rung == choice.rung.value:
+        return
+    log.info("installation %s: listening by %s now%s", installation.pk, choice.rung.value,
+             f" ({'; '.join(choice.reasons)})" if choice.reasons else "")
+    installation.listen_rung = choice.rung.value
+    ConnectorInstallation.objects.filter(pk=installation.pk).update(listen_rung=choice.rung.value)

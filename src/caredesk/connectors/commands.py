@@ -1,7 +1,9 @@
 """``caredesk connector …``: add, list, test, enable and disable a brand's platform connections.
 
-``add`` checks the credentials with the platform (``whoami``) before anything is stored, and takes the brand's own
-account ids and handles from the answer; ``test`` asks the platform again and fetches once without storing. The
+``budget`` sets the monthly budget, the reply reserve and the connection's own prices; ``list`` shows the rung of
+the listening ladder each connection uses (and why not a higher one) and what it costs. ``add`` checks the
+credentials with the platform (``whoami``) before anything is stored, and takes the brand's own account ids and
+handles from the answer; ``test`` asks the platform again and fetches once without storing. The
 network is never called inside a transaction. Refusals print ``error: …`` and exit 2; a platform that cannot be
 reached exits 1.
 """
@@ -13,6 +15,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -90,19 +93,117 @@ def cmd_add(args: argparse.Namespace, setup: Setup) -> int:
         return 0
 
 
+def _cost_column(health: dict[str, Any]) -> str:
+    if health["cost_month"] in (None, "0.00") and health["budget"] is None:
+        return "no cost"
+    budget = f"budget ${health['budget']}" if health["budget"] is not None else "no budget"
+    return f"${health['cost_month']} this month, forecast ${health['forecast_month']}, {budget}"
+
+
 def cmd_list(args: argparse.Namespace, setup: Setup) -> int:
     with setup(args):
+        from caredesk.connectors.health import connectors_health
         from caredesk.connectors.models import ConnectorInstallation
 
-        rows = ConnectorInstallation.objects.select_related("brand").order_by("brand__slug", "name")
-        if args.brand:
-            rows = rows.filter(brand__slug=args.brand)
+        rows = list(ConnectorInstallation.objects.select_related("brand").order_by("brand__slug", "name")
+                    .filter(**({"brand__slug": args.brand} if args.brand else {})))
+        health = connectors_health(rows)
+        if args.json:
+            print(json.dumps([{"id": i.pk, "brand": i.brand.slug, "name": i.name, "provider": i.provider_key,
+                               "enabled": i.enabled, **health[i.pk]} for i in rows], indent=2))
+            return 0
         for i in rows:
+            h = health[i.pk]
             state = "enabled" if i.enabled else "disabled"
             last = i.last_success_at.strftime("%Y-%m-%d %H:%M UTC") if i.last_success_at else "never"
             error = f"\t{i.last_error.splitlines()[0][:100]}" if i.last_error else ""
-            print(f"{i.brand.slug}\t{i.name}\t{i.provider_key}\t{state}\t{i.health}\tlast ok {last}\t"
-                  f"{i.posts_received} posts{error}")
+            print(f"{i.brand.slug}\t{i.name}\t{i.provider_key}\t{state}\t{i.health}\tby {h['rung']}\t"
+                  f"last ok {last}\t{i.posts_received} posts\t{_cost_column(h)}{error}")
+            for reason in h["rung_reasons"]:
+                print(f"\tnot {reason}")
+            if h["reads_stopped"]:
+                print(f"\t{h['reads_stopped_reason']}")
+        return 0
+
+
+def _prices(items: list[str]) -> dict[str, Any]:
+    """``OPERATION=USD`` (or ``OPERATION=default``) pairs; a ValueError says which one is wrong and why."""
+    from caredesk.connectors.costs.prices import MAX_PRICE, PRICE_PLACES, parse_usd
+
+    prices: dict[str, Any] = {}
+    for item in items:
+        operation, sep, amount = item.partition("=")
+        if not sep or not operation.strip() or not amount.strip():
+            raise ValueError(f"--price {item!r}: give OPERATION=USD, like post_read=0.004 (or post_read=default)")
+        amount = amount.strip()
+        prices[operation.strip()] = None if amount == "default" else parse_usd(
+            amount, f"--price {operation.strip()}", places=PRICE_PLACES, maximum=MAX_PRICE)
+    return prices
+
+
+def budget_lines(installation: Any) -> list[str]:
+    """What an installation's budget and prices are now, for the operator."""
+    from caredesk.connectors.costs.ledger import price_table
+    from caredesk.connectors.registry import get_provider_class
+
+    budget = installation.monthly_budget
+    if budget is None:
+        lines = [f"{installation.name}: no monthly budget"]
+    else:
+        reserve = installation.reply_reserve
+        lines = [f"{installation.name}: monthly budget ${budget:.2f}, reply reserve ${reserve:.2f} "
+                 f"(reads stop at ${budget - reserve:.2f}, replies at ${budget:.2f})"]
+    from caredesk.connectors.base import ConnectorError
+
+    try:
+        table = price_table(installation)
+        declared = get_provider_class(installation.provider_key).prices
+    except ConnectorError as exc:
+        return [*lines, f"prices: {exc}"]
+    if table is None or declared is None:
+        return [*lines, "prices: this platform charges nothing"]
+    for operation, price in sorted(table.prices.items()):
+        own = operation.value in (installation.price_overrides or {})
+        lines.append(f"  {operation.value}: ${price}" + (f" (own price; default ${declared.price(operation)})"
+                                                           if own else ""))
+    return lines
+
+
+def cmd_budget(args: argparse.Namespace, setup: Setup) -> int:
+    if not (args.monthly is not None or args.none or args.reserve is not None or args.price):
+        return _error("give --monthly USD or --none, and/or --reserve USD and --price OPERATION=USD")
+    from caredesk.connectors.costs.prices import parse_usd  # pure: the input is checked before any database
+
+    try:
+        monthly = parse_usd(args.monthly, "--monthly") if args.monthly is not None else None
+        reserve = parse_usd(args.reserve, "--reserve") if args.reserve is not None else None
+        prices = _prices(args.price or [])
+    except ValueError as exc:
+        return _error(str(exc))
+    with setup(args):
+        from django.db import transaction
+
+        from caredesk.connectors.actions import lock_installation
+        from caredesk.connectors.base import ConnectorError
+        from caredesk.connectors.costs.ledger import do_set_budget, do_set_prices
+
+        try:
+            found = _find(args.name, args.brand)
+        except ValueError as exc:
+            return _error(str(exc))
+        try:
+            with transaction.atomic():  # all or nothing: a bad price leaves the budget as it was too
+                installation = lock_installation(found.pk)
+                if monthly is not None or args.none or reserve is not None:
+                    budget = None if args.none else (monthly if monthly is not None else installation.monthly_budget)
+                    kept = installation.reply_reserve if budget is not None else Decimal(0)
+                    do_set_budget(installation, budget, reserve if reserve is not None else kept)
+                if prices:
+                    do_set_prices(installation, prices)
+        except ConnectorError as exc:
+            return _error(str(exc))
+        for line in budget_lines(installation):
+            print(line)
         return 0
 
 
@@ -266,9 +367,22 @@ def add_connector_commands(add: AddParser, setup: Setup) -> None:
     p.add_argument("--no-check", action="store_true", help="store without asking the platform first")
     p.set_defaults(func=bind(cmd_add))
 
-    p = command("list", "list connections with their health")
+    p = command("list", "list connections with their health, the rung they listen on, and their cost")
     p.add_argument("--brand", help="only this brand's")
+    p.add_argument("--json", action="store_true", help="the full health report of each, as JSON")
     p.set_defaults(func=bind(cmd_list))
+
+    p = command("budget", "set a connection's monthly budget, reply reserve and own prices (USD)")
+    p.add_argument("name")
+    p.add_argument("--brand", help="the brand, where several have a connection of that name")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--monthly", metavar="USD", help="the monthly budget: reads stop before it is passed")
+    group.add_argument("--none", action="store_true", help="no budget")
+    p.add_argument("--reserve", metavar="USD", help="the part of the budget kept for replies (reads stop earlier)")
+    p.add_argument("--price", action="append", metavar="OPERATION=USD",
+                   help="this connection's own price of an operation (post_read=0.004; post_read=default undoes "
+                        "it); repeat for several")
+    p.set_defaults(func=bind(cmd_budget))
 
     p = command("configure", "change a connection's settings (e.g. its listening rules) or credentials")
     p.add_argument("name")

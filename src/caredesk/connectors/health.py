@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.db.models import Count
@@ -11,14 +12,16 @@ from django.db.models import Count
 from caredesk.connectors.costs.ledger import CostSummary, budget_stop, cost_summaries
 from caredesk.connectors.costs.prices import Operation
 from caredesk.connectors.models import ConnectorInstallation, ConnectorLease, RawPayload
+from caredesk.connectors.rungs import allowed_rungs, current_choice
 
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def _money(value: Any) -> str | None:
-    return None if value is None else f"{value:.2f}"
+def _money(value: Decimal | None) -> str | None:
+    # Half up, as a bill rounds: $0.005 over the budget shows as $0.01 over, not "-0.00".
+    return None if value is None else str(value.quantize(Decimal("0.01"), ROUND_HALF_UP))
 
 
 def _costs(installation: ConnectorInstallation, cost: CostSummary, now: datetime) -> dict[str, Any]:
@@ -41,8 +44,16 @@ def _health(
     cost: CostSummary,
 ) -> dict[str, Any]:
     live = lease is not None and lease.expires_at > now
+    allowed = allowed_rungs(installation)
+    choice = current_choice(installation, now, stream_held=live, allowed=allowed)
     return {
         "health": installation.health,
+        # The listening ladder: the rung in use, why each higher allowed one is not, and what to do where only
+        # manual import is left.
+        "rung": choice.rung.value,
+        "rung_reasons": list(choice.reasons),
+        "rung_advice": choice.advice,
+        "allowed_rungs": [r.value for r in allowed],
         # Streams: a ``caredesk listen`` process holds the lease, renews it, and its connection is not failing.
         "connected": (live and installation.consecutive_failures == 0 and installation.auth_revoked_at is None)
         if lease is not None else None,
@@ -64,8 +75,9 @@ def _health(
 
 
 def connector_health(installation: ConnectorInstallation, now: datetime | None = None) -> dict[str, Any]:
-    """One installation's health: connected (streams), last event, lag, rate limit left, errors, payloads, and
-    what its platform calls cost (today, this month, the month's forecast, budget left, whether reads stopped)."""
+    """One installation's health: the rung of the listening ladder in use (and why not a higher one), connected
+    (streams), last event, lag, rate limit left, errors, payloads, and what its platform calls cost (today, this
+    month, the month's forecast, budget left, whether reads stopped)."""
     return connectors_health([installation], now)[installation.pk]
 
 

@@ -58,6 +58,10 @@ class ConnectorInstallation(models.Model):
     reply_reserve = models.DecimalField(max_digits=12, decimal_places=2, default=0, db_default=0)
     # This installation's own prices ({"post_read": "0.004"}), over the provider's declared defaults.
     price_overrides = models.JSONField(default=dict, blank=True, db_default=Value({}, JSONField()))
+    # The listening ladder (connectors.ladder): each rung's state ({"stream": {"failed_until": ..., "reason": ...,
+    # "last_ok_at": ...}}) and the rung in use, as the runtime last chose it ("" before it ever did).
+    ladder_state = models.JSONField(default=dict, blank=True, db_default=Value({}, JSONField()))
+    listen_rung = models.CharField(max_length=10, blank=True, default="", db_default="")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["brand", "name"], name="installation_name_unique_per_brand")]

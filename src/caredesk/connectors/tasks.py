@@ -17,8 +17,11 @@ Any exception is recorded as that installation's failure (health, last error), n
 The platform's limits are obeyed: :class:`RateLimited` stores its ``retry_at`` and no poll runs before it; any
 other failure backs off exponentially with the number of failures in a row (``retry_at`` again, up to
 ``MAX_BACKOFF_SECONDS``); :class:`AuthRevoked` marks the installation failing and stops its polls until an admin
-changes its credentials. A provider that can also stream is polled only while no ``caredesk listen`` holds its
-stream (the fallback); one that only streams is never polled.
+changes its credentials. Which installations are polled follows the listening ladder
+(:mod:`caredesk.connectors.rungs`): those whose rung in use is *poll* (a provider that can also stream is polled
+only while no ``caredesk listen`` holds its stream), and those on *webhook* for a catch-up poll now and then; a
+poll the platform :class:`Refused` fails the poll rung for a while. Reads stop at the monthly budget before the
+platform is called (:func:`caredesk.connectors.costs.ledger.budget_stop`).
 
 A webhook delivery is processed by :func:`process_payload_job`, deferred in the transaction that stored it.
 """
@@ -35,14 +38,21 @@ from django.db import close_old_connections, connection, transaction
 from procrastinate.contrib.django import app
 from procrastinate.exceptions import AlreadyEnqueued
 
-from caredesk.connectors.actions import do_record_auth_revoked, do_record_poll_failure, lock_installation
-from caredesk.connectors.base import AuthRevoked, Capability, ConnectorError, RateLimited
+from caredesk.connectors.actions import (
+    do_record_auth_revoked,
+    do_record_poll_failure,
+    do_record_rung_ok,
+    do_record_rung_refused,
+    lock_installation,
+)
+from caredesk.connectors.base import AuthRevoked, Capability, ConnectorError, RateLimited, Refused, Rung
 from caredesk.connectors.costs.ledger import budget_stop, do_record_budget_stop
 from caredesk.connectors.costs.prices import Operation
 from caredesk.connectors.crypto import CredentialsUnreadable
-from caredesk.connectors.models import ConnectorInstallation, ConnectorLease
+from caredesk.connectors.models import ConnectorInstallation
 from caredesk.connectors.processing import apply_result, process_payload
 from caredesk.connectors.registry import get_provider_class
+from caredesk.connectors.rungs import held_streams, poll_due
 from caredesk.connectors.runtime import get_provider
 
 log = logging.getLogger(__name__)
@@ -96,12 +106,8 @@ def poll_installation(installation_id: int, now: datetime, http: httpx.Client | 
             return None
         if installation.retry_at and installation.retry_at > now:
             return 0  # rate limited, or backing off after failures
-        if _streaming_ids(installation_id):
-            return 0  # streamed by caredesk listen
-        if installation.last_polled_at and (
-            (now - installation.last_polled_at).total_seconds() < settings.CAREDESK_POLL_INTERVAL * 0.5
-        ):
-            return 0
+        if not poll_due(installation, now, stream_held=bool(held_streams([installation_id]))):
+            return 0  # streamed by caredesk listen, or a webhook's catch-up poll is not due yet
         cursor = dict(installation.cursor)
         try:
             stop = budget_stop(installation, Operation.POST_READ, now)
@@ -116,6 +122,7 @@ def poll_installation(installation_id: int, now: datetime, http: httpx.Client | 
                 if dict(locked.cursor) != cursor:
                     return 0  # stored meanwhile (a poll from before the lock was taken): nothing to add
                 report = apply_result(locked, provider.platform, result, now, polled=True)
+                do_record_rung_ok(locked, Rung.POLL, now)
         except Exception as exc:
             message = _failure_message(exc)
             log.warning("installation %s: poll failed: %s", installation_id, message,
@@ -125,6 +132,8 @@ def poll_installation(installation_id: int, now: datetime, http: httpx.Client | 
                 if isinstance(exc, AuthRevoked):
                     do_record_auth_revoked(failed, message, now)
                 else:
+                    if isinstance(exc, Refused):  # polling is not allowed: the next rung down, for a while
+                        do_record_rung_refused(failed, Rung.POLL, message, now)
                     retry_at = (exc.retry_at if isinstance(exc, RateLimited)
                                 else now + poll_backoff(failed.consecutive_failures + 1))
                     do_record_poll_failure(failed, message, now, retry_at=retry_at)
@@ -134,27 +143,24 @@ def poll_installation(installation_id: int, now: datetime, http: httpx.Client | 
         _unlock(installation_id)
 
 
-def pollable_installation_ids() -> list[int]:
+def pollable_installation_ids(now: datetime | None = None) -> list[int]:
+    """Enabled installations whose rung in use is *poll*, or *webhook* with a catch-up poll due (see
+    :func:`caredesk.connectors.rungs.poll_due`); the rung each uses now is stored on the way."""
+    now = now or datetime.now(UTC)
     ids = []
-    rows = ConnectorInstallation.objects.filter(enabled=True, auth_revoked_at=None).values_list("pk", "provider_key")
-    streaming = _streaming_ids()
-    for pk, key in rows:
+    rows = ConnectorInstallation.objects.select_related("brand").filter(enabled=True, auth_revoked_at=None)
+    streaming = held_streams()
+    for installation in rows:
+        # Asked of every installation, so that the rung each uses is kept up to date even where nothing polls.
+        if not poll_due(installation, now, stream_held=installation.pk in streaming):
+            continue
         try:
-            cls = get_provider_class(key)
+            cls = get_provider_class(installation.provider_key)
         except ConnectorError:
             continue
-        if Capability.POLL in cls.capabilities and pk not in streaming:
-            ids.append(pk)
+        if Capability.POLL in cls.capabilities:
+            ids.append(installation.pk)
     return ids
-
-
-def _streaming_ids(installation_id: int | None = None) -> set[int]:
-    """Installations whose stream a ``caredesk listen`` process holds now: a provider that can both stream and
-    poll is polled only as the fallback, while nobody streams it, so two readers never race on one cursor."""
-    leases = ConnectorLease.objects.filter(expires_at__gt=datetime.now(UTC))
-    if installation_id is not None:
-        leases = leases.filter(installation_id=installation_id)
-    return set(leases.values_list("installation_id", flat=True))
 
 
 @app.task(name="connectors.poll_installation", queue="connectors", pass_context=False)

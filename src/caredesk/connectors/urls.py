@@ -11,4 +11,5 @@ urlpatterns = [
     path("<int:installation_id>/enabled", views.connection_enabled, name="enabled"),
     path("<int:installation_id>/test", views.connection_test, name="test"),
     path("<int:installation_id>/edit", views.connection_edit, name="edit"),
+    path("<int:installation_id>/budget", views.connection_budget, name="budget"),
 ]

@@ -16,8 +16,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from caredesk.accounts.models import Brand
 from caredesk.cases.access import Right, brand_ids_with
-from caredesk.connectors.actions import do_set_enabled
-from caredesk.connectors.health import connectors_health
+from caredesk.connectors.actions import do_set_enabled, lock_installation
+from caredesk.connectors.base import ConnectorError
+from caredesk.connectors.costs.forms import BudgetForm
+from caredesk.connectors.costs.ledger import do_set_budget, do_set_prices
+from caredesk.connectors.health import connector_health, connectors_health
 from caredesk.connectors.models import ConnectorInstallation
 from caredesk.connectors.registry import get_provider_class
 from caredesk.connectors.setup import (
@@ -74,7 +77,8 @@ def _page(request: HttpRequest, form: AddConnectionForm | None = None, status: i
     health = connectors_health(rows)
     for installation in rows:
         installation.health_report = health[installation.pk]  # type: ignore[attr-defined]
-    context = {"brands": brands, "installations": rows, "form": form, "fields": fields, **extra}
+    stopped = [(i, health[i.pk]["reads_stopped_reason"]) for i in rows if health[i.pk]["reads_stopped"]]
+    context = {"brands": brands, "installations": rows, "form": form, "fields": fields, "stopped": stopped, **extra}
     return render(request, "connectors/connections.html", context, status=status)
 
 
@@ -141,14 +145,44 @@ def connection_test(request: HttpRequest, installation_id: int) -> HttpResponse:
     return _page(request, tested=installation.pk, test_lines=lines, test_ok=ok)
 
 
+def _budget_form(installation: ConnectorInstallation, data: Any = None) -> BudgetForm:
+    try:
+        table = get_provider_class(installation.provider_key).prices
+    except ConnectorError:
+        table = None
+    return BudgetForm(data, installation=installation, table=table)
+
+
 def _edit_page(request: HttpRequest, installation: ConnectorInstallation, data: Any = None, status: int = 200,
-               error: str = "") -> HttpResponse:
+               error: str = "", budget_form: BudgetForm | None = None, budget_error: str = "") -> HttpResponse:
     cls = get_provider_class(installation.provider_key)
     config_form = model_form(cls.config_model, "config", data, installation.config)
     credentials_form = model_form(cls.credentials_model, "credentials", data, all_optional=True)
-    fields = {"config": config_form, "credentials": credentials_form, "notice": cls.setup_notice}
-    context = {"installation": installation, "fields": fields, "error": error}
+    context = {"installation": installation, "fields": {"config": config_form, "credentials": credentials_form,
+                                                         "notice": cls.setup_notice},
+               "error": error, "budget_form": budget_form or _budget_form(installation),
+               "budget_error": budget_error, "health": connector_health(installation)}
     return render(request, "connectors/edit.html", context, status=status)
+
+
+@require_POST
+@agent_required
+def connection_budget(request: HttpRequest, installation_id: int) -> HttpResponse:
+    """Set a connection's monthly budget, reply reserve and own prices (its brand's admins only; all or nothing)."""
+    installation = _installation(request, installation_id)
+    form = _budget_form(installation, request.POST)
+    if not form.is_valid():
+        return _edit_page(request, installation, status=422, budget_form=form,
+                          budget_error="check the highlighted amounts")
+    try:
+        with transaction.atomic():
+            locked = lock_installation(installation.pk)
+            do_set_budget(locked, form.cleaned_data["monthly_budget"], form.cleaned_data["reply_reserve"])
+            if form.operations:
+                do_set_prices(locked, form.prices())
+    except ConnectorError as exc:
+        return _edit_page(request, installation, status=422, budget_form=form, budget_error=str(exc))
+    return redirect(f"{reverse('connectors:connections')}?changed={installation.pk}")
 
 
 @never_cache

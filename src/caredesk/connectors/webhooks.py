@@ -5,7 +5,8 @@ challenge is answered as the provider says); a genuine delivery is stored raw in
 processes it deferred in the same transaction, and answered 202 at once. Processing happens in the worker, so a
 slow or failing ingest never makes the platform time out and retry, and a failed delivery is kept with its error
 (``caredesk connector payloads --failed``). No session and no CSRF token: the platform is not a browser; the
-signature is the authentication.
+signature is the authentication. Every verified delivery or answered challenge marks the webhook rung of the
+listening ladder as working (:mod:`caredesk.connectors.ladder`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from caredesk.connectors.base import ConnectorError, Refused, WebhookReceiver, WebhookRequest
+from caredesk.connectors.actions import do_record_rung_ok, lock_installation
+from caredesk.connectors.base import ConnectorError, Refused, Rung, WebhookReceiver, WebhookRequest
+from caredesk.connectors.ladder import Ladder
 from caredesk.connectors.models import ConnectorInstallation, RawPayload
 from caredesk.connectors.processing import store_payload
 from caredesk.connectors.runtime import get_provider
@@ -65,13 +68,27 @@ def receive_webhook(request: HttpRequest, installation_id: int) -> HttpResponse:
         answer = provider.verify(delivery)
     except Refused as exc:
         return _error(401, str(exc) or "the delivery's signature is not valid")
+    now = datetime.now(UTC)
     if answer is not None:
+        _worked(installation, now)  # a challenge answered (X's CRC): the platform can reach us
         return HttpResponse(answer.body, status=answer.status, content_type=answer.content_type)
     if request.method != "POST":
         return _error(405, "deliveries are POSTed")
     from caredesk.connectors.tasks import defer_processing  # the tasks module imports the pipeline
 
+    # Stored and processed even while reads are stopped for the budget: the platform billed this delivery already,
+    # and accepted data is never lost (health says the budget is passed).
     with transaction.atomic():
-        payload_id = store_payload(installation.pk, RawPayload.Source.WEBHOOK, body, datetime.now(UTC))
+        payload_id = store_payload(installation.pk, RawPayload.Source.WEBHOOK, body, now)
         defer_processing(payload_id)
+    _worked(installation, now)
     return JsonResponse({"accepted": payload_id}, status=202)
+
+
+def _worked(installation: ConnectorInstallation, now: datetime) -> None:
+    """The webhook rung works: the runtime uses it (and stops streaming). Written at most once a minute, after
+    the delivery is stored, so a busy webhook neither waits for nor holds the installation row lock per delivery."""
+    if not Ladder.from_json(installation.ladder_state).needs_write(Rung.WEBHOOK, now):
+        return
+    with transaction.atomic():
+        do_record_rung_ok(lock_installation(installation.pk), Rung.WEBHOOK, now)

@@ -104,6 +104,20 @@ def test_the_budget_stops_reads_before_it_is_exceeded_and_says_so(paid_platform)
     assert Post.objects.filter(installation=installation).count() == 40  # the stopped posts came after all
 
 
+def test_polls_stop_at_the_budget_and_start_again_once_it_is_raised(paid_platform):
+    installation = _installation(paid_platform)
+    do_set_budget(installation, Decimal("0.01"))
+    paid_platform.post(10)  # $0.01 of owned reads
+    _poll(installation, T0)
+    paid_platform.post(5)
+    assert _poll(installation, T0 + timedelta(minutes=5)) == 0
+    assert paid_platform.requests.count("/2/users/brand-nimbus/mentions") == 1  # not asked past the budget
+    assert connector_health(ConnectorInstallation.objects.get(pk=installation.pk), T0)["reads_stopped"]
+    do_set_budget(installation, Decimal("0.50"))
+    assert _poll(installation, T0 + timedelta(minutes=10)) == 5
+    assert paid_platform.requests.count("/2/users/brand-nimbus/mentions") == 2
+
+
 def test_health_shows_the_cost_and_the_budget(paid_platform):
     installation = _installation(paid_platform)
     paid_platform.post(10)

@@ -18,6 +18,10 @@ Wire format (defined here; modelled on Server-Sent Events streams such as Mastod
 * A *drop* ends a connection abruptly after a number of events (the socket closes inside the chunked body), as a
   network cut or a platform restart does. A *graceful end* closes it with the final chunk.
 
+While ``stream_refusal`` is set, ``/stream`` answers ``403`` with ``{"title": "Client Forbidden", "detail": ...}``
+(the shape of X's answer to an app not enrolled in a product); while ``unavailable`` counts down, ``503``;
+while ``poll_refusal`` is set, ``/posts`` answers the same 403.
+
 A second endpoint serves the poll tests: ``GET /posts?after=N`` answers ``{"posts": [...], "next": M}`` with the
 same post objects and ``X-RateLimit-Remaining: R`` (or the same 401 / 429).
 """
@@ -46,6 +50,11 @@ class Platform:
         self.requests: list[tuple[str, int]] = []  # (path, after) of every request
         self.request_times: list[float] = []  # time.time() of every request
         self.connections = 0  # streams opened (200s)
+        self.open_streams = 0  # streams open now
+        self.sent: list[int] = []  # the seq of every event sent on a stream, in order
+        self.stream_refusal: str | None = None  # while set: GET /stream answers 403 with this error
+        self.unavailable = 0  # how many stream requests to answer 503 next
+        self.poll_refusal: str | None = None  # while set: GET /posts answers 403 with this error
         self.changed = threading.Condition()
         self.server: ThreadingHTTPServer | None = None
         self.closing = False
@@ -122,6 +131,9 @@ def _handler(platform: Platform) -> type[BaseHTTPRequestHandler]:
             platform.request_times.append(time.time())
             if self._refused():
                 return
+            if url.path == "/posts" and platform.poll_refusal is not None:
+                self._json(403, {"title": "Client Forbidden", "detail": platform.poll_refusal})
+                return
             if url.path == "/posts":
                 events = [e for e in platform.events if e["seq"] > after and e["kind"] == "post"]
                 platform.remaining -= 1
@@ -132,7 +144,18 @@ def _handler(platform: Platform) -> type[BaseHTTPRequestHandler]:
             if url.path != "/stream":
                 self._json(404, {"error": "not found"})
                 return
-            self._stream(after)
+            if platform.stream_refusal is not None:  # as X answers an app not enrolled for a product
+                self._json(403, {"title": "Client Forbidden", "detail": platform.stream_refusal})
+                return
+            if platform.unavailable > 0:
+                platform.unavailable -= 1
+                self._json(503, {"error": "over capacity"})
+                return
+            platform.open_streams += 1
+            try:
+                self._stream(after)
+            finally:
+                platform.open_streams -= 1
 
         def _chunk(self, text: str) -> None:
             raw = text.encode()
@@ -161,6 +184,7 @@ def _handler(platform: Platform) -> type[BaseHTTPRequestHandler]:
                     for event in fresh:
                         self._chunk(f"id: {event['seq']}\nevent: {event['kind']}\n"
                                     f"data: {json.dumps(event['data'])}\n\n")
+                        platform.sent.append(event["seq"])
                         position = event["seq"]
                         sent += 1
                         if drop is not None and sent >= drop:

@@ -32,6 +32,7 @@ from caredesk.connectors.base import (
     WebhookAnswer,
     WebhookRequest,
 )
+from caredesk.connectors.costs.prices import DEFAULT_X_PRICES, Operation, UsageEvent
 
 
 class StreamConfig(ProviderConfig):
@@ -63,7 +64,11 @@ def _check_status(response: httpx.Response) -> None:
     if response.status_code >= 500:
         raise Transient(f"the platform answered {response.status_code}")
     if response.status_code != 200:
-        raise Refused(f"the platform answered {response.status_code}")
+        try:
+            detail = response.json().get("detail", "")
+        except (httpx.ResponseNotRead, ValueError):
+            detail = ""
+        raise Refused(f"the platform answered {response.status_code}" + (f": {detail}" if detail else ""))
 
 
 class StreamTestProvider(Provider[StreamConfig]):
@@ -98,6 +103,8 @@ class StreamTestProvider(Provider[StreamConfig]):
         params = {"after": int(cursor.get("after", 0))}
         try:
             async with http.stream("GET", f"{self.config.url}/stream", params=params, headers=headers) as response:
+                if response.status_code != 200:
+                    await response.aread()  # the error's body says why
                 _check_status(response)
                 fields: dict[str, str] = {}
                 async for line in response.aiter_lines():
@@ -195,5 +202,57 @@ class HookTestProvider(Provider[ProviderConfig]):
         return FetchResult(posts=posts, cursor={}, changes=changes)
 
 
-TEST_PROVIDERS: tuple[type[Provider], ...] = (StreamTestProvider, PollTestProvider, StreamOrPollTestProvider,
-                                              HookTestProvider)  # type: ignore[type-arg]
+class LadderCredentials(ProviderCredentials):
+    token: SecretStr
+    secret: SecretStr = SecretStr("")
+
+
+class StreamAndPollTestProvider(StreamTestProvider):
+    """A platform that can be streamed and polled on the same cursor (as X's mentions can): the ladder's test."""
+
+    key = "test_stream_and_poll"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.STREAM, Capability.POLL})
+    credentials_model = LadderCredentials
+    fetch = PollTestProvider.fetch  # type: ignore[assignment]
+
+
+class LadderTestProvider(StreamAndPollTestProvider):
+    """Every automatic rung: the webhook platform's deliveries and challenge, the stream and the poll API."""
+
+    key = "test_ladder"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.WEBHOOK, Capability.STREAM,
+                                                               Capability.POLL})
+    verify = HookTestProvider.verify
+    parse = HookTestProvider.parse
+
+
+def _reads(result: FetchResult, now: datetime) -> FetchResult:
+    ids = tuple(p.external_id for p in result.posts)
+    usage = (UsageEvent(Operation.POST_READ, now, ids),) if ids else ()
+    return FetchResult(posts=result.posts, cursor=result.cursor, changes=result.changes, usage=usage)
+
+
+class PaidStreamTestProvider(StreamTestProvider):
+    """A stream that bills every post it delivers, at X's prices (as X's filtered stream does)."""
+
+    key = "test_paid_stream"
+    prices = DEFAULT_X_PRICES
+
+    def _batch(self, kind: str, seq: int, data: Mapping[str, Any]) -> FetchResult:
+        return _reads(super()._batch(kind, seq, data), datetime.now(UTC))
+
+
+class PaidHookTestProvider(HookTestProvider):
+    """Webhook deliveries billed as post reads (X's Account Activity deliveries are)."""
+
+    key = "test_paid_hook"
+    prices = DEFAULT_X_PRICES
+
+    def parse(self, body: bytes, now: datetime) -> FetchResult:
+        return _reads(super().parse(body, now), now)
+
+
+TEST_PROVIDERS: tuple[type[Provider], ...] = (  # type: ignore[type-arg]
+    StreamTestProvider, PollTestProvider, StreamOrPollTestProvider, HookTestProvider, StreamAndPollTestProvider,
+    LadderTestProvider, PaidStreamTestProvider, PaidHookTestProvider,
+)

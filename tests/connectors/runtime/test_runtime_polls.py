@@ -103,3 +103,25 @@ def test_a_provider_that_also_streams_is_polled_only_while_nobody_streams_it(pla
         lease.release(both.pk, "elsewhere:1:x")  # the listener stopped: the worker's poll is the fallback
         assert both.pk in pollable_installation_ids()
         assert poll_installation(both.pk, datetime.now(UTC), http) == 1
+
+
+def test_a_refused_poll_fails_the_poll_rung_for_a_while_then_it_is_tried_again(platform, poller):
+    now = datetime.now(UTC)
+    platform.poll_refusal = "this endpoint needs a higher access level"
+    platform.post("p1", "my internet is down", author="u1")
+    with httpx.Client() as http:
+        assert poll_installation(poller.pk, now, http) == 0
+        health = connector_health(ConnectorInstallation.objects.get(pk=poller.pk), now)
+        assert health["rung"] == "import"
+        [reason] = health["rung_reasons"]
+        assert reason.startswith("poll: refused by the platform (the platform answered 403: this endpoint needs a "
+                                 "higher access level) until ")
+        assert health["rung_advice"].startswith("nothing automatic works: import an export with caredesk ingest")
+        later = now + timedelta(minutes=30)
+        assert poller.pk not in pollable_installation_ids(later)
+        assert poll_installation(poller.pk, later, http) == 0 and _polls(platform) == 1  # not asked meanwhile
+        platform.poll_refusal = None
+        after = now + timedelta(hours=1, seconds=1)
+        assert poller.pk in pollable_installation_ids(after)
+        assert poll_installation(poller.pk, after, http) == 1
+    assert connector_health(ConnectorInstallation.objects.get(pk=poller.pk), after)["rung"] == "poll"

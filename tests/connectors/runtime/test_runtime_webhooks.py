@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 from django.db import connection
@@ -12,7 +14,10 @@ from runtime_providers import sign
 
 from caredesk.cases.models import Activity, Post
 from caredesk.connectors.actions import do_create_installation
+from caredesk.connectors.costs.ledger import cost_summary, do_set_budget
+from caredesk.connectors.health import connector_health
 from caredesk.connectors.models import ConnectorInstallation, RawPayload
+from caredesk.connectors.processing import process_payload
 from caredesk.connectors.webhooks import MAX_WEBHOOK_BYTES
 from caredesk.jobs.worker import run_worker
 from factories import make_brand
@@ -111,3 +116,34 @@ def test_unknown_disabled_and_oversized(hook):
     # A provider that takes no webhooks has none.
     stream = do_create_installation(hook.brand, "test_stream", "s", {"url": "http://127.0.0.1:9"})
     assert Client().post(f"/hooks/{stream.pk}", body, content_type="application/json").status_code == 404
+
+
+def test_a_challenge_or_a_delivery_marks_the_webhook_rung_working_and_a_bad_signature_does_not(hook):
+    body = json.dumps({"events": [_event("p1", "my internet is down")]}).encode()
+    assert _deliver(hook, body, signature=sign("forged", body)).status_code == 401
+    health = connector_health(ConnectorInstallation.objects.get(pk=hook.pk))
+    assert health["rung"] == "import"  # a webhook-only platform that never reached us: nothing automatic works
+    assert health["rung_advice"] == ("nothing automatic works: import an export with caredesk ingest "
+                                     "(webhook: no delivery or CRC check received yet)")
+    assert Client().get(f"/hooks/{hook.pk}", {"challenge": "abc"}).status_code == 200
+    health = connector_health(ConnectorInstallation.objects.get(pk=hook.pk))
+    assert health["rung"] == "webhook" and health["rung_advice"] == ""
+    ConnectorInstallation.objects.filter(pk=hook.pk).update(ladder_state={})
+    assert _deliver(hook, body).status_code == 202
+    assert connector_health(ConnectorInstallation.objects.get(pk=hook.pk))["rung"] == "webhook"
+
+
+def test_deliveries_past_the_budget_are_still_stored_and_processed_and_health_says_the_budget_is_passed():
+    paid = do_create_installation(make_brand(), "test_paid_hook", "X hooks", {}, credentials={"secret": SECRET})
+    do_set_budget(paid, Decimal("0.01"))
+    for i in range(1, 4):  # three reads of $0.005: the platform billed them all already
+        body = json.dumps({"events": [_event(f"p{i}", f"my internet is down ({i})")]}).encode()
+        assert _deliver(paid, body).status_code == 202
+    for payload in RawPayload.objects.filter(installation=paid).order_by("pk"):
+        assert process_payload(payload.pk, datetime.now(UTC)) == "processed"
+    assert sorted(Post.objects.filter(installation=paid).values_list("external_id", flat=True)) == ["p1", "p2", "p3"]
+    installation = ConnectorInstallation.objects.get(pk=paid.pk)
+    health = connector_health(installation)
+    assert health["reads_stopped"] and health["budget_left"] == "-0.01"
+    assert health["reads_stopped_reason"].startswith("monthly budget of $0.01 reached")
+    assert cost_summary(installation, datetime.now(UTC)).month == Decimal("0.015")

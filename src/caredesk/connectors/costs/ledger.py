@@ -8,7 +8,7 @@ read budget by what that one poll costs (its size is only known afterwards).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -19,7 +19,19 @@ from django.db.models import Sum
 from caredesk.connectors.actions import _first_error
 from caredesk.connectors.base import ConnectorError
 from caredesk.connectors.costs.models import UsageEntry, UsageSeen
-from caredesk.connectors.costs.prices import POST_READS, READS, Meter, Operation, PriceTable, UsageEvent, utc_day
+from caredesk.connectors.costs.prices import (
+    MAX_BUDGET,
+    MAX_PRICE,
+    POST_READS,
+    PRICE_PLACES,
+    READS,
+    Meter,
+    Operation,
+    PriceTable,
+    UsageEvent,
+    check_usd,
+    utc_day,
+)
 from caredesk.connectors.models import ConnectorInstallation
 from caredesk.connectors.registry import get_provider_class
 
@@ -93,16 +105,59 @@ def _upsert(installation_id: int, day: date, operation: str, billed: int, dedupe
         cursor.execute(_UPSERT, [installation_id, day, operation, billed, deduped, cost])
 
 
+def _check_usd(value: Decimal, what: str, *, places: int = 2, maximum: Decimal = MAX_BUDGET) -> None:
+    try:
+        check_usd(value, what, places=places, maximum=maximum)
+    except ValueError as exc:
+        raise ConnectorError(str(exc)) from None
+
+
 def do_set_budget(
     installation: ConnectorInstallation, monthly_budget: Decimal | None, reply_reserve: Decimal = Decimal(0)
 ) -> None:
+    """The monthly budget (None: none) and the part of it kept for replies. A running stream stopped at the old
+    budget notices within ``BUDGET_CHECK_SECONDS`` and connects again; the next poll asks the platform again."""
     if monthly_budget is not None and monthly_budget < 0 or reply_reserve < 0:
         raise ConnectorError("a budget and its reply reserve cannot be negative")
+    if monthly_budget is not None:
+        _check_usd(monthly_budget, "the monthly budget")
+    _check_usd(reply_reserve, "the reply reserve")
     if monthly_budget is not None and reply_reserve > monthly_budget:
         raise ConnectorError("the reply reserve cannot be larger than the monthly budget")
+    if monthly_budget is None and reply_reserve > 0:
+        raise ConnectorError("a reply reserve needs a monthly budget")
     installation.monthly_budget = monthly_budget
     installation.reply_reserve = reply_reserve
     installation.save(update_fields=["monthly_budget", "reply_reserve"])
+
+
+def do_set_prices(installation: ConnectorInstallation, prices: Mapping[str, Decimal | None]) -> dict[str, str]:
+    """Change this installation's own prices (USD per unit) over its provider's declared ones; None puts an
+    operation back to the provider's price. Returns the overrides now stored. Refused (:class:`ConnectorError`,
+    nothing changed) for a provider without prices, an unknown operation or an unusable amount."""
+    try:
+        table = get_provider_class(installation.provider_key).prices
+    except ConnectorError:
+        table = None
+    if table is None:
+        raise ConnectorError(f"{installation.provider_key} declares no prices: there is nothing to override")
+    known = {o.value for o in Operation}
+    overrides = {str(k): str(v) for k, v in (installation.price_overrides or {}).items() if k in known}
+    for operation, price in prices.items():
+        if operation not in known:
+            raise ConnectorError(f"unknown operation {operation!r}; the operations are {', '.join(sorted(known))}")
+        if price is None:
+            overrides.pop(operation, None)
+            continue
+        _check_usd(price, f"the price of {operation}", places=PRICE_PLACES, maximum=MAX_PRICE)
+        overrides[operation] = str(price)
+    try:
+        table.with_overrides(overrides)
+    except ValueError as exc:
+        raise ConnectorError(f"these prices cannot be used: {_first_error(exc)}") from exc
+    installation.price_overrides = overrides
+    installation.save(update_fields=["price_overrides"])
+    return overrides
 
 
 def month_start(now: datetime) -> datetime:
@@ -195,10 +250,15 @@ def budget_allows(installation: ConnectorInstallation, operation: Operation, now
     return budget_stop(installation, operation, now) is None
 
 
-def do_record_budget_stop(installation: ConnectorInstallation, message: str, now: datetime) -> None:
-    """A poll was skipped for the budget: shown in health (degraded, the reason as its last error), not counted
-    as a failure (nothing is wrong with the platform), and the poll interval still applies."""
-    installation.last_polled_at = now
+def do_record_budget_stop(installation: ConnectorInstallation, message: str, now: datetime, *,
+                          polled: bool = True) -> None:
+    """A poll was skipped, or a stream not connected or closed, for the budget: shown in health (degraded, the
+    reason as its last error), not counted as a failure (nothing is wrong with the platform); for a poll
+    (``polled``) the poll interval still applies."""
     installation.health = ConnectorInstallation.Health.DEGRADED
     installation.last_error = message
-    installation.save(update_fields=["last_polled_at", "health", "last_error"])
+    fields = ["health", "last_error"]
+    if polled:
+        installation.last_polled_at = now
+        fields.append("last_polled_at")
+    installation.save(update_fields=fields)

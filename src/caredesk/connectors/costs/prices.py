@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -140,6 +140,36 @@ class Meter:
             BillLine(day, op, billed, deduped, self.table.price(op) * billed)
             for (day, op), (billed, deduped) in sorted(totals.items())
         ]
+
+
+# What the budget columns hold (12 digits, 2 decimals); a price has up to 6 decimals, as the ledger's cost.
+MAX_BUDGET = Decimal("9999999999.99")
+PRICE_PLACES = 6
+MAX_PRICE = Decimal(1000)
+
+
+def parse_usd(text: str, what: str, *, places: int = 2, maximum: Decimal = MAX_BUDGET) -> Decimal:
+    """An amount in USD as typed ("50", "12.50", "$0.004"); a ValueError says what is wrong with it."""
+    cleaned = text.strip().removeprefix("$").replace(",", "")
+    try:
+        value = Decimal(cleaned)
+    except InvalidOperation:
+        raise ValueError(f"{what}: {text!r} is not an amount in USD (like 50 or 12.50)") from None
+    check_usd(value, what, places=places, maximum=maximum)
+    return value
+
+
+def check_usd(value: Decimal, what: str, *, places: int = 2, maximum: Decimal = MAX_BUDGET) -> None:
+    """Refuse (ValueError) an amount that is not finite, negative, finer than ``places`` decimals or too large."""
+    if not value.is_finite():
+        raise ValueError(f"{what}: {value} is not an amount in USD")
+    if value < 0:
+        raise ValueError(f"{what} cannot be negative")
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -places:
+        raise ValueError(f"{what}: at most {places} decimals" + (" (cents)" if places == 2 else ""))
+    if value > maximum:
+        raise ValueError(f"{what}: at most ${maximum:,}")
 
 
 _URL = re.compile(r"https?://\S", re.IGNORECASE)

@@ -26,7 +26,15 @@ event loop for the provider's async iterator):
 5. on a dropped connection or :class:`Transient` error, reconnect after a jittered exponential back-off (from 0.5 s
    up to 60 s, reset once a connection delivered something); on :class:`RateLimited`, not before its ``retry_at``;
    on :class:`AuthRevoked`, mark the installation failing with the reason and stop until an admin changes the
-   credentials.
+   credentials;
+6. follow the listening ladder (:mod:`caredesk.connectors.rungs`): only installations whose ladder wants a stream
+   are taken (none while a webhook works); a stream the platform :class:`Refused`, or one that failed
+   ``ladder.FAILURES_TO_FALL`` connections in a row without a batch where polling is allowed, fails the stream rung
+   for a while and is let go (the worker polls meanwhile), to be taken again once that while has passed;
+7. obey the monthly budget: before connecting and after every batch, while reads are stopped
+   (:func:`~caredesk.connectors.costs.ledger.budget_stop`) the connection is closed (a paid stream bills every post
+   it delivers) and the lease kept; every ``BUDGET_CHECK_SECONDS`` it looks again and connects by itself once the
+   budget allows (a new month, a raised budget).
 """
 
 from __future__ import annotations
@@ -45,13 +53,24 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from django.db import DatabaseError, close_old_connections, connection, transaction
 
-from caredesk.connectors.actions import do_record_auth_revoked, do_record_failure
-from caredesk.connectors.base import AuthRevoked, Capability, ConnectorError, FetchResult, RateLimited
+from caredesk.connectors.actions import (
+    do_record_auth_revoked,
+    do_record_failure,
+    do_record_rung_failure,
+    do_record_rung_ok,
+    do_record_rung_refused,
+    lock_installation,
+)
+from caredesk.connectors.base import AuthRevoked, Capability, ConnectorError, FetchResult, RateLimited, Refused, Rung
 from caredesk.connectors.batches import dump_batch
+from caredesk.connectors.costs.ledger import budget_stop, do_record_budget_stop, price_table
+from caredesk.connectors.costs.prices import Operation
+from caredesk.connectors.ladder import OK_GRANULARITY
 from caredesk.connectors.listen import lease
 from caredesk.connectors.models import ConnectorInstallation, RawPayload
 from caredesk.connectors.processing import LeaseLost, pending_payload_ids, process_payload, store_payload
 from caredesk.connectors.registry import get_provider_class
+from caredesk.connectors.rungs import allowed_rungs, should_stream
 from caredesk.connectors.runtime import get_provider
 
 log = logging.getLogger(__name__)
@@ -60,6 +79,8 @@ BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 60.0
 # How often an idle stream looks for a changed config or a stop.
 CHECK_SECONDS = 1.0
+# How often a stream stopped at its budget looks whether it may read again (a new month, a raised budget).
+BUDGET_CHECK_SECONDS = 5.0
 
 
 def backoff(attempt: int, *, base: float = BACKOFF_BASE_SECONDS, cap: float = BACKOFF_CAP_SECONDS) -> float:
@@ -69,16 +90,18 @@ def backoff(attempt: int, *, base: float = BACKOFF_BASE_SECONDS, cap: float = BA
 
 
 def streamable_installation_ids() -> list[int]:
-    """Enabled installations whose provider streams and whose credentials were not refused."""
+    """Enabled installations whose provider streams, whose credentials were not refused, and whose ladder wants a
+    stream now: streaming allowed and not failed, and no webhook working already (no need to stream)."""
     ids = []
-    rows = ConnectorInstallation.objects.filter(enabled=True, auth_revoked_at=None).values_list("pk", "provider_key")
-    for pk, key in rows:
+    now = datetime.now(UTC)
+    for installation in ConnectorInstallation.objects.select_related("brand").filter(enabled=True,
+                                                                                    auth_revoked_at=None):
         try:
-            cls = get_provider_class(key)
+            cls = get_provider_class(installation.provider_key)
         except ConnectorError:
             continue
-        if Capability.STREAM in cls.capabilities and hasattr(cls, "stream"):
-            ids.append(pk)
+        if Capability.STREAM in cls.capabilities and hasattr(cls, "stream") and should_stream(installation, now):
+            ids.append(installation.pk)
     return ids
 
 
@@ -92,6 +115,10 @@ class _Stop(Exception):
     """The stream must end: stopping, lease lost, or the installation changed."""
 
 
+class _BudgetReached(_Stop):
+    """Reads are stopped (the monthly budget): close the connection before the platform sends (and bills) more."""
+
+
 class InstallationStream(threading.Thread):
     """One installation's stream, held while ``lost`` and ``stopping`` are unset."""
 
@@ -102,12 +129,16 @@ class InstallationStream(threading.Thread):
         self.holder = holder
         self.stopping = stopping
         self.lost = threading.Event()
+        # Set by the listener once the ladder no longer wants this stream (a webhook works now): let it go.
+        self.released = threading.Event()
+        self.budget_check_seconds = BUDGET_CHECK_SECONDS
+        self.worked_at: datetime | None = None  # when the stream rung's success was last written
         self.read_timeout = read_timeout
         self.reason = ""
         self.delivered = 0  # batches the current connection delivered
 
     def _ended(self) -> bool:
-        return self.stopping.is_set() or self.lost.is_set()
+        return self.stopping.is_set() or self.lost.is_set() or self.released.is_set()
 
     def run(self) -> None:
         try:
@@ -141,6 +172,11 @@ class InstallationStream(threading.Thread):
                 continue
             for payload_id in pending_payload_ids(self.installation_id, RawPayload.Source.STREAM):
                 process_payload(payload_id, datetime.now(UTC), holder=self.holder)
+            if self._over_budget(installation):
+                # Stay holding the lease (the rung is still the stream), and look again now and then: a new month
+                # or a raised budget lets it connect again by itself.
+                self._sleep(self.budget_check_seconds, installation.config_version)
+                continue
             self.delivered = 0
             try:
                 self._consume(installation)
@@ -150,6 +186,11 @@ class InstallationStream(threading.Thread):
                     self._sleep(backoff(max(attempt, 1)), installation.config_version)
             except _Stop:
                 continue
+            except Refused as exc:  # not allowed (e.g. an app not enrolled): the next rung down, for a while
+                log.warning("installation %s: stream refused: %s", self.installation_id, exc)
+                self._fail(_message(exc), rung_refused=True)
+                self.reason = "refused by the platform"
+                return
             except RateLimited as exc:
                 log.warning("installation %s: rate limited until %s", self.installation_id, exc.retry_at)
                 self._fail(_message(exc), retry_at=exc.retry_at)
@@ -166,15 +207,48 @@ class InstallationStream(threading.Thread):
                 delay = backoff(attempt)
                 log.warning("installation %s: stream failed (%s); reconnecting in %.1f s", self.installation_id,
                             _message(exc), delay, exc_info=not isinstance(exc, ConnectorError | httpx.HTTPError))
-                self._fail(_message(exc), retry_at=datetime.now(UTC) + timedelta(seconds=delay))
+                if self._fail(_message(exc), retry_at=datetime.now(UTC) + timedelta(seconds=delay),
+                              counted=not self.delivered):
+                    self.reason = "failing: polled meanwhile"
+                    return
 
-    def _fail(self, message: str, *, retry_at: datetime | None = None, revoked: bool = False) -> None:
+    def _fail(self, message: str, *, retry_at: datetime | None = None, revoked: bool = False,
+              rung_refused: bool = False, counted: bool = False) -> bool:
+        """Record a failure; True when the stream rung fell with it (a lower rung listens meanwhile)."""
+        now = datetime.now(UTC)
+        self.worked_at = None  # the next batch writes that the stream works again
         with transaction.atomic():
-            installation = ConnectorInstallation.objects.select_for_update(no_key=True).get(pk=self.installation_id)
+            installation = lock_installation(self.installation_id)
             if revoked:
-                do_record_auth_revoked(installation, message, datetime.now(UTC))
-            else:
-                do_record_failure(installation, message, datetime.now(UTC), retry_at=retry_at)
+                do_record_auth_revoked(installation, message, now)
+                return False
+            do_record_failure(installation, message, now, retry_at=retry_at)
+            if rung_refused:
+                do_record_rung_refused(installation, Rung.STREAM, message, now)
+                return True
+            if counted:  # a connection that failed before it delivered anything
+                return do_record_rung_failure(installation, Rung.STREAM, message, now, allowed_rungs(installation))
+            return False
+
+    def _over_budget(self, installation: ConnectorInstallation) -> bool:
+        """Whether reads are stopped for the budget now; recorded (health) where the reason is new."""
+        now = datetime.now(UTC)
+        try:
+            if price_table(installation) is None:
+                return False  # a free platform: nothing to check, no query
+            # The budget as it is now (an admin may have lowered it while this connection was open).
+            installation.refresh_from_db(fields=["monthly_budget", "reply_reserve", "price_overrides"])
+            stop = budget_stop(installation, Operation.POST_READ, now)
+        except ConnectorError as exc:  # its own prices cannot be used: reads that cannot be priced do not start
+            stop = str(exc)
+        if stop is None:
+            return False
+        with transaction.atomic():
+            locked = lock_installation(self.installation_id)
+            if locked.last_error != stop:
+                log.warning("installation %s: %s", self.installation_id, stop)
+                do_record_budget_stop(locked, stop, now, polled=False)
+        return True
 
     def _sleep(self, seconds: float, version: int) -> None:
         """Wait, but end early on a stop, a lost lease, or a changed installation (new credentials lift a wait)."""
@@ -216,6 +290,9 @@ class InstallationStream(threading.Thread):
                         return
                     self._store(batch)
                     self.delivered += 1
+                    # Between batches: the next one would be billed, so none comes once the budget is spent.
+                    if self._over_budget(installation):
+                        raise _BudgetReached
                 if self._ended():
                     raise _Stop
                 if loop.time() - checked >= CHECK_SECONDS:
@@ -237,6 +314,11 @@ class InstallationStream(threading.Thread):
             if earlier != payload_id:
                 process_payload(earlier, datetime.now(UTC), holder=self.holder)
         process_payload(payload_id, datetime.now(UTC), holder=self.holder)
+        now = datetime.now(UTC)
+        if self.worked_at is None or now - self.worked_at >= OK_GRANULARITY:
+            with transaction.atomic():
+                do_record_rung_ok(lock_installation(self.installation_id), Rung.STREAM, now)
+            self.worked_at = now
 
 
 async def _next(batches: AsyncIterator[FetchResult]) -> FetchResult | None:
@@ -319,7 +401,13 @@ class Listener:
                 log.info("installation %s: stream ended (%s)", installation_id, stream.reason or "stopped")
 
     def _scan(self) -> None:
-        for installation_id in streamable_installation_ids():
+        wanted = streamable_installation_ids()
+        for installation_id, stream in self.streams.items():
+            if installation_id not in wanted and not stream.released.is_set():
+                # A webhook works now, or the stream failed: a higher or lower rung listens instead.
+                log.info("installation %s: the ladder no longer uses its stream; letting it go", installation_id)
+                stream.released.set()
+        for installation_id in wanted:
             if installation_id in self.streams or self.stopping.is_set():
                 continue
             if lease.acquire(installation_id, self.holder, self.lease_seconds):
