@@ -356,6 +356,11 @@ def run_poll(plan: DayPlan, every: timedelta, *, user_id_in_config: bool = True,
             now += every
         run.seconds = time.perf_counter() - began
         _count(fake, run)
+    # The midnight poll reads the day's last posts on the next UTC day. Its re-reads of earlier posts (without a
+    # cursor) are the next day's own cost, which this day already counts once: at its first poll, re-reading
+    # yesterday's latest page. So it is billed with the day, and each of the day's posts once.
+    last = plan.end - timedelta(microseconds=1)
+    run.usage = [UsageEvent(e.operation, min(e.at, last), e.resource_ids, e.units) for e in run.usage]
     return run
 
 
