@@ -168,6 +168,7 @@ class Bill:
     reads: dict[Operation, int]  # billed, by operation
     deduped: int
     cost: Decimal
+    saved: Decimal  # what the de-duplicated reads would have cost
 
 
 def bill(events: Sequence[UsageEvent], seen: Seen | None = None) -> Bill:
@@ -176,12 +177,13 @@ def bill(events: Sequence[UsageEvent], seen: Seen | None = None) -> Bill:
     meter = Meter(DEFAULT_X_PRICES, set(seen or ()))
     reads: Counter[Operation] = Counter()
     deduped = 0
-    cost = Decimal(0)
+    cost = saved = Decimal(0)
     for line_ in meter.bill(sorted(events, key=lambda e: e.at)):
         reads[line_.operation] += line_.billed
         deduped += line_.deduped
         cost += line_.cost
-    return Bill(sum(n for op, n in reads.items() if op in POST_READS), dict(reads), deduped, cost)
+        saved += DEFAULT_X_PRICES.price(line_.operation) * line_.deduped
+    return Bill(sum(n for op, n in reads.items() if op in POST_READS), dict(reads), deduped, cost, saved)
 
 
 def _config(**changes: Any) -> XConfig:
@@ -209,12 +211,12 @@ def _server(plan: DayPlan, at: datetime | None = None) -> FakeX:
 
 
 def billed_before(plan: DayPlan, at: datetime) -> Seen:
-    """The reads a poller that misses nothing had billed on the day before ``at``: every mention arrived as an
-    owned read, every keyword match as a post read (what a window from ``at`` is billed against)."""
+    """The reads a poller that misses nothing had billed on the day before ``at`` (what a window from ``at`` is
+    billed against): every mention arrived as an owned read, every keyword match as a post read, and yesterday's
+    latest ones, which a poll without a cursor re-reads at the day's first poll."""
     mentions, keywords = plan.arrived(at)
     return {(plan.day, op.value, p["id"]) for op, posts in ((Operation.OWNED_READ, mentions),
-                                                            (Operation.POST_READ, keywords))
-            for p in posts if arrival(p["id"]) >= plan.start}
+                                                            (Operation.POST_READ, keywords)) for p in posts}
 
 
 # -- webhook ----------------------------------------------------------------------------------------------------

@@ -179,14 +179,15 @@ def measured(args: argparse.Namespace) -> None:
     print(f"\nCACHING: what the code avoids, against a run with the cache disabled (polls: {args.compare_hours:g} h "
           f"from {args.compare_from:g}:00 UTC at full rate, billed after the day's earlier reads, scaled x{part:g}; "
           f"the stream: one connection)")
-    print(f"{'rung':28} {'/users/me req/day':>17} {'no cursor: reads billed':>23} {'deduped':>9} {'missed':>8} "
-          f"{'USD/day':>9}   (with cursor: reads billed, USD/day)")
+    print(f"{'rung':28} {'/users/me req/day':>17} {'no cursor: reads billed':>23} {'deduped':>9} {'(USD)':>8} "
+          f"{'missed':>8} {'USD/day':>9}   (with cursor: reads billed, USD/day)")
     small = x.plan_day(plan.day, 5, 5, authors=args.authors)
     warm, cold_id, cold_cursor = x.run_stream(small), x.run_stream(small, user_id_in_config=False), \
         x.run_stream(small, keep_cursor=False)
     base, nocur = x.bill(warm.usage), x.bill(cold_cursor.usage)
     print(f"{'stream, per connection':28} {cold_id.request_count - warm.request_count:>17} "
-          f"{nocur.post_reads - base.post_reads:>+23} {nocur.deduped:>9} {'-':>8} {nocur.cost - base.cost:>+9.2f}")
+          f"{nocur.post_reads - base.post_reads:>+23} {nocur.deduped:>9} {float(nocur.saved):>8.2f} {'-':>8} "
+          f"{nocur.cost - base.cost:>+9.2f}")
     since = plan.start + timedelta(hours=args.compare_from)
     earlier = x.billed_before(plan, since)
     for minutes in (1, 5, 15):
@@ -198,7 +199,7 @@ def measured(args: argparse.Namespace) -> None:
         got, lost = x.bill(ref.usage, earlier), x.bill(no_cursor.usage, earlier)
         print(f"{'polling every ' + str(minutes) + ' min':28} "
               f"{(no_id.requests['GET /2/users/me'] - ref.requests['GET /2/users/me']) * part:>17,.0f} "
-              f"{lost.post_reads * part:>23,.0f} {lost.deduped * part:>9,.0f} "
+              f"{lost.post_reads * part:>23,.0f} {lost.deduped * part:>9,.0f} {float(lost.saved) * part:>8,.2f} "
               f"{x.missed(plan, no_cursor, since) * part:>8,.0f} "
               f"{float(lost.cost) * part:>9,.2f}   ({got.post_reads * part:,.0f}, {float(got.cost) * part:,.2f})")
     print(f"\n{measure_s:.0f} s for the rungs, {time.perf_counter() - began:.0f} s in all")
