@@ -228,6 +228,12 @@ def do_update_installation(
     return installation
 
 
+def do_record_compliance_sweep(installation: ConnectorInstallation, now: datetime) -> None:
+    """A compliance sweep of the installation's stored posts finished. Precondition: the row is locked."""
+    installation.compliance_swept_at = now
+    installation.save(update_fields=["compliance_swept_at"])
+
+
 def do_record_import(installation: ConnectorInstallation, received: int, now: datetime) -> None:
     installation.last_success_at = now
     installation.posts_received += received

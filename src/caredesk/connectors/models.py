@@ -58,6 +58,8 @@ class ConnectorInstallation(models.Model):
     reply_reserve = models.DecimalField(max_digits=12, decimal_places=2, default=0, db_default=0)
     # This installation's own prices ({"post_read": "0.004"}), over the provider's declared defaults.
     price_overrides = models.JSONField(default=dict, blank=True, db_default=Value({}, JSONField()))
+    # The last complete compliance sweep (deletions and edits asked of a platform that sends no such events: X).
+    compliance_swept_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["brand", "name"], name="installation_name_unique_per_brand")]

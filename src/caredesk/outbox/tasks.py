@@ -80,6 +80,7 @@ def _outbound(reply: Reply) -> OutboundReply:
         in_reply_to_external_id=reply.in_reply_to.external_id,
         in_reply_to_author=NormalizedAuthor(author.external_id, author.handle, author.name),
         is_direct=reply.is_direct,
+        summoned=reply.in_reply_to.summoned or reply.in_reply_to.is_direct,
     )
 
 

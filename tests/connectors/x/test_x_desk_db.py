@@ -64,3 +64,47 @@ def test_a_reply_whose_answer_was_lost_is_found_not_posted_twice(fake: FakeX, re
     assert len(posted) == 1
     assert json.loads(posted[0].body)["reply"] == {"in_reply_to_tweet_id": "800"}
     assert Reply.objects.get().external_id == fake.state.own_posts[0]["id"]
+
+
+def test_a_dm_to_an_author_who_never_wrote_to_the_brand_is_refused_with_its_reason(
+        fake: FakeX, registered: type[XProvider]) -> None:
+    from caredesk.connectors.actions import lock_installation
+    from caredesk.connectors.base import NormalizedAuthor, NormalizedPost
+    from caredesk.ingest.pipeline import ingest_posts
+    from caredesk.outbox.actions import ReplyError
+
+    installation = add_connection(make_brand(), "x", "Brand on X", {"api": fake.url, "direct_messages": True},
+                                  {"access_token": ACCESS, "refresh_token": REFRESH, "client_id": CLIENT_ID})
+    heard = NormalizedPost(external_id="1500", author=NormalizedAuthor("944480690", "FloodSocial"),
+                           text="acme routers are awful", created_at=datetime.now(UTC), summoned=False,
+                           matched_keywords=("acme",))
+    with transaction.atomic():
+        ingest_posts(lock_installation(installation.pk), "x", [heard], datetime.now(UTC))
+    case = Case.objects.get()
+    with pytest.raises(ReplyError, match="forbid unsolicited direct messages"), transaction.atomic():
+        do_queue_reply(case, case.posts.get(), "Can we help? DM us.", make_user(), datetime.now(UTC), is_direct=True)
+    assert Reply.objects.count() == 0
+    assert fake.requests_to("POST", "/2/dm_conversations/with/944480690/messages") == []
+
+
+def test_a_dm_is_answered_privately_and_billed_as_a_dm(fake: FakeX, registered: type[XProvider]) -> None:
+    from caredesk.connectors.costs.models import UsageEntry
+
+    installation = add_connection(make_brand(), "x", "Brand on X", {"api": fake.url, "direct_messages": True},
+                                  {"access_token": ACCESS, "refresh_token": REFRESH, "client_id": CLIENT_ID})
+    fake.state.dm_events = [{"id": "1600", "event_type": "MessageCreate", "text": "my invoice is wrong",
+                             "sender_id": "944480690", "dm_conversation_id": f"944480690-{OUR_ID}",
+                             "created_at": "2026-11-23T10:00:00.000Z"}]
+    poll_installation(installation.pk, datetime.now(UTC))
+    case = Case.objects.get()
+    post = case.posts.get()
+    assert post.is_direct and post.text == "my invoice is wrong"
+    with transaction.atomic():
+        reply = do_queue_reply(case, post, "Sorry! Fixed: " + "x" * 400, make_user(), datetime.now(UTC))
+    assert reply.is_direct  # a DM is answered by DM, and may be longer than a post
+    assert send_reply_now(reply.pk) == Reply.State.SENT
+    [sent] = fake.requests_to("POST", "/2/dm_conversations/with/944480690/messages")
+    assert json.loads(sent.body)["text"].startswith("Sorry! Fixed")
+    assert fake.requests_to("POST", "/2/tweets") == []
+    assert UsageEntry.objects.get(installation=installation, operation="dm_create").units_billed == 1
+    assert UsageEntry.objects.get(installation=installation, operation="dm_event_read").units_billed == 1

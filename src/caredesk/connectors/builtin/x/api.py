@@ -82,6 +82,14 @@ def json_of(response: httpx.Response, what: str) -> Any:
         raise Transient(f"X sent a body that is not JSON while trying to {what}") from None
 
 
+def expiry(body: Mapping[str, Any], now: datetime) -> int | None:
+    """When a token answer's access token stops working, in unix seconds (X: ``expires_in`` 7200)."""
+    seconds = body.get("expires_in")
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds <= 0:
+        return None
+    return int(now.timestamp()) + seconds
+
+
 class TokenExpired(AuthRevoked):
     """The access token expired and may not be renewed here (the rotated refresh token could not be stored)."""
 
@@ -149,6 +157,7 @@ class XClient:
             raise AuthRevoked("X's answer to the token renewal has no access token: reconnect")
         new_refresh = body.get("refresh_token")
         self.credentials = creds.model_copy(update={
+            "expires_at": expiry(body, now),
             "access_token": SecretStr(token),
             # X rotates the refresh token; where an answer carries none, the old one stays the only one we have.
             "refresh_token": SecretStr(new_refresh) if isinstance(new_refresh, str) and new_refresh

@@ -18,6 +18,12 @@ class XConfig(ProviderConfig):
     hashtags: tuple[str, ...] = Field(default=(), description="Hashtags (without #) noted on mentions using them.")
     exclude: tuple[str, ...] = Field(default=(), description="Phrases that cancel a keyword match.")
     languages: tuple[str, ...] = Field(default=(), description="ISO 639-1 codes for listening (not yet used).")
+    direct_messages: bool = Field(default=False, description="Also read the brand's DMs (GET /2/dm_events, "
+                                  "$0.010 per DM event read) and answer them privately.")
+    compliance_hours: int = Field(default=24, ge=1, le=24, description="How often stored posts are checked for "
+                                  "deletions and edits on X (X's rule: within 24 hours).")
+    ai_replies_approved: bool = Field(default=False, description="X approved this app's AI-written replies (X "
+                                      "requires prior approval; the desk itself writes none).")
 
     @field_validator("api")
     @classmethod
@@ -46,11 +52,15 @@ class XConfig(ProviderConfig):
 
 
 class XCredentials(ProviderCredentials):
-    """OAuth 2.0 user-context tokens (scopes tweet.read tweet.write users.read offline.access) and the app's
-    client id, needed to refresh them; ``bearer_token`` is the app-only token (kept for app-only reads)."""
+    """OAuth 2.0 user-context tokens (scopes tweet.read tweet.write users.read dm.read dm.write offline.access;
+    ``caredesk connector authorize x`` gets them) and the app's client id, needed to refresh them;
+    ``bearer_token`` is the app-only token (kept for app-only reads). ``expires_at``: the access token's end in
+    unix seconds, where X said; ``scope``: what the brand granted."""
 
     access_token: SecretStr = Field(min_length=1)
     refresh_token: SecretStr | None = None
     client_id: str = ""
     client_secret: SecretStr | None = None
     bearer_token: SecretStr | None = None
+    expires_at: int | None = None
+    scope: str = ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -29,9 +29,11 @@ from caredesk.connectors.base import (
     SentReply,
     Transient,
 )
+from caredesk.connectors.builtin.x import compliance, dm
 from caredesk.connectors.builtin.x.api import TokenExpired, XClient, json_of, platform_message
 from caredesk.connectors.builtin.x.config import XConfig, XCredentials
 from caredesk.connectors.builtin.x.parse import id_key, post_from_tweet, replied_to, users_by_id
+from caredesk.connectors.costs.prices import DEFAULT_X_PRICES, PriceTable
 from caredesk.connectors.length import URL_RE, x_reply_rules
 
 TIMEOUT = httpx.Timeout(20.0, connect=10.0)
@@ -74,6 +76,8 @@ class XProvider(Provider[XConfig]):
     config_model: ClassVar[type[ProviderConfig]] = XConfig
     credentials_model: ClassVar[type[ProviderCredentials]] = XCredentials
     idempotent_replies: ClassVar[bool] = False
+    prices: ClassVar[PriceTable | None] = DEFAULT_X_PRICES
+    compliance_batch: ClassVar[int] = compliance.BATCH
 
     def __init__(self, config: XConfig, credentials: Mapping[str, Any], http: httpx.Client | None = None) -> None:
         super().__init__(config, credentials, http)
@@ -100,6 +104,7 @@ class XProvider(Provider[XConfig]):
             if self._client is None:
                 self._client = XClient(self.config.api, self.credentials, http)
             self._client.http = http
+            self._client.may_refresh = self.hand_back_rotated
             self._depth += 1
             try:
                 yield self._client
@@ -108,8 +113,14 @@ class XProvider(Provider[XConfig]):
 
     def reply_rules(self) -> ReplyRules:
         rules = x_reply_rules()
-        rules.direct_messages = False  # DMs are not implemented by this provider yet
+        rules.direct_messages = self.config.direct_messages
+        rules.direct_max_length = dm.DM_LIMIT
+        rules.direct_needs_summons = True  # X's rule on unsolicited outreach
+        rules.ai_written_replies = self.config.ai_replies_approved
         return rules
+
+    def rotated_credentials(self) -> Mapping[str, Any] | None:
+        return self._client.rotated if self._client is not None else None
 
     # -- who ---------------------------------------------------------------------------------------------------
 
@@ -148,11 +159,19 @@ class XProvider(Provider[XConfig]):
         older pages would be skipped): the cursor then keeps the floor, the oldest id read (``until_id``) and the
         newest (``newest``), and the next poll goes on below ``until_id`` until the floor is reached."""
         with self._api() as api:
-            api.may_refresh = True  # the rotated tokens travel back in the FetchResult
+            previous, api.may_refresh = api.may_refresh, True  # the rotated tokens travel back in the FetchResult
             try:
-                return self._fetch(cursor, now)
+                result = self._fetch(cursor, now)
+                if not self.config.direct_messages:
+                    return result
+                dms = dm.fetch_dms(api, cursor, self.user_id(now), now)
             finally:
-                api.may_refresh = False
+                api.may_refresh = previous
+        shift = len(result.rejected)
+        rejected = [*result.rejected, *(RejectedRecord(r.position + shift, r.reason, r.raw) for r in dms.rejected)]
+        return FetchResult(posts=[*result.posts, *dms.posts], cursor={**result.cursor, **dms.cursor},
+                           rejected=rejected, credentials=api.rotated, rate_limit_remaining=result.rate_limit_remaining,
+                           usage=[*result.usage, *dms.usage])
 
     def _fetch(self, cursor: Mapping[str, Any], now: datetime) -> FetchResult:
         user_id = self.user_id(now)
@@ -219,9 +238,15 @@ class XProvider(Provider[XConfig]):
         """``POST /2/tweets`` answering the parent. Checked against X's rules first (no request when too long);
         a 403 (parent deleted or hidden, replies restricted, author did not summon the brand) → :class:`Refused`
         with X's own reason."""
-        problem = self.reply_rules().problem(reply.text, direct=reply.is_direct)
+        problem = self.reply_rules().problem(reply.text, direct=reply.is_direct, summoned=reply.summoned)
         if problem:
             raise Refused(problem)
+        if reply.is_direct:
+            with self._api() as api:
+                try:
+                    return dm.send_dm(api, reply, now)
+                except TokenExpired as exc:
+                    raise RateLimited(str(exc), now + TOKEN_WAIT) from exc
         if not reply.in_reply_to_external_id.isdigit():
             raise Refused(f"not an X post id: {reply.in_reply_to_external_id[:40]!r}")
         body = {"text": reply.text, "reply": {"in_reply_to_tweet_id": reply.in_reply_to_external_id}}
@@ -252,6 +277,9 @@ class XProvider(Provider[XConfig]):
 
     def _find(self, reply: OutboundReply, now: datetime) -> SentReply | None:
         user_id = self.user_id(now)
+        if reply.is_direct:
+            with self._api() as api:
+                return dm.find_dm(api, reply, user_id, now, _comparable)
         wanted = _comparable(reply.text)
         params: dict[str, Any] = {"max_results": 100, "tweet.fields": "created_at,referenced_tweets"}
         with self._api() as api:
@@ -280,3 +308,20 @@ class XProvider(Provider[XConfig]):
                 params["pagination_token"] = token
         raise CannotTell(f"the reply is not among the brand's latest {FIND_PAGES * 100} posts on X; older ones "
                          "were not read")
+
+    # -- compliance --------------------------------------------------------------------------------------------
+
+    def compliance_every(self) -> timedelta:
+        return timedelta(hours=self.config.compliance_hours)
+
+    def compliance_sweep(self, external_ids: Sequence[str], now: datetime) -> FetchResult:
+        """Deletions and edits on X of the stored posts ``external_ids`` (at most 100): see
+        :mod:`caredesk.connectors.builtin.x.compliance`. The reads are billed as post reads (``usage``)."""
+        fields = {"tweet.fields": TWEET_FIELDS, "expansions": "author_id", "user.fields": USER_FIELDS}
+        with self._api() as api:
+            previous, api.may_refresh = api.may_refresh, True  # rotated tokens travel back in the result
+            try:
+                found = compliance.sweep(api, external_ids, now, fields, self.config.listening().matcher())
+            finally:
+                api.may_refresh = previous
+        return FetchResult(posts=[], cursor={}, changes=found.changes, credentials=api.rotated, usage=found.usage)
