@@ -64,8 +64,11 @@ def start(client_id: str, redirect_uri: str, *, authorize_url: str = AUTHORIZE_U
     query = {"response_type": "code", "client_id": client_id.strip(), "redirect_uri": redirect_uri,
              "scope": " ".join(scopes), "state": state, "code_challenge": code_challenge(verifier),
              "code_challenge_method": "S256"}
-    base = check_base_url(authorize_url, "X authorize page")
-    return Authorization(url=f"{base}?{urlencode(query)}", state=state, verifier=SecretStr(verifier),
+    page = urlsplit(authorize_url.strip())
+    base = check_base_url(f"{page.scheme}://{page.netloc}" if page.scheme else authorize_url, "X authorize page")
+    if page.query or page.fragment:
+        raise ValueError("the X authorize page URL must have no query: caredesk adds its own")
+    return Authorization(url=f"{base}{page.path}?{urlencode(query)}", state=state, verifier=SecretStr(verifier),
                          redirect_uri=redirect_uri)
 
 
