@@ -325,6 +325,9 @@ class Provider(ABC, Generic[ConfigT]):
     # True when the platform drops a repeated send of the same reply (an idempotency key, a deterministic record
     # key): a send that failed midway can simply be tried again. Otherwise the outbox looks (find_reply) first.
     idempotent_replies: ClassVar[bool] = False
+    # True when the platform's tokens rotate on renewal (X): the outbox then lets it renew under the installation's
+    # poll lock and stores :meth:`rotated_credentials` (connectors.rotation).
+    rotates_credentials: ClassVar[bool] = False
     # What the platform charges per call (None: nothing); an installation may override single prices.
     prices: ClassVar[PriceTable | None] = None
 

@@ -108,3 +108,61 @@ def test_a_dm_is_answered_privately_and_billed_as_a_dm(fake: FakeX, registered: 
     assert fake.requests_to("POST", "/2/tweets") == []
     assert UsageEntry.objects.get(installation=installation, operation="dm_create").units_billed == 1
     assert UsageEntry.objects.get(installation=installation, operation="dm_event_read").units_billed == 1
+
+
+def _hold_poll_lock(installation_id: int) -> object:
+    """Another process (a poll) holding the installation's poll lock: a session of its own."""
+    import psycopg
+    from django.db import connection
+
+    from caredesk.connectors.tasks import _POLL_LOCK_NAMESPACE
+
+    s = connection.settings_dict
+    other = psycopg.connect(dbname=s["NAME"], host=s["HOST"] or None, port=s["PORT"] or None, user=s["USER"],
+                            password=s["PASSWORD"] or None, autocommit=True)
+    other.execute("SELECT pg_advisory_lock(%s, %s)", [_POLL_LOCK_NAMESPACE, installation_id])
+    return other
+
+
+def test_a_send_renews_an_expired_token_and_the_desk_keeps_the_rotated_pair(
+        fake: FakeX, registered: type[XProvider]) -> None:
+    from caredesk.connectors.tasks import _try_lock, _unlock
+
+    installation = _connect(fake)
+    fake.state.mentions = [tweet("1700", "@TwitterDev my order never came")]
+    poll_installation(installation.pk, datetime.now(UTC))
+    case = Case.objects.get()
+    with transaction.atomic():
+        reply = do_queue_reply(case, case.posts.get(), "Sorry! On it.", make_user(), datetime.now(UTC))
+    fake.state.access_tokens = {"someone-else"}  # ours expired
+    assert send_reply_now(reply.pk) == Reply.State.SENT
+    assert len(fake.state.own_posts) == 1  # refused once with 401 (nothing published), renewed, then posted
+    assert [r.path for r in fake.state.requests[-3:]] == ["/2/tweets", "/2/oauth2/token", "/2/tweets"]
+    stored = ConnectorInstallation.objects.get(pk=installation.pk).get_credentials()
+    assert stored["refresh_token"] == "refresh-1" and stored["access_token"] == "access-1"
+    assert _try_lock(installation.pk)  # the send let go of the poll lock
+    _unlock(installation.pk)
+    # The next poll renews with the pair the send stored.
+    fake.state.access_tokens = {"someone-else"}
+    fake.state.mentions.append(tweet("1701", "@TwitterDev thanks"))
+    assert poll_installation(installation.pk, datetime.now(UTC) + timedelta(hours=1)) == 1
+    assert ConnectorInstallation.objects.get(pk=installation.pk).get_credentials()["refresh_token"] == "refresh-2"
+
+
+def test_while_a_poll_holds_the_installation_a_send_does_not_spend_the_refresh_token(
+        fake: FakeX, registered: type[XProvider]) -> None:
+    installation = _connect(fake)
+    fake.state.mentions = [tweet("1800", "@TwitterDev my order never came")]
+    poll_installation(installation.pk, datetime.now(UTC))
+    case = Case.objects.get()
+    with transaction.atomic():
+        reply = do_queue_reply(case, case.posts.get(), "Sorry! On it.", make_user(), datetime.now(UTC))
+    fake.state.access_tokens = {"someone-else"}
+    other = _hold_poll_lock(installation.pk)
+    try:
+        assert send_reply_now(reply.pk) == Reply.State.QUEUED  # waits for the poll to renew the token
+    finally:
+        other.close()  # type: ignore[attr-defined]
+    assert fake.requests_to("POST", "/2/oauth2/token") == [] and REFRESH in fake.state.refresh_tokens
+    assert fake.state.own_posts == []  # X answered 401: nothing was published
+    assert "the platform asked to wait" in Reply.objects.get().error

@@ -76,6 +76,7 @@ class XProvider(Provider[XConfig]):
     config_model: ClassVar[type[ProviderConfig]] = XConfig
     credentials_model: ClassVar[type[ProviderCredentials]] = XCredentials
     idempotent_replies: ClassVar[bool] = False
+    rotates_credentials: ClassVar[bool] = True
     prices: ClassVar[PriceTable | None] = DEFAULT_X_PRICES
     compliance_batch: ClassVar[int] = compliance.BATCH
 
