@@ -411,6 +411,10 @@ class ComplianceSweeper(Protocol):
         """How often the installation's stored posts are checked (X: within 24 hours)."""
         ...
 
+    def compliance_window(self) -> timedelta:
+        """How far back stored posts are checked (by when they were received)."""
+        ...
+
     def compliance_sweep(self, external_ids: Sequence[str], now: datetime) -> FetchResult: ...
 
 

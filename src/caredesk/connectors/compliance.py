@@ -1,20 +1,22 @@
 """Compliance sweeps: for a platform that sends no deletion or edit events but requires that they be honoured
-(X: within 24 hours), ask it about the posts received in the last :data:`SWEEP_DAYS` days and apply what it says
+(X: within 24 hours), ask it about the posts received in its ``compliance_window()`` and apply what it says
 through the one change path (``processing.apply_result``: a deleted post's text is removed, an edit replaces it).
 
 A periodic job (hourly, ``connectors.tasks.compliance_all``) defers one sweep per installation whose provider is
 a :class:`ComplianceSweeper` and whose last complete sweep is older than the provider's ``compliance_every()``.
-A sweep takes the installation's poll lock (a poll and a sweep never renew a rotating token at the same time), asks
-in batches of the provider's size outside any transaction, and stores each batch's changes, usage and rotated
-credentials in one short transaction. Every batch's reads obey the budget first: a budget stop ends the sweep
-(shown in health) and the sweep starts again at the next run; a failure is logged and retried at the next run.
+Each batch of a sweep takes the installation's poll lock for its call and its store (a poll and a sweep never
+renew a rotating token at the same time; polls go on between batches), asks outside any transaction, and stores
+the batch's changes, usage and rotated credentials in one short transaction. Every batch's reads obey the budget
+first: a budget stop ends the sweep (shown in health) and the sweep starts again at the next run; a failure is
+logged and retried at the next run.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from datetime import datetime, timedelta
+import time
+from datetime import datetime
 
 import httpx
 from django.db import transaction
@@ -32,7 +34,9 @@ from caredesk.connectors.runtime import get_provider
 from caredesk.connectors.tasks import _try_lock, _unlock
 
 log = logging.getLogger(__name__)
-SWEEP_DAYS = 30
+LOCK_TRIES = 40
+LOCK_WAIT_SECONDS = 0.25
+BUSY = "polls kept the installation busy: the next run sweeps again"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -57,53 +61,74 @@ def _relevant(changes: list[PostChange], stored: dict[str, tuple[str, bool]]) ->
     return kept
 
 
+def _lock_soon(installation_id: int) -> bool:
+    """The poll lock, waiting a little for a poll that holds it (a poll takes a second or so)."""
+    for _ in range(LOCK_TRIES):
+        if _try_lock(installation_id):
+            return True
+        time.sleep(LOCK_WAIT_SECONDS)
+    return False
+
+
+def _usable(installation_id: int, now: datetime) -> ConnectorInstallation | None:
+    installation = ConnectorInstallation.objects.select_related("brand").filter(
+        pk=installation_id, enabled=True, auth_revoked_at=None).first()
+    if installation is None or (installation.retry_at and installation.retry_at > now):
+        return None  # disabled, revoked, rate limited or backing off: the next run tries again
+    return installation
+
+
 def sweep_installation(installation_id: int, now: datetime, http: httpx.Client | None = None) -> SweepReport | None:
-    """Sweep one installation now (whether due or not). None when a poll or another sweep holds it. Must not run
-    inside a transaction."""
-    if not _try_lock(installation_id):
+    """Sweep one installation now (whether due or not); None when it cannot be swept now (disabled, revoked,
+    backing off). Each batch takes the poll lock for its own call and store only, so polls go on between
+    batches, and reads the credentials afresh under it (a poll may have rotated them). Must not run inside a
+    transaction."""
+    installation = _usable(installation_id, now)
+    if installation is None:
         return None
-    try:
-        installation = ConnectorInstallation.objects.select_related("brand").filter(
-            pk=installation_id, enabled=True, auth_revoked_at=None).first()
-        if installation is None or (installation.retry_at and installation.retry_at > now):
-            return None  # rate limited or backing off: the next run tries again
-        provider = get_provider(installation, http)
-        if not isinstance(provider, ComplianceSweeper):
-            return None
-        since = now - timedelta(days=SWEEP_DAYS)
-        rows = (Post.objects.filter(installation_id=installation_id, received_at__gte=since, deleted_at__isnull=True,
-                                    is_direct=False)
-                .order_by("pk").values_list("external_id", "text", "summoned"))
-        stored = {external_id: (text, summoned) for external_id, text, summoned in rows if external_id.isdigit()}
-        ids = list(stored)
-        checked = edited = deleted = 0
-        for start in range(0, len(ids), provider.compliance_batch):
+    sweeper = get_provider(installation, http)
+    if not isinstance(sweeper, ComplianceSweeper):
+        return None
+    since = now - sweeper.compliance_window()
+    rows = (Post.objects.filter(installation_id=installation_id, received_at__gte=since, deleted_at__isnull=True,
+                                is_direct=False)
+            .order_by("pk").values_list("external_id", "text", "summoned"))
+    stored = {external_id: (text, summoned) for external_id, text, summoned in rows if external_id.isdigit()}
+    ids = list(stored)
+    size = sweeper.compliance_batch
+    checked = edited = deleted = 0
+    for start in range(0, len(ids), size):
+        if not _lock_soon(installation_id):
+            return SweepReport(checked, edited, deleted, stopped=BUSY)
+        try:
+            installation = _usable(installation_id, now)
+            if installation is None:
+                return None
             stop = budget_stop(installation, Operation.POST_READ, now)
             if stop is not None:
                 with transaction.atomic():
                     do_record_budget_stop(lock_installation(installation_id), stop, now)
                 return SweepReport(checked, edited, deleted, stopped=stop)
-            batch = ids[start:start + provider.compliance_batch]
+            provider = get_provider(installation, http)
+            assert isinstance(provider, ComplianceSweeper)
+            batch = ids[start:start + size]
             result = provider.compliance_sweep(batch, now)  # the network call: outside any transaction
             changes = _relevant(list(result.changes), stored)
             with transaction.atomic():
-                locked = lock_installation(installation_id)
-                report = apply_result(locked, provider.platform, FetchResult(
+                report = apply_result(lock_installation(installation_id), provider.platform, FetchResult(
                     posts=[], cursor={}, changes=changes, credentials=result.credentials, usage=result.usage,
                 ), now, save_cursor=False)
-            checked += len(batch)
-            edited += report.edited
-            deleted += report.deleted
-            # Its budget is asked again with this batch's reads counted.
-            installation = ConnectorInstallation.objects.select_related("brand").get(pk=installation_id)
-        with transaction.atomic():
-            do_record_compliance_sweep(lock_installation(installation_id), now)
-        if edited or deleted:
-            log.info("installation %s: compliance sweep of %s posts: %s edited, %s deleted", installation_id,
-                     checked, edited, deleted)
-        return SweepReport(checked, edited, deleted)
-    finally:
-        _unlock(installation_id)
+        finally:
+            _unlock(installation_id)
+        checked += len(batch)
+        edited += report.edited
+        deleted += report.deleted
+    with transaction.atomic():
+        do_record_compliance_sweep(lock_installation(installation_id), now)
+    if edited or deleted:
+        log.info("installation %s: compliance sweep of %s posts: %s edited, %s deleted", installation_id,
+                 checked, edited, deleted)
+    return SweepReport(checked, edited, deleted)
 
 
 def due_installation_ids(now: datetime) -> list[int]:

@@ -132,3 +132,28 @@ class TestInTheDesk:
         sweep_installation(installation.pk, now)
         assert ConnectorInstallation.objects.get(pk=installation.pk).get_credentials()["refresh_token"] == "refresh-1"
         assert OUR_ID  # the brand's own id is kept from setup
+
+
+@pytest.mark.django_db
+def test_a_sweep_lets_polls_in_between_and_gives_way_when_they_keep_the_installation(
+        fake: FakeX, registered: type[XProvider], monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_x_desk_db import _hold_poll_lock
+
+    from caredesk.connectors import compliance
+
+    installation = add_connection(make_brand(), "x", "Brand on X", {"api": fake.url, "compliance_days": 2},
+                                  {"access_token": ACCESS, "refresh_token": REFRESH, "client_id": CLIENT_ID})
+    fake.state.mentions = [tweet("990", "@TwitterDev hi")]
+    now = datetime.now(UTC)
+    poll_installation(installation.pk, now)
+    monkeypatch.setattr(compliance, "LOCK_WAIT_SECONDS", 0.01)
+    other = _hold_poll_lock(installation.pk)
+    try:
+        report = sweep_installation(installation.pk, now)
+    finally:
+        other.close()  # type: ignore[attr-defined]
+    assert report is not None and report.stopped == compliance.BUSY
+    assert fake.requests_to("GET", "/2/tweets") == []
+    assert ConnectorInstallation.objects.get(pk=installation.pk).compliance_swept_at is None
+    # Posts received before the connection's window are not asked about (each check is a billed read).
+    assert sweep_installation(installation.pk, now + timedelta(days=3)).checked == 0  # type: ignore[union-attr]

@@ -22,6 +22,8 @@ class XConfig(ProviderConfig):
                                   "$0.010 per DM event read) and answer them privately.")
     compliance_hours: int = Field(default=24, ge=1, le=24, description="How often stored posts are checked for "
                                   "deletions and edits on X (X's rule: within 24 hours).")
+    compliance_days: int = Field(default=30, ge=1, le=30, description="How far back (days since received) stored "
+                                 "posts are checked; each check of a post is a billed post read.")
     ai_replies_approved: bool = Field(default=False, description="X approved this app's AI-written replies (X "
                                       "requires prior approval; the desk itself writes none).")
 

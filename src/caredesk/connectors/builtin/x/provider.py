@@ -315,6 +315,9 @@ class XProvider(Provider[XConfig]):
     def compliance_every(self) -> timedelta:
         return timedelta(hours=self.config.compliance_hours)
 
+    def compliance_window(self) -> timedelta:
+        return timedelta(days=self.config.compliance_days)
+
     def compliance_sweep(self, external_ids: Sequence[str], now: datetime) -> FetchResult:
         """Deletions and edits on X of the stored posts ``external_ids`` (at most 100): see
         :mod:`caredesk.connectors.builtin.x.compliance`. The reads are billed as post reads (``usage``)."""
