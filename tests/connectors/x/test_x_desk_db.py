@@ -15,6 +15,7 @@ from caredesk.connectors.builtin.x import XProvider
 from caredesk.connectors.models import ConnectorInstallation
 from caredesk.connectors.setup import add_connection
 from caredesk.connectors.tasks import poll_installation
+from caredesk.inbox.presenters import get_composer
 from caredesk.outbox.actions import do_queue_reply
 from caredesk.outbox.models import Reply
 from caredesk.outbox.tasks import send_reply_now
@@ -99,6 +100,8 @@ def test_a_dm_is_answered_privately_and_billed_as_a_dm(fake: FakeX, registered: 
     case = Case.objects.get()
     post = case.posts.get()
     assert post.is_direct and post.text == "my invoice is wrong"
+    composer = get_composer(case)
+    assert (composer.limit, composer.unit, composer.refusal) == (10_000, "characters", "")  # a DM's own limit
     with transaction.atomic():
         reply = do_queue_reply(case, post, "Sorry! Fixed: " + "x" * 400, make_user(), datetime.now(UTC))
     assert reply.is_direct  # a DM is answered by DM, and may be longer than a post
