@@ -140,8 +140,7 @@ def due_installation_ids(now: datetime) -> list[int]:
             cls = get_provider_class(installation.provider_key)
             if not hasattr(cls, "compliance_sweep"):
                 continue
-            every = cls.parse_config(installation.config)
-            provider = cls(every, {})
+            provider = cls(cls.parse_config(installation.config), {})  # its config alone says when
         except (ConnectorError, ValueError):
             continue
         if not isinstance(provider, ComplianceSweeper):

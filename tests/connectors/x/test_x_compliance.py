@@ -4,6 +4,7 @@ deleted post's text, replaces an edited one's, bills its reads, and stops at the
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -157,3 +158,21 @@ def test_a_sweep_lets_polls_in_between_and_gives_way_when_they_keep_the_installa
     assert ConnectorInstallation.objects.get(pk=installation.pk).compliance_swept_at is None
     # Posts received before the connection's window are not asked about (each check is a billed read).
     assert sweep_installation(installation.pk, now + timedelta(days=3)).checked == 0  # type: ignore[union-attr]
+
+
+@pytest.mark.django_db
+def test_the_hourly_job_defers_one_sweep_per_due_connection(fake: FakeX, registered: type[XProvider]) -> None:
+    from django.db import connection
+
+    from caredesk.connectors.compliance import defer_sweeps
+
+    installation = add_connection(make_brand(), "x", "Brand on X", {"api": fake.url},
+                                  {"access_token": ACCESS, "refresh_token": REFRESH, "client_id": CLIENT_ID})
+    now = datetime.now(UTC)
+    assert defer_sweeps(now) == 1
+    assert defer_sweeps(now) == 0  # its sweep has not started yet
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT task_name, args::text FROM procrastinate_jobs WHERE queueing_lock = %s",
+                       [f"compliance:{installation.pk}"])
+        [(task, args)] = cursor.fetchall()
+    assert task == "connectors.compliance_sweep" and json.loads(args) == {"installation_id": installation.pk}
