@@ -64,5 +64,5 @@ class XCredentials(ProviderCredentials):
     client_id: str = ""
     client_secret: SecretStr | None = None
     bearer_token: SecretStr | None = None
-    expires_at: int | None = None
-    scope: str = ""
+    expires_at: int | None = Field(default=None, description="Set by Connect X account: leave empty.")
+    scope: str = Field(default="", description="Set by Connect X account: leave empty.")
