@@ -237,6 +237,19 @@ def do_update_installation(
     return installation
 
 
+def do_store_rotated_credentials(installation: ConnectorInstallation, credentials: Mapping[str, Any]) -> None:
+    """Credentials the platform rotated outside a poll (an OAuth refresh during a send): the same account, so a
+    running stream need not reconnect (``config_version`` unchanged). Precondition: the row is locked."""
+    installation.set_credentials(dict(credentials))
+    installation.save(update_fields=["credentials_encrypted"])
+
+
+def do_record_compliance_sweep(installation: ConnectorInstallation, now: datetime) -> None:
+    """A compliance sweep of the installation's stored posts finished. Precondition: the row is locked."""
+    installation.compliance_swept_at = now
+    installation.save(update_fields=["compliance_swept_at"])
+
+
 def do_record_import(installation: ConnectorInstallation, received: int, now: datetime) -> None:
     installation.last_success_at = now
     installation.posts_received += received

@@ -29,7 +29,7 @@ import enum
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 import httpx
@@ -219,6 +219,7 @@ class OutboundReply:
     in_reply_to_external_id: str
     in_reply_to_author: NormalizedAuthor
     is_direct: bool = False
+    summoned: bool = True  # the post answered addressed the brand (its ReplyRules may refuse it otherwise)
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +235,11 @@ class ReplyRules:
     ``measure`` counts a text the platform's way (weighted characters, graphemes, ...); ``max_length`` is the
     limit in that unit and ``max_bytes`` a UTF-8 byte limit where the platform has one. ``answers_unsummoned``:
     whether a post that only matched a keyword (nobody addressed the brand) may be answered through the API;
-    ``direct_messages``: whether a private reply is possible at all.
+    ``direct_messages``: whether a private reply is possible at all; ``direct_max_length`` its own limit in
+    characters, where a DM's differs from a post's (X: 10,000 against 280 weighted); ``direct_needs_summons``: a
+    DM may only go to someone who wrote to the brand (X's rule on unsolicited outreach), so not in answer to a post
+    that only matched a keyword. ``ai_written_replies``: whether the platform accepts replies written by an AI
+    without prior approval (X does not); the desk itself never writes a reply (see docs/connectors.md).
     """
 
     def __init__(
@@ -246,6 +251,9 @@ class ReplyRules:
         max_bytes: int | None = None,
         answers_unsummoned: bool = True,
         direct_messages: bool = False,
+        direct_max_length: int | None = None,
+        direct_needs_summons: bool = False,
+        ai_written_replies: bool = True,
     ) -> None:
         self.max_length = max_length
         self.unit = unit
@@ -253,16 +261,31 @@ class ReplyRules:
         self.max_bytes = max_bytes
         self.answers_unsummoned = answers_unsummoned
         self.direct_messages = direct_messages
+        self.direct_max_length = direct_max_length
+        self.direct_needs_summons = direct_needs_summons
+        self.ai_written_replies = ai_written_replies
 
-    def problem(self, text: str, *, direct: bool = False, summoned: bool = True) -> str | None:
+    def problem(self, text: str, *, direct: bool = False, summoned: bool = True,
+                ai_written: bool = False) -> str | None:
         """Why ``text`` cannot be sent as such a reply, or None when it can."""
         if not text.strip():
             return "a reply needs some text"
+        if ai_written and not self.ai_written_replies:
+            return ("this platform accepts replies written by an AI only with its prior approval, and this "
+                    "connection has none: a person must write the reply")
         if direct and not self.direct_messages:
             return "this platform offers no private replies here"
+        if direct and not summoned and self.direct_needs_summons:
+            return ("the author did not write to the brand (the post only matched a keyword), and this platform's "
+                    "rules forbid unsolicited direct messages: a DM may only answer someone who messaged or "
+                    "mentioned the brand")
         if not summoned and not self.answers_unsummoned:
             return ("the author did not address the brand (the post only matched a keyword), and this platform's "
                     "rules forbid answering such posts through its API: open it on the platform to answer")
+        if direct and self.direct_max_length is not None:
+            if len(text) > self.direct_max_length:
+                return f"too long: {len(text)} characters, the limit for a direct message is {self.direct_max_length}"
+            return None
         length = self.measure(text)
         if length > self.max_length:
             return f"too long: {length} {self.unit}, the limit is {self.max_length}"
@@ -302,6 +325,9 @@ class Provider(ABC, Generic[ConfigT]):
     # True when the platform drops a repeated send of the same reply (an idempotency key, a deterministic record
     # key): a send that failed midway can simply be tried again. Otherwise the outbox looks (find_reply) first.
     idempotent_replies: ClassVar[bool] = False
+    # True when the platform's tokens rotate on renewal (X): the outbox then lets it renew under the installation's
+    # poll lock and stores :meth:`rotated_credentials` (connectors.rotation).
+    rotates_credentials: ClassVar[bool] = False
     # What the platform charges per call (None: nothing); an installation may override single prices.
     prices: ClassVar[PriceTable | None] = None
     # What an admin must know before connecting (the platform's own approval, its limits), shown on the setup
@@ -312,6 +338,10 @@ class Provider(ABC, Generic[ConfigT]):
         self.config = config
         self.credentials = credentials
         self.http = http
+        # Set by a caller that stores :meth:`rotated_credentials` after its calls, in the transaction recording
+        # their outcome, and holds the installation's poll lock meanwhile (the outbox): the provider may then
+        # renew tokens outside :meth:`fetch` too.
+        self.hand_back_rotated = False
 
     @classmethod
     def parse_config(cls, raw: Mapping[str, Any]) -> ProviderConfig:
@@ -355,6 +385,11 @@ class Provider(ABC, Generic[ConfigT]):
         """Publish ``reply``. Raise :class:`ConnectorError` when the platform refuses it."""
         raise ConnectorError(f"{self.key} cannot send replies")
 
+    def rotated_credentials(self) -> Mapping[str, Any] | None:
+        """Credentials the platform rotated during this instance's calls (an OAuth refresh), to store in place of
+        the old ones; None when nothing changed. Only with :attr:`hand_back_rotated` outside :meth:`fetch`."""
+        return None
+
     def find_reply(self, reply: OutboundReply, now: datetime) -> SentReply | None:
         """Ask the platform whether ``reply`` was published (after a send whose outcome was lost): the post, or
         None when it is certainly not there. Raise :class:`CannotTell` where the platform cannot say; the desk
@@ -365,6 +400,25 @@ class Provider(ABC, Generic[ConfigT]):
 @runtime_checkable
 class Pollable(Protocol):
     def fetch(self, cursor: Mapping[str, Any], now: datetime) -> FetchResult: ...
+
+
+@runtime_checkable
+class ComplianceSweeper(Protocol):
+    """A provider whose platform sends no deletion or edit events but requires that they be honoured (X): the
+    runtime hands it the external ids of recently stored posts, at most ``compliance_batch`` at a time, and applies
+    the changes it returns (its ``usage`` billed, its ``credentials`` stored; ``posts`` and ``cursor`` unused)."""
+
+    compliance_batch: int
+
+    def compliance_every(self) -> timedelta:
+        """How often the installation's stored posts are checked (X: within 24 hours)."""
+        ...
+
+    def compliance_window(self) -> timedelta:
+        """How far back stored posts are checked (by when they were received)."""
+        ...
+
+    def compliance_sweep(self, external_ids: Sequence[str], now: datetime) -> FetchResult: ...
 
 
 @runtime_checkable

@@ -11,10 +11,12 @@ reached exits 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -247,22 +249,34 @@ def cmd_configure(args: argparse.Namespace, setup: Setup) -> int:
         return 0
 
 
-def cmd_authorize(args: argparse.Namespace) -> int:
-    """Mastodon's OAuth for an admin at a terminal: register caredesk on the server, open the page where the
-    brand's account allows it, paste the code back; the credentials go to ``--out`` (mode 600) for
-    ``caredesk connector add mastodon --credentials @FILE``. Needs no database."""
+def _write_credentials(out: Path, credentials: Mapping[str, Any]) -> None:
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(dict(credentials), f)
+
+
+def _pasted(prompt: str) -> str:
+    return sys.stdin.readline().strip() if not sys.stdin.isatty() else input(prompt).strip()
+
+
+def cmd_authorize(args: argparse.Namespace, setup: Setup) -> int:
+    """A platform's OAuth for an admin at a terminal. Mastodon: register caredesk on the server, open the page
+    where the brand's account allows it, paste the code back; the credentials go to ``--out`` (mode 600) for
+    ``caredesk connector add mastodon --credentials @FILE``. X: see :func:`_authorize_x`."""
     import httpx
 
     from caredesk.connectors.base import ConnectorError
     from caredesk.connectors.builtin.mastodon import oauth
 
+    if args.provider == "x":
+        return _authorize_x(args, setup)
     if args.provider == "reddit":
         return _authorize_reddit(args)
     if args.provider != "mastodon":
         return _error(f"{args.provider!r} has no authorization flow here: give its credentials to 'connector add' "
                       "(Bluesky: an app password)")
-    if not args.instance:
-        return _error("give --instance, the brand's server")
+    if not args.instance or not args.out:
+        return _error("give --instance (the brand's server) and --out (a new file for the credentials)")
     out = Path(args.out)
     if out.exists():
         return _error(f"{out} exists; give another --out")
@@ -271,26 +285,16 @@ def cmd_authorize(args: argparse.Namespace) -> int:
             app = oauth.register_app(http, args.instance)
             print("Open this page, log in as the brand's account, allow caredesk, and paste the code shown:")
             print(oauth.authorize_url(args.instance, app.client_id))
-            code = _read_code("code: ")
+            code = _pasted("code: ")
             if not code:
                 return _error("no code given")
             credentials = oauth.exchange_code(http, args.instance, app, code)
     except (ConnectorError, ValueError) as exc:
         return _error(str(exc), EXIT_FAILED)
-    _write_credentials(out, credentials)
+    _write_credentials(out, credentials.to_storage())
     print(f"credentials written to {out}; next: caredesk connector add mastodon --brand SLUG --name NAME "
           f"--config '{{\"instance\": \"{args.instance}\"}}' --credentials @{out}")
     return 0
-
-
-def _read_code(prompt: str) -> str:
-    return sys.stdin.readline().strip() if not sys.stdin.isatty() else input(prompt).strip()
-
-
-def _write_credentials(out: Path, credentials: Any) -> None:
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(credentials.to_storage(), f)
 
 
 def _authorize_reddit(args: argparse.Namespace) -> int:
@@ -304,8 +308,9 @@ def _authorize_reddit(args: argparse.Namespace) -> int:
     from caredesk.connectors.builtin.reddit import RedditConfig, oauth
     from caredesk.connectors.builtin.reddit.provider import SETUP_NOTICE
 
-    if not args.client_id or not args.redirect_uri:
-        return _error("give --client-id and --redirect-uri (as registered for the app at reddit.com/prefs/apps)")
+    if not args.client_id or not args.redirect_uri or not args.out:
+        return _error("give --client-id and --redirect-uri (as registered for the app at reddit.com/prefs/apps) and "
+                      "--out (a new file for the credentials)")
     try:
         config = RedditConfig.model_validate(_json_object(args.config, "--config"))
     except ValueError as exc:
@@ -320,14 +325,93 @@ def _authorize_reddit(args: argparse.Namespace) -> int:
             print("Open this page, log in as the brand's account, allow the app, and paste the address your browser "
                   "is sent to (or the code in it):")
             print(oauth.authorize_url(args.client_id, args.redirect_uri, state, auth=config.auth))
-            code = oauth.code_from(_read_code("address or code: "), state)
+            code = oauth.code_from(_pasted("address or code: "), state)
             credentials = oauth.exchange_code(http, args.client_id, args.client_secret, code, args.redirect_uri,
                                               config.user_agent(), auth=config.auth)
     except (ConnectorError, ValueError) as exc:
         return _error(str(exc), EXIT_FAILED)
-    _write_credentials(out, credentials)
+    _write_credentials(out, credentials.to_storage())
     print(f"credentials written to {out}; next: caredesk connector add reddit --brand SLUG --name NAME "
           f"--config {args.config or '...'} --credentials @{out}")
+    return 0
+
+
+def _authorize_x(args: argparse.Namespace, setup: Setup) -> int:
+    """X's OAuth 2.0 with PKCE: print the authorize URL, read back the URL X redirected to (or its code), check
+    the state, exchange the code with our verifier, ask who the tokens act as; then store them encrypted in the
+    connection ``--connection`` (an existing X connection: reconnect) or write them to ``--out`` for
+    ``connector add x``. The app's client id and secret come from the flags, or the connection's stored ones."""
+    import httpx
+
+    from caredesk.connectors.base import ConnectorError, RateLimited, Transient
+    from caredesk.connectors.builtin.x import XConfig, XProvider, oauth
+    from caredesk.connectors.crypto import CredentialsUnreadable
+
+    if bool(args.out) == bool(args.connection):
+        return _error("give --connection NAME (store the tokens in that X connection) or --out FILE, not both")
+    if not args.redirect_uri:
+        return _error("give --redirect-uri: the callback URL registered for the app on X's developer portal")
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists():
+        return _error(f"{out} exists; give another --out")
+    client_id, secret = args.client_id or "", None
+    if args.client_secret_file:
+        try:
+            secret = Path(args.client_secret_file).read_text(encoding="utf-8").strip() or None
+        except OSError as exc:
+            return _error(f"cannot read --client-secret-file: {exc.strerror}")
+    config: dict[str, Any] = {}
+    with setup(args) if args.connection else contextlib.nullcontext():
+        installation = None
+        if args.connection:
+            try:
+                installation = _find(args.connection, args.brand)
+            except ValueError as exc:
+                return _error(str(exc))
+            if installation.provider_key != "x":
+                return _error(f"{installation.name!r} is a {installation.provider_key} connection, not X")
+            config = dict(installation.config)
+            try:
+                stored = installation.get_credentials()
+            except CredentialsUnreadable:  # not with this key: the flags must say it all
+                stored = {}
+            client_id = client_id or str(stored.get("client_id") or "")
+            secret = secret or (str(stored["client_secret"]) if stored.get("client_secret") else None)
+        if args.api:
+            config["api"] = args.api
+        try:
+            parsed = XConfig.model_validate(config)
+            flow = oauth.start(client_id, args.redirect_uri, authorize_url=args.authorize_url or oauth.AUTHORIZE_URL)
+            print("Open this page, log in as the brand's X account and allow caredesk; then paste the whole address "
+                  "X sent your browser to (or just its code):")
+            print(flow.url, flush=True)
+            code = oauth.code_from(_pasted("redirect URL: "), flow.state)
+            now = datetime.now(UTC)
+            with httpx.Client(timeout=20) as http:
+                credentials = oauth.exchange_code(http, parsed.api, client_id, secret, code, flow, now)
+                identity = XProvider(parsed, credentials.to_storage(), http).whoami(now)
+        except (Transient, RateLimited) as exc:
+            return _error(str(exc), EXIT_FAILED)  # X did not answer: the same steps may work later
+        except ConnectorError as exc:
+            return _error(str(exc))
+        except ValueError as exc:
+            return _error(str(exc))
+        who = ", ".join("@" + h for h in identity.handles)
+        if installation is not None:
+            from caredesk.connectors.setup import PlatformUnreachable, SetupRefused, reconnect_account
+
+            try:
+                reconnect_account(installation, credentials.to_storage())
+            except SetupRefused as exc:
+                return _error(str(exc))
+            except PlatformUnreachable as exc:
+                return _error(str(exc), EXIT_FAILED)
+            print(f"{installation.name}: connected as {who}; the tokens are stored encrypted")
+            return 0
+    assert out is not None
+    _write_credentials(out, credentials.to_storage())
+    print(f"authorized as {who}; credentials written to {out}; next: caredesk connector add x --brand SLUG --name "
+          f"NAME --credentials @{out}")
     return 0
 
 
@@ -392,15 +476,21 @@ def add_connector_commands(add: AddParser, setup: Setup) -> None:
     p.add_argument("--no-check", action="store_true", help="store new credentials without asking the platform")
     p.set_defaults(func=bind(cmd_configure))
 
-    p = command("authorize", "get credentials through the platform's own login (Mastodon or Reddit OAuth)")
-    p.add_argument("provider", help="mastodon or reddit")
+    p = command("authorize", "get credentials through the platform's own login (Mastodon OAuth, X OAuth 2.0 PKCE, "
+                             "Reddit OAuth)")
+    p.add_argument("provider", help="mastodon, x or reddit")
     p.add_argument("--instance", help="Mastodon: the brand's server, like https://mastodon.social")
-    p.add_argument("--client-id", help="Reddit: the app's client id")
+    p.add_argument("--out", help="a new file for the credentials (written with mode 600)")
+    p.add_argument("--connection", help="X: store the tokens in this existing X connection (reconnect)")
+    p.add_argument("--brand", help="X: the brand, where several have a connection of that name")
+    p.add_argument("--client-id", help="X and Reddit: the app's OAuth 2.0 client id (X default: the connection's)")
     p.add_argument("--client-secret", help="Reddit: the app's secret (a web app; an installed app has none)")
-    p.add_argument("--redirect-uri", help="Reddit: the app's redirect URI, as registered")
+    p.add_argument("--client-secret-file", help="X: a file holding the app's client secret (confidential clients)")
+    p.add_argument("--redirect-uri", help="X and Reddit: the callback URL registered for the app")
     p.add_argument("--config", help="Reddit: the settings JSON (or @FILE) for 'connector add' (for the User-Agent)")
-    p.add_argument("--out", required=True, help="a new file for the credentials (written with mode 600)")
-    p.set_defaults(func=cmd_authorize)
+    p.add_argument("--api", help="X: the API base URL (default https://api.x.com, or the connection's)")
+    p.add_argument("--authorize-url", help="X: the authorize page (default https://x.com/i/oauth2/authorize)")
+    p.set_defaults(func=bind(cmd_authorize))
 
     for name, text, func in (
         ("test", "check the credentials and fetch once, storing nothing", bind(cmd_test)),

@@ -62,6 +62,8 @@ class ConnectorInstallation(models.Model):
     # "last_ok_at": ...}}) and the rung in use, as the runtime last chose it ("" before it ever did).
     ladder_state = models.JSONField(default=dict, blank=True, db_default=Value({}, JSONField()))
     listen_rung = models.CharField(max_length=10, blank=True, default="", db_default="")
+    # The last complete compliance sweep (deletions and edits asked of a platform that sends no such events: X).
+    compliance_swept_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["brand", "name"], name="installation_name_unique_per_brand")]

@@ -126,6 +126,27 @@ def update_connection(
             raise SetupRefused(str(exc)) from None
 
 
+def reconnect_account(installation: ConnectorInstallation, credentials: Mapping[str, Any]) -> Identity | None:
+    """Credentials from the platform's own login (X's OAuth): asked who they act as, refused when that is another
+    account than the connection's (a mix-up that would answer customers from the wrong account), then stored,
+    lifting an auth-revoked stop."""
+    provider = _provider(installation.provider_key, installation.config, credentials)
+    identity = _ask(provider)
+    own = set(installation.own_account_ids or ())
+    if identity is not None and own and not own & set(identity.account_ids):
+        who = ", ".join("@" + h for h in identity.handles) or ", ".join(identity.account_ids)
+        mine = ", ".join("@" + h for h in installation.own_handles or ()) or ", ".join(sorted(own))
+        raise SetupRefused(f"these credentials act as {who}, but {installation.name!r} is connected as {mine}: log "
+                           "in as that account, or add a new connection")
+    with transaction.atomic():
+        locked = lock_installation(installation.pk)
+        try:
+            do_update_installation(locked, credentials=provider.credentials)
+        except ConnectorError as exc:
+            raise SetupRefused(str(exc)) from None
+    return identity
+
+
 @dataclass(frozen=True, slots=True)
 class TestReport:
     identity: Identity | None

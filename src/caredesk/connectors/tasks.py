@@ -24,6 +24,7 @@ poll the platform :class:`Refused` fails the poll rung for a while. Reads stop a
 platform is called (:func:`caredesk.connectors.costs.ledger.budget_stop`).
 
 A webhook delivery is processed by :func:`process_payload_job`, deferred in the transaction that stored it.
+Compliance sweeps (X's deletions and edits, :mod:`caredesk.connectors.compliance`) run from :func:`compliance_all`.
 """
 
 from __future__ import annotations
@@ -210,3 +211,32 @@ def process_payload_job(payload_id: int) -> None:
 def defer_processing(payload_id: int) -> None:
     """Defer the job that processes a stored payload, in the caller's transaction (the one that stored it)."""
     process_payload_job.defer(payload_id=payload_id)
+
+
+@app.task(name="connectors.compliance_sweep", queue="connectors", pass_context=False)
+def sweep_one(installation_id: int) -> None:
+    from caredesk.connectors.compliance import sweep_installation
+
+    close_old_connections()
+    try:
+        with httpx.Client(timeout=POLL_TIMEOUT_SECONDS) as http:
+            try:
+                sweep_installation(installation_id, datetime.now(UTC), http)
+            except (ConnectorError, httpx.HTTPError) as exc:
+                log.warning("installation %s: compliance sweep failed, retried at the next run: %s",
+                            installation_id, exc)
+    finally:
+        close_old_connections()
+
+
+@app.periodic(cron="7 * * * *", periodic_id="compliance-sweeps")
+@app.task(name="connectors.compliance_all", queue="connectors", queueing_lock="connectors.compliance_all",
+          pass_context=False)
+def compliance_all(timestamp: int) -> None:
+    from caredesk.connectors.compliance import defer_sweeps
+
+    close_old_connections()
+    try:
+        defer_sweeps(datetime.now(UTC))
+    finally:
+        close_old_connections()

@@ -12,4 +12,6 @@ urlpatterns = [
     path("<int:installation_id>/test", views.connection_test, name="test"),
     path("<int:installation_id>/edit", views.connection_edit, name="edit"),
     path("<int:installation_id>/budget", views.connection_budget, name="budget"),
+    path("<int:installation_id>/x/connect", views.x_connect, name="x_connect"),
+    path("<int:installation_id>/x/callback", views.x_callback, name="x_callback"),
 ]

@@ -4,8 +4,11 @@ installation id answers 404. The work is in :mod:`caredesk.connectors.setup` and
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, cast
 
+import httpx
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
@@ -20,6 +23,7 @@ from caredesk.connectors.actions import do_set_enabled, lock_installation
 from caredesk.connectors.base import ConnectorError
 from caredesk.connectors.costs.forms import BudgetForm
 from caredesk.connectors.costs.ledger import do_set_budget, do_set_prices
+from caredesk.connectors.crypto import CredentialsUnreadable
 from caredesk.connectors.health import connector_health, connectors_health
 from caredesk.connectors.models import ConnectorInstallation
 from caredesk.connectors.registry import get_provider_class
@@ -28,6 +32,7 @@ from caredesk.connectors.setup import (
     SetupRefused,
     add_connection,
     listening_providers,
+    reconnect_account,
     test_connection,
     update_connection,
 )
@@ -209,4 +214,73 @@ def connection_edit(request: HttpRequest, installation_id: int) -> HttpResponse:
         )
     except (SetupRefused, PlatformUnreachable) as exc:
         return _edit_page(request, installation, request.POST, 422, str(exc))
+    return redirect(f"{reverse('connectors:connections')}?changed={installation.pk}")
+
+
+# -- X: connect the brand's account in the browser (OAuth 2.0 with PKCE) ------------------------------------------
+
+def _x_session_key(installation_id: int) -> str:
+    return f"x_oauth:{installation_id}"
+
+
+def _x_installation(request: HttpRequest, installation_id: int) -> ConnectorInstallation:
+    installation = _installation(request, installation_id)
+    if installation.provider_key != "x":
+        raise Http404("not an X connection")
+    return installation
+
+
+@require_POST
+@agent_required
+def x_connect(request: HttpRequest, installation_id: int) -> HttpResponse:
+    """Send the admin to X to allow caredesk, with a fresh state and PKCE verifier kept in their session; X sends
+    them back to :func:`x_callback`. The app's client id (and secret) are the connection's stored ones; the
+    callback URL must be registered for the app on X's developer portal."""
+    from caredesk.connectors.builtin.x import oauth
+
+    installation = _x_installation(request, installation_id)
+    try:
+        stored = installation.get_credentials()
+    except CredentialsUnreadable as exc:
+        return _edit_page(request, installation, status=422, error=str(exc))
+    redirect_uri = request.build_absolute_uri(reverse("connectors:x_callback", args=[installation.pk]))
+    try:
+        flow = oauth.start(str(stored.get("client_id") or ""), redirect_uri,
+                           authorize_url=getattr(settings, "CAREDESK_X_AUTHORIZE_URL", oauth.AUTHORIZE_URL))
+    except (ConnectorError, ValueError) as exc:
+        return _edit_page(request, installation, status=422, error=f"{exc}: store the app's client id first")
+    request.session[_x_session_key(installation.pk)] = {
+        "state": flow.state, "verifier": flow.verifier.get_secret_value(), "redirect_uri": flow.redirect_uri}
+    return redirect(flow.url)
+
+
+@never_cache
+@require_GET
+@agent_required
+def x_callback(request: HttpRequest, installation_id: int) -> HttpResponse:
+    """Where X sends the admin back: the state must be the one kept in this session (else the link is forged or
+    stale), the code is exchanged with the session's verifier, and the tokens are stored encrypted once X says
+    they act as the connection's account. A state is used once, whatever the outcome."""
+    from pydantic import SecretStr
+
+    from caredesk.connectors.builtin.x import XConfig, oauth
+
+    installation = _x_installation(request, installation_id)
+    kept = request.session.pop(_x_session_key(installation.pk), None)
+    if not isinstance(kept, dict):
+        return _edit_page(request, installation, status=422,
+                          error="no X authorization was started here (or it was used already): connect again")
+    flow = oauth.Authorization(url="", state=str(kept["state"]), verifier=SecretStr(str(kept["verifier"])),
+                               redirect_uri=str(kept["redirect_uri"]))
+    try:
+        code = oauth.code_from(request.get_full_path(), flow.state)
+        stored = installation.get_credentials()
+        client_id = str(stored.get("client_id") or "")
+        secret = str(stored["client_secret"]) if stored.get("client_secret") else None
+        api = XConfig.model_validate(installation.config).api
+        with httpx.Client(timeout=20) as http:
+            credentials = oauth.exchange_code(http, api, client_id, secret, code, flow, datetime.now(UTC))
+        reconnect_account(installation, credentials.to_storage())
+    except (ConnectorError, CredentialsUnreadable, ValueError, SetupRefused, PlatformUnreachable) as exc:
+        return _edit_page(request, installation, status=422, error=str(exc))
     return redirect(f"{reverse('connectors:connections')}?changed={installation.pk}")

@@ -521,6 +521,8 @@ def get_composer(case: Case) -> Composer:
             refusal = str(exc)
         else:
             limit, unit = rules.max_length, rules.unit
+            if post.is_direct and rules.direct_max_length is not None:
+                limit, unit = rules.direct_max_length, "characters"  # a DM's own limit (X: 10,000)
             # Said as soon as the case opens, not after the agent has written the reply.
             refusal = _unsummoned_refusal(post, rules)
             if refusal and _web_url(post.url):

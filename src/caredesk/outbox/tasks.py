@@ -47,7 +47,7 @@ from caredesk.connectors.base import (
 )
 from caredesk.connectors.costs.ledger import budget_stop, do_record_usage
 from caredesk.connectors.costs.prices import UsageEvent, reply_operation
-from caredesk.connectors.runtime import get_provider
+from caredesk.connectors.rotation import Rotation
 from caredesk.outbox.actions import (
     do_mark_reply_failed,
     do_mark_reply_sent,
@@ -80,6 +80,7 @@ def _outbound(reply: Reply) -> OutboundReply:
         in_reply_to_external_id=reply.in_reply_to.external_id,
         in_reply_to_author=NormalizedAuthor(author.external_id, author.handle, author.name),
         is_direct=reply.is_direct,
+        summoned=reply.in_reply_to.summoned or reply.in_reply_to.is_direct,
     )
 
 
@@ -105,12 +106,15 @@ def settle_reply(reply_id: int, http: httpx.Client | None = None, now: datetime 
         return reply.state
     found: SentReply | None = None
     verdict = ""
+    rotation = Rotation()
     try:
-        found = get_provider(reply.installation, http).find_reply(_outbound(reply), datetime.now(UTC))
+        found = rotation.provider(reply.installation, http).find_reply(_outbound(reply), datetime.now(UTC))
     except CannotTell as exc:
         verdict = f"delivery unknown: a send was interrupted and {exc}; check the platform, then choose"
     except (ConnectorError, httpx.HTTPError) as exc:
         verdict = f"delivery unknown: a send was interrupted and asking the platform failed ({exc}); check it"
+    finally:
+        rotation.close()
     now = now or datetime.now(UTC)
     with transaction.atomic():
         reply = _lock(reply_id, reply.case_id)
@@ -146,14 +150,26 @@ def send_reply_now(reply_id: int, http: httpx.Client | None = None) -> str:
     if stale:
         return settle_reply(reply_id, http)
     reply = _load(reply_id)
+    rotation = Rotation()
+    try:
+        return _send(reply, rotation, http)
+    finally:
+        rotation.close()
+
+
+def _send(reply: Reply, rotation: Rotation, http: httpx.Client | None) -> str:
+    reply_id = reply.pk
     provider = None
     operation = reply_operation(reply.text, direct=reply.is_direct, summoned=reply.in_reply_to.summoned)
     try:
         stop = budget_stop(reply.installation, operation, datetime.now(UTC))
         if stop is not None:
             raise ConnectorError(stop)  # failed visibly, with the reason: an agent may send it again later
-        provider = get_provider(reply.installation, http)
-        sent = provider.send_reply(_outbound(reply), datetime.now(UTC))
+        provider = rotation.provider(reply.installation, http)
+        try:
+            sent = provider.send_reply(_outbound(reply), datetime.now(UTC))
+        finally:
+            rotation.store()  # renewed tokens first: whatever the outcome, they are the only ones that work now
     except RateLimited as exc:
         # Not sent: the platform asked us to wait. Back to the queue, with a job for when the wait is over.
         with transaction.atomic():

@@ -2,17 +2,23 @@
 
 It answers GET /2/users/me, GET /2/users/:id/mentions and /2/users/:id/tweets (newest first, ``since_id``,
 ``max_results``, ``pagination_token``/``meta.next_token``, ``includes.users`` for ``expansions=author_id``),
-GET /2/tweets/search/recent (``search`` posts, ``next_token`` paging), POST /2/tweets and POST /2/oauth2/token
-(refresh tokens rotate and are single-use), the Activity API's subscriptions, the filtered stream's rules, and
-the two streams (``/2/activity/stream``, ``/2/tweets/search/stream``, app bearer token only): each connection
-plays the next script of :attr:`State.streams` (bytes written as they are, a float sleeps, then the connection
-closes: a disconnect), or sends ``\r\n`` keep-alives until the server stops. Bodies are built from
-tests/fixtures/connectors/x/. Tests script failures with :meth:`FakeX.fail` and read back every request.
+GET /2/tweets/search/recent (``search`` posts, ``next_token`` paging), POST /2/tweets, GET /2/tweets?ids= (deleted
+ids in ``errors`` as ``resource-not-found``, X's partial errors), DMs (GET /2/dm_events, POST and GET
+/2/dm_conversations/with/:id/…; a participant in ``dm_closed`` gets X's 403), the authorize page (GET
+/i/oauth2/authorize approves at once and redirects with a code, as the brand's admin would) and POST
+/2/oauth2/token (authorization codes with PKCE S256, single use; refresh tokens rotate and are single use), the
+Activity API's subscriptions, the filtered stream's rules, and the two streams (``/2/activity/stream``,
+``/2/tweets/search/stream``, app bearer token only): each connection plays the next script of
+:attr:`State.streams` (bytes written as they are, a float sleeps, then the connection closes: a disconnect), or
+sends ``\r\n`` keep-alives until the server stops. Bodies are built from tests/fixtures/connectors/x/. Tests
+script failures with :meth:`FakeX.fail` and read back every request.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
 import itertools
 import json
 import threading
@@ -22,7 +28,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "connectors" / "x"
 OUR_ID = "2244994945"
@@ -30,6 +36,7 @@ OUR_HANDLE = "TwitterDev"
 ACCESS = "good-access"
 REFRESH = "good-refresh"
 CLIENT_ID = "client-abc"
+CLIENT_SECRET = "client-shh"
 BEARER = "app-bearer"
 STREAM_PATHS = ("/2/activity/stream", "/2/tweets/search/stream")
 
@@ -84,6 +91,12 @@ class State:
     mentions: list[dict[str, Any]] = field(default_factory=list)  # any order; served newest first
     own_posts: list[dict[str, Any]] = field(default_factory=list)
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tweets: dict[str, dict[str, Any]] = field(default_factory=dict)  # other posts (newer versions of edits)
+    deleted: set[str] = field(default_factory=set)  # ids gone from X
+    dm_events: list[dict[str, Any]] = field(default_factory=list)
+    dm_closed: set[str] = field(default_factory=set)  # users whose DM settings refuse the brand
+    codes: dict[str, dict[str, str]] = field(default_factory=dict)  # authorization code → its request
+    confidential: bool = False  # the app is a confidential client: the token endpoint wants HTTP Basic
     access_tokens: set[str] = field(default_factory=lambda: {ACCESS})
     refresh_tokens: set[str] = field(default_factory=lambda: {REFRESH})
     failures: list[Failure] = field(default_factory=list)
@@ -98,7 +111,7 @@ class State:
 class FakeX:
     def __init__(self) -> None:
         self.state = State()
-        for u in fixture("mentions.json")["includes"]["users"]:
+        for u in [*fixture("mentions.json")["includes"]["users"], *fixture("dm_events.json")["includes"]["users"]]:
             self.state.users[u["id"]] = u
         self.state.users[OUR_ID] = {**fixture("users_me.json")["data"], "public_metrics": {"followers_count": 9}}
         self._ids = itertools.count(1445880548472328192)
@@ -236,6 +249,8 @@ class FakeX:
             answer = self._app(request)
             assert answer is not None
             return answer
+        if request.path == "/i/oauth2/authorize":
+            return self._authorize(request.query)
         auth = request.headers.get("authorization", "")
         if not auth.startswith("Bearer ") or auth[7:] not in self.state.access_tokens:
             return 401, fixture("unauthorized.json"), {}
@@ -259,6 +274,17 @@ class FakeX:
             return 200, self._timeline(self.state.search, query), limits
         if request.path == "/2/activity/subscriptions":
             return self._subscriptions(request)
+        if request.path == "/2/tweets" and request.method == "GET":
+            return 200, self._lookup(request.query), limits
+        if request.path == "/2/dm_events":
+            return 200, self._dm_page(self.state.dm_events, request.query), limits
+        if request.path.startswith("/2/dm_conversations/with/"):
+            participant, _, rest = request.path.removeprefix("/2/dm_conversations/with/").partition("/")
+            if rest == "messages" and request.method == "POST":
+                return self._send_dm(participant, json.loads(request.body))
+            if rest == "dm_events":
+                events = [e for e in self.state.dm_events if participant in e["dm_conversation_id"].split("-")]
+                return 200, self._dm_page(events, request.query), limits
         return 404, {"title": "Not Found Error", "detail": "no such route", "type": "about:blank", "status": 404}, {}
 
     def _timeline(self, posts: list[dict[str, Any]], query: Mapping[str, str]) -> dict[str, Any]:
@@ -294,15 +320,99 @@ class FakeX:
         answer["data"].update(id=tweet_id, text=body["text"], edit_history_tweet_ids=[tweet_id])
         return 201, answer, {}
 
+    def all_tweets(self) -> dict[str, dict[str, Any]]:
+        return {t["id"]: t for t in [*self.state.mentions, *self.state.own_posts, *self.state.tweets.values()]}
+
+    def _lookup(self, query: Mapping[str, str]) -> dict[str, Any]:
+        known = self.all_tweets()
+        found, errors = [], []
+        for tweet_id in query.get("ids", "").split(","):
+            if tweet_id in known and tweet_id not in self.state.deleted:
+                found.append(known[tweet_id])
+            else:
+                error = copy.deepcopy(fixture("tweets_lookup_partial.json")["errors"][0])
+                error.update(value=tweet_id, resource_id=tweet_id,
+                             detail=f"Could not find tweet with ids: [{tweet_id}].")
+                errors.append(error)
+        body: dict[str, Any] = {}
+        if found:
+            body["data"] = found
+            if query.get("expansions") == "author_id":
+                ids = dict.fromkeys(t["author_id"] for t in found)
+                body["includes"] = {"users": [self.state.users[i] for i in ids if i in self.state.users]}
+        if errors:
+            body["errors"] = errors
+        return body
+
+    def _dm_page(self, events: list[dict[str, Any]], query: Mapping[str, str]) -> dict[str, Any]:
+        ordered = sorted(events, key=lambda e: int(e["id"]), reverse=True)
+        start = int(query.get("pagination_token") or 0)
+        size = min(int(query.get("max_results") or 100), getattr(self, "page_size", 100))
+        page = ordered[start : start + size]
+        body: dict[str, Any] = {"meta": {"result_count": len(page)}}
+        if page:
+            body["data"] = page
+        if start + size < len(ordered):
+            body["meta"]["next_token"] = str(start + size)
+        if query.get("expansions") == "sender_id":
+            ids = dict.fromkeys(e["sender_id"] for e in page)
+            body["includes"] = {"users": [self.state.users[i] for i in ids if i in self.state.users]}
+        return body
+
+    def _send_dm(self, participant: str, body: Mapping[str, Any]) -> tuple[int, Any, dict[str, str]]:
+        if participant in self.state.dm_closed:
+            return 403, fixture("dm_forbidden.json"), {}
+        event_id = str(next(self._ids))
+        conversation = "-".join(sorted((participant, OUR_ID), key=int))
+        self.state.dm_events.append({"id": event_id, "event_type": "MessageCreate", "text": body["text"],
+                                     "sender_id": OUR_ID, "dm_conversation_id": conversation,
+                                     "created_at": "2022-10-26T10:00:00.000Z"})
+        answer = fixture("dm_create.json")
+        answer["data"].update(dm_conversation_id=conversation, dm_event_id=event_id)
+        return 201, answer, {}
+
+    def _authorize(self, query: Mapping[str, str]) -> tuple[int, Any, dict[str, str]]:
+        """The brand's admin logs in and allows the app: a code bound to the request's challenge."""
+        if query.get("response_type") != "code" or query.get("code_challenge_method") != "S256" \
+                or query.get("client_id") != CLIENT_ID or not query.get("code_challenge"):
+            return 400, {"error": "invalid_request"}, {}
+        code = f"code-{next(self._tokens)}"
+        self.state.codes[code] = dict(query)
+        location = f"{query['redirect_uri']}?{urlencode({'state': query.get('state', ''), 'code': code})}"
+        return 302, {}, {"location": location}
+
+    def _exchange(self, request: Request, form: Mapping[str, str]) -> tuple[int, Any, dict[str, str]]:
+        asked = self.state.codes.pop(form.get("code", ""), None)  # single use, whatever the outcome
+        invalid = {"error": "invalid_request", "error_description": "Value passed for the authorization code was "
+                   "invalid."}
+        if asked is None or form.get("redirect_uri") != asked["redirect_uri"]:
+            return 400, invalid, {}
+        digest = hashlib.sha256(form.get("code_verifier", "").encode()).digest()
+        if base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != asked["code_challenge"]:
+            return 400, invalid, {}
+        if self.state.confidential:
+            expected = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+            if request.headers.get("authorization") != expected:
+                return 401, {"error": "unauthorized_client", "error_description": "Missing valid authorization "
+                             "header"}, {}
+        return self._issue(asked.get("scope", ""))
+
+    def _issue(self, scope: str | None = None) -> tuple[int, Any, dict[str, str]]:
+        n = next(self._tokens)
+        answer = fixture("oauth2_token.json")
+        answer.update(access_token=f"access-{n}", refresh_token=f"refresh-{n}")
+        if scope is not None:
+            answer["scope"] = scope
+        self.state.access_tokens = {answer["access_token"]}
+        self.state.refresh_tokens.add(answer["refresh_token"])
+        return 200, answer, {}
+
     def _token(self, request: Request) -> tuple[int, Any, dict[str, str]]:
         form = {k: v[-1] for k, v in parse_qs(request.body.decode()).items()}
+        if form.get("grant_type") == "authorization_code":
+            return self._exchange(request, form)
         if form.get("grant_type") != "refresh_token" or form.get("refresh_token") not in self.state.refresh_tokens \
                 or form.get("client_id") != CLIENT_ID:
             return 400, {"error": "invalid_request", "error_description": "Value passed for the token was invalid."}, {}
         self.state.refresh_tokens.discard(form["refresh_token"])  # single use: X rotates it
-        n = next(self._tokens)
-        answer = fixture("oauth2_token.json")
-        answer.update(access_token=f"access-{n}", refresh_token=f"refresh-{n}")
-        self.state.access_tokens = {answer["access_token"]}
-        self.state.refresh_tokens.add(answer["refresh_token"])
-        return 200, answer, {}
+        return self._issue()

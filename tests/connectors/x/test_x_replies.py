@@ -131,3 +131,14 @@ def test_a_send_with_an_expired_token_waits_for_the_poll_to_renew_it(make_provid
     rotated = provider.fetch({}, NOW).credentials
     assert rotated is not None and rotated["refresh_token"] == "refresh-1"
     assert provider.send_reply(reply(), NOW).external_id == fake.state.own_posts[0]["id"]
+
+
+def test_ai_written_replies_need_xs_prior_approval(make_provider: Make) -> None:
+    # Nothing in the desk writes a reply by itself today (docs/connectors.md, X): the flag is there for the day
+    # something does, and says X's rule.
+    rules = make_provider().reply_rules()
+    assert rules.ai_written_replies is False
+    assert "prior approval" in (rules.problem("Thanks for reaching out!", ai_written=True) or "")
+    assert rules.problem("Thanks for reaching out!") is None  # written by a person
+    approved = make_provider(ai_replies_approved=True).reply_rules()
+    assert approved.problem("Thanks for reaching out!", ai_written=True) is None

@@ -125,7 +125,8 @@ def test_an_expired_token_is_refreshed_and_the_rotated_pair_returned(make_provid
     result = provider.fetch({}, NOW)
     assert [p.external_id for p in result.posts] == ["500"]
     assert result.credentials == {"access_token": "access-1", "refresh_token": "refresh-1", "client_id": CLIENT_ID,
-                                  "client_secret": None, "bearer_token": None, "consumer_secret": None}
+                                  "client_secret": None, "bearer_token": None, "consumer_secret": None,
+                                  "expires_at": int(NOW.timestamp()) + 7200, "scope": ""}  # X: expires_in 7200
     token_request = fake.requests_to("POST", "/2/oauth2/token")[0]
     assert b"grant_type=refresh_token" in token_request.body
     assert f"refresh_token={REFRESH}".encode() in token_request.body

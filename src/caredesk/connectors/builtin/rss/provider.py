@@ -115,7 +115,8 @@ class ReadOnlyRules(ReplyRules):
         super().__init__(max_length=0, unit="characters (this channel is read-only)", answers_unsummoned=False,
                          direct_messages=False)
 
-    def problem(self, text: str, *, direct: bool = False, summoned: bool = True) -> str | None:
+    def problem(self, text: str, *, direct: bool = False, summoned: bool = True,
+                ai_written: bool = False) -> str | None:
         return READ_ONLY
 
 

@@ -152,6 +152,12 @@ async def arun_app(http: httpx.AsyncClient, base: str, bearer: str, conversation
             call = conversation.send(response)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
+def expiry(body: Mapping[str, Any], now: datetime) -> int | None:
+    """When a token answer's access token stops working, in unix seconds (X: ``expires_in`` 7200)."""
+    seconds = body.get("expires_in")
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds <= 0:
+        return None
+    return int(now.timestamp()) + seconds
 
 
 class TokenExpired(AuthRevoked):
@@ -268,6 +274,7 @@ class XClient:
             raise AuthRevoked("X's answer to the token renewal has no access token: reconnect")
         new_refresh = body.get("refresh_token")
         self.credentials = creds.model_copy(update={
+            "expires_at": expiry(body, now),
             "access_token": SecretStr(token),
             # X rotates the refresh token; where an answer carries none, the old one stays the only one we have.
             "refresh_token": SecretStr(new_refresh) if isinstance(new_refresh, str) and new_refresh

@@ -57,6 +57,14 @@ class XConfig(ProviderConfig):
         if value and not re.fullmatch(r"[0-9]{1,20}", value):
             raise ValueError("an X webhook id is a number")
         return value
+    direct_messages: bool = Field(default=False, description="Also read the brand's DMs (GET /2/dm_events, "
+                                  "$0.010 per DM event read) and answer them privately.")
+    compliance_hours: int = Field(default=24, ge=1, le=24, description="How often stored posts are checked for "
+                                  "deletions and edits on X (X's rule: within 24 hours).")
+    compliance_days: int = Field(default=30, ge=1, le=30, description="How far back (days since received) stored "
+                                 "posts are checked; each check of a post is a billed post read.")
+    ai_replies_approved: bool = Field(default=False, description="X approved this app's AI-written replies (X "
+                                      "requires prior approval; the desk itself writes none).")
 
     @field_validator("api")
     @classmethod
@@ -85,9 +93,11 @@ class XConfig(ProviderConfig):
 
 
 class XCredentials(ProviderCredentials):
-    """OAuth 2.0 user-context tokens (scopes tweet.read tweet.write users.read dm.read offline.access) and the
-    app's client id, needed to refresh them; ``bearer_token`` is the app-only token (the streams and their rules);
-    ``consumer_secret`` the app's API key secret, which signs webhook deliveries."""
+    """OAuth 2.0 user-context tokens (scopes tweet.read tweet.write users.read dm.read dm.write offline.access;
+    ``caredesk connector authorize x`` gets them) and the app's client id, needed to refresh them;
+    ``bearer_token`` is the app-only token (the streams and their rules); ``consumer_secret`` the app's API key
+    secret, which signs webhook deliveries. ``expires_at``: the access token's end in unix seconds, where X said;
+    ``scope``: what the brand granted."""
 
     access_token: SecretStr = Field(min_length=1)
     refresh_token: SecretStr | None = None
@@ -95,3 +105,5 @@ class XCredentials(ProviderCredentials):
     client_secret: SecretStr | None = None
     bearer_token: SecretStr | None = None
     consumer_secret: SecretStr | None = None
+    expires_at: int | None = Field(default=None, description="Set by Connect X account: leave empty.")
+    scope: str = Field(default="", description="Set by Connect X account: leave empty.")

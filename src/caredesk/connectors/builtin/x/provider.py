@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -29,6 +29,7 @@ from caredesk.connectors.base import (
     ProviderCredentials,
     RateLimited,
     Refused,
+    RejectedRecord,
     ReplyRules,
     Rung,
     SentReply,
@@ -36,8 +37,8 @@ from caredesk.connectors.base import (
     WebhookAnswer,
     WebhookRequest,
 )
+from caredesk.connectors.builtin.x import compliance, dm, webhook
 from caredesk.connectors.builtin.x import stream as x_stream
-from caredesk.connectors.builtin.x import webhook
 from caredesk.connectors.builtin.x.activity import ensure_subscriptions
 from caredesk.connectors.builtin.x.api import (
     Call,
@@ -53,7 +54,7 @@ from caredesk.connectors.builtin.x.config import XConfig, XCredentials
 from caredesk.connectors.builtin.x.parse import replied_to
 from caredesk.connectors.builtin.x.rules import RulesSync, sync_rules, tag_prefix
 from caredesk.connectors.builtin.x.search import build_queries, search, wanted_rules
-from caredesk.connectors.builtin.x.timeline import Timeline, combined, mentions
+from caredesk.connectors.builtin.x.timeline import TWEET_FIELDS, USER_FIELDS, Timeline, combined, mentions
 from caredesk.connectors.costs.prices import DEFAULT_X_PRICES, PriceTable
 from caredesk.connectors.length import URL_RE, x_reply_rules
 
@@ -108,11 +109,13 @@ class XProvider(Provider[XConfig]):
     key: ClassVar[str] = "x"
     display_name: ClassVar[str] = "X"
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.STREAM, Capability.POLL, Capability.WEBHOOK, Capability.REPLY})
-    prices: ClassVar[PriceTable | None] = DEFAULT_X_PRICES
+        {Capability.STREAM, Capability.POLL, Capability.WEBHOOK, Capability.REPLY, Capability.DIRECT_MESSAGES})
     config_model: ClassVar[type[ProviderConfig]] = XConfig
     credentials_model: ClassVar[type[ProviderCredentials]] = XCredentials
     idempotent_replies: ClassVar[bool] = False
+    rotates_credentials: ClassVar[bool] = True
+    prices: ClassVar[PriceTable | None] = DEFAULT_X_PRICES
+    compliance_batch: ClassVar[int] = compliance.BATCH
 
     def __init__(self, config: XConfig, credentials: Mapping[str, Any], http: httpx.Client | None = None) -> None:
         super().__init__(config, credentials, http)
@@ -140,6 +143,7 @@ class XProvider(Provider[XConfig]):
             if self._client is None:
                 self._client = XClient(self.config.api, self.credentials, http)
             self._client.http = http
+            self._client.may_refresh = self.hand_back_rotated
             self._depth += 1
             try:
                 yield self._client
@@ -169,8 +173,14 @@ class XProvider(Provider[XConfig]):
 
     def reply_rules(self) -> ReplyRules:
         rules = x_reply_rules()
-        rules.direct_messages = False  # DMs are not implemented by this provider yet
+        rules.direct_messages = self.config.direct_messages
+        rules.direct_max_length = dm.DM_LIMIT
+        rules.direct_needs_summons = True  # X's rule on unsolicited outreach
+        rules.ai_written_replies = self.config.ai_replies_approved
         return rules
+
+    def rotated_credentials(self) -> Mapping[str, Any] | None:
+        return self._client.rotated if self._client is not None else None
 
     # -- who ---------------------------------------------------------------------------------------------------
 
@@ -196,32 +206,46 @@ class XProvider(Provider[XConfig]):
         only; the brand's own posts are left out) and, with keywords, recent search from each query's own
         position (``cursor["search"]``). See :mod:`caredesk.connectors.builtin.x.timeline` for the paging."""
         with self._api() as api:
-            api.may_refresh = True  # the rotated tokens travel back in the FetchResult
+            previous, api.may_refresh = api.may_refresh, True  # the rotated tokens travel back in the FetchResult
             try:
-                user_id = self.user_id(now)
-                matcher = self.config.listening().matcher()
-                read = api.run(mentions(user_id, cursor, matcher, now), now)
-                saved = with_mentions(cursor, read)
-                saved.pop("search", None)
-                timelines = [read]
-                if self.config.keywords or self.config.hashtags:
-                    try:
-                        found, part = api.run(search(self.config, user_id, cursor, self.config.query_length, now),
-                                              now)
-                    except ConnectorError as exc:
-                        if api.rotated is None:
-                            raise
-                        # The mentions read renewed the token and X rotated the refresh token: the new pair must
-                        # be stored now. The search goes on from where it was at the next poll (and fails there
-                        # visibly if it still does).
-                        log.warning("X recent search failed after a token renewal; kept for the next poll: %s", exc)
-                        saved["search"] = cursor.get("search") or {}
-                        return combined(timelines, saved, api.rotated)
-                    timelines.extend(found)
-                    saved.update(part)
-                return combined(timelines, saved, api.rotated)
+                result = self._fetch(api, cursor, now)
+                if not self.config.direct_messages:
+                    return result
+                dms = dm.fetch_dms(api, cursor, self.user_id(now), now)
             finally:
-                api.may_refresh = False
+                api.may_refresh = previous
+        shift = len(result.rejected)
+        rejected = [*result.rejected, *(RejectedRecord(r.position + shift, r.reason, r.raw) for r in dms.rejected)]
+        # The DM read's part of the cursor is wholly its own: a finished catch-up drops its resume keys.
+        others = {k: v for k, v in result.cursor.items() if k not in dm.CURSOR_KEYS}
+        return FetchResult(posts=[*result.posts, *dms.posts], cursor={**others, **dms.cursor},
+                           rejected=rejected, credentials=api.rotated, rate_limit_remaining=result.rate_limit_remaining,
+                           usage=[*result.usage, *dms.usage])
+
+    def _fetch(self, api: XClient, cursor: Mapping[str, Any], now: datetime) -> FetchResult:
+        """Mentions, then recent search (with keywords), while ``api`` may renew the token."""
+        user_id = self.user_id(now)
+        matcher = self.config.listening().matcher()
+        read = api.run(mentions(user_id, cursor, matcher, now), now)
+        saved = with_mentions(cursor, read)
+        saved.pop("search", None)
+        timelines = [read]
+        if self.config.keywords or self.config.hashtags:
+            try:
+                found, part = api.run(search(self.config, user_id, cursor, self.config.query_length, now),
+                                      now)
+            except ConnectorError as exc:
+                if api.rotated is None:
+                    raise
+                # The mentions read renewed the token and X rotated the refresh token: the new pair must
+                # be stored now. The search goes on from where it was at the next poll (and fails there
+                # visibly if it still does).
+                log.warning("X recent search failed after a token renewal; kept for the next poll: %s", exc)
+                saved["search"] = cursor.get("search") or {}
+                return combined(timelines, saved, api.rotated)
+            timelines.extend(found)
+            saved.update(part)
+        return combined(timelines, saved, api.rotated)
 
     # -- streaming ---------------------------------------------------------------------------------------------
 
@@ -297,9 +321,15 @@ class XProvider(Provider[XConfig]):
         """``POST /2/tweets`` answering the parent. Checked against X's rules first (no request when too long);
         a 403 (parent deleted or hidden, replies restricted, author did not summon the brand) → :class:`Refused`
         with X's own reason."""
-        problem = self.reply_rules().problem(reply.text, direct=reply.is_direct)
+        problem = self.reply_rules().problem(reply.text, direct=reply.is_direct, summoned=reply.summoned)
         if problem:
             raise Refused(problem)
+        if reply.is_direct:
+            with self._api() as api:
+                try:
+                    return dm.send_dm(api, reply, now)
+                except TokenExpired as exc:
+                    raise RateLimited(str(exc), now + TOKEN_WAIT) from exc
         if not reply.in_reply_to_external_id.isdigit():
             raise Refused(f"not an X post id: {reply.in_reply_to_external_id[:40]!r}")
         body = {"text": reply.text, "reply": {"in_reply_to_tweet_id": reply.in_reply_to_external_id}}
@@ -330,6 +360,9 @@ class XProvider(Provider[XConfig]):
 
     def _find(self, reply: OutboundReply, now: datetime) -> SentReply | None:
         user_id = self.user_id(now)
+        if reply.is_direct:
+            with self._api() as api:
+                return dm.find_dm(api, reply, user_id, now, _comparable)
         wanted = _comparable(reply.text)
         params: dict[str, Any] = {"max_results": 100, "tweet.fields": "created_at,referenced_tweets"}
         with self._api() as api:
@@ -358,3 +391,23 @@ class XProvider(Provider[XConfig]):
                 params["pagination_token"] = token
         raise CannotTell(f"the reply is not among the brand's latest {FIND_PAGES * 100} posts on X; older ones "
                          "were not read")
+
+    # -- compliance --------------------------------------------------------------------------------------------
+
+    def compliance_every(self) -> timedelta:
+        return timedelta(hours=self.config.compliance_hours)
+
+    def compliance_window(self) -> timedelta:
+        return timedelta(days=self.config.compliance_days)
+
+    def compliance_sweep(self, external_ids: Sequence[str], now: datetime) -> FetchResult:
+        """Deletions and edits on X of the stored posts ``external_ids`` (at most 100): see
+        :mod:`caredesk.connectors.builtin.x.compliance`. The reads are billed as post reads (``usage``)."""
+        fields = {"tweet.fields": TWEET_FIELDS, "expansions": "author_id", "user.fields": USER_FIELDS}
+        with self._api() as api:
+            previous, api.may_refresh = api.may_refresh, True  # rotated tokens travel back in the result
+            try:
+                found = compliance.sweep(api, external_ids, now, fields, self.config.listening().matcher())
+            finally:
+                api.may_refresh = previous
+        return FetchResult(posts=[], cursor={}, changes=found.changes, credentials=api.rotated, usage=found.usage)
