@@ -194,6 +194,14 @@ def do_record_batch(
     installation.save(update_fields=fields)
 
 
+def do_record_warning(installation: ConnectorInstallation, warning: str) -> None:
+    """A batch was stored but a part of the read failed (one source of several): degraded, with the reason shown,
+    and no back-off (what did work goes on). Precondition: the row is locked; after :func:`do_record_batch`."""
+    installation.health = ConnectorInstallation.Health.DEGRADED
+    installation.last_error = warning[:2000]
+    installation.save(update_fields=["health", "last_error"])
+
+
 def do_update_installation(
     installation: ConnectorInstallation,
     *,

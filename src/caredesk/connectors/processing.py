@@ -15,7 +15,7 @@ from datetime import datetime
 
 from django.db import connection, transaction
 
-from caredesk.connectors.actions import do_record_batch, lock_installation
+from caredesk.connectors.actions import do_record_batch, do_record_warning, lock_installation
 from caredesk.connectors.base import FetchResult, WebhookReceiver
 from caredesk.connectors.batches import load_batch
 from caredesk.connectors.costs.ledger import do_record_usage
@@ -65,6 +65,8 @@ def apply_result(
         now=now,
         polled=polled,
     )
+    if result.warnings:
+        do_record_warning(installation, "; ".join(result.warnings))
     for rejected in result.rejected:
         log.warning("installation %s: record %s rejected: %s", installation.pk, rejected.position, rejected.reason)
     return BatchReport(report.received, len(edited), len(deleted))

@@ -137,7 +137,7 @@ def test_a_stored_batch_reads_back_as_it_was():
     batch = FetchResult(posts=[post], cursor={"after": 7, "since": "x"},
                         rejected=[RejectedRecord(3, "no id", {"raw": True})],
                         changes=[PostEdited(post), PostDeleted("p9")], credentials={"token": "rotated-secret"},
-                        rate_limit_remaining=42)
+                        rate_limit_remaining=42, warnings=("recent search failed",))
     body = dump_batch(batch)
     assert b"rotated-secret" not in body  # encrypted at rest
     assert load_batch(body) == batch

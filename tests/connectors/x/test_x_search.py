@@ -82,12 +82,37 @@ def test_queries_split_within_the_limit() -> None:
         build_queries(XConfig.model_validate({"keywords": ["x" * 200]}), OUR_ID, 64)
 
 
-def test_a_search_rate_limit_is_raised(make_provider: Make, fake: FakeX) -> None:
-    from caredesk.connectors.base import RateLimited
+def test_a_search_failure_keeps_the_mentions_and_warns(make_provider: Make, fake: FakeX) -> None:
+    fake.state.mentions = [tweet("600", "@TwitterDev hi")]
+    fake.fail("GET", SEARCH, 503, {"title": "Service Unavailable", "detail": "Service Unavailable"})
+    old = {"since_id": "1", "search": {"abc": {"since_id": "5"}}}
+    result = make_provider(user_id=OUR_ID, keywords=["router"]).fetch(old, NOW)
+    assert [p.external_id for p in result.posts] == ["600"]
+    assert result.cursor == {"since_id": "600", "search": {"abc": {"since_id": "5"}}}  # search: where it was
+    (warning,) = result.warnings
+    assert "recent search" in warning and "503" in warning
+    assert [u.operation for u in result.usage] == [Operation.OWNED_READ]  # the mentions read is billed
 
+
+def test_a_search_rate_limit_holds_the_search_back_while_the_mentions_go_on(make_provider: Make,
+                                                                          fake: FakeX) -> None:
+    fake.state.mentions = [tweet("600", "@TwitterDev hi")]
+    fake.state.search = [tweet("610", "router down")]
     fake.fail("GET", SEARCH, 429, {"title": "Too Many Requests"}, headers={"x-rate-limit-reset": "1900000000"})
-    with pytest.raises(RateLimited):
-        make_provider(user_id=OUR_ID, keywords=["router"]).fetch({}, NOW)
+    provider = make_provider(user_id=OUR_ID, keywords=["router"])
+    first = provider.fetch({}, NOW)
+    reset = datetime.fromtimestamp(1900000000, UTC)
+    assert [p.external_id for p in first.posts] == ["600"]
+    assert first.cursor == {"since_id": "600", "search_retry_at": reset.isoformat()}
+    assert "rate limit" in first.warnings[0]
+    fake.state.mentions.append(tweet("601", "@TwitterDev again"))
+    second = provider.fetch(first.cursor, NOW)
+    assert [p.external_id for p in second.posts] == ["601"]
+    assert len(fake.requests_to("GET", SEARCH)) == 1  # not asked again before the reset
+    assert second.cursor["search_retry_at"] == reset.isoformat() and "until" in second.warnings[0]
+    third = provider.fetch(second.cursor, reset)
+    assert [p.external_id for p in third.posts] == ["610"] and third.warnings == ()
+    assert "search_retry_at" not in third.cursor and list(third.cursor["search"].values()) == [{"since_id": "610"}]
 
 
 def test_a_search_failure_after_a_token_renewal_still_hands_out_the_rotated_pair(make_provider: Make,

@@ -237,3 +237,49 @@ def test_lines_are_split_here_and_none_is_dropped_silently(monkeypatch: pytest.M
         ("", "a line of the activity stream cut off by the disconnect"),
     ]
     assert got[2].raw == b"\xff\xfe" and got[-1].raw == b'{"cut'
+
+
+def _match(tweet_id: str, text: str, tag: str) -> dict[str, Any]:
+    body = fixture("filtered_stream_line.json")
+    body["data"].update(id=tweet_id, text=text, author_id="77", edit_history_tweet_ids=[tweet_id])
+    body["includes"]["users"] = [user("77", "grumpy")]
+    body["matching_rules"] = [{"id": "5", "tag": tag}]
+    return body
+
+
+def test_keyword_matches_between_two_connections_are_caught_up_through_recent_search(make_provider: Make,
+                                                                                    fake: FakeX) -> None:
+    from caredesk.connectors.builtin.x.search import build_queries, query_key
+
+    fake.state.users["77"] = user("77", "grumpy")
+    provider = streaming(make_provider, keywords=["router"])
+    key = query_key(build_queries(provider.config, OUR_ID, 512)[0])
+    fake.state.search = [tweet("690", "router seen before"), tweet("710", "router broken while nobody listened",
+                                                                  author_id="77")]
+    fake.state.streams[FILTERED] = [[line(_match("990", "router down", f"{tag_prefix(OUR_ID)}{key}")), 0.3],
+                                    [0.3]]
+    fake.state.streams[ACTIVITY] = [[60.0], [60.0]]
+    results = collect(provider, {"since_id": "850", "search": {key: {"since_id": "700"}}}, timeout=5.0)
+    catch_up, *live = results
+    assert posts([catch_up]) == ["710"] and catch_up.posts[0].summoned is False
+    assert catch_up.cursor["search"] == {key: {"since_id": "710"}}
+    assert [(u.operation, u.resource_ids) for u in catch_up.usage] == [(Operation.POST_READ, ("710",))]
+    (request,) = fake.requests_to("GET", "/2/tweets/search/recent")
+    assert request.query["since_id"] == "700"
+    assert posts(live) == ["990"]
+    assert live[-1].cursor["search"] == {key: {"since_id": "990"}}  # the stream moved the search on
+    # The next connection catches up from the newest match the stream delivered, not from before it.
+    collect(provider, dict(live[-1].cursor), timeout=5.0)
+    assert fake.requests_to("GET", "/2/tweets/search/recent")[-1].query["since_id"] == "990"
+
+
+def test_a_search_failure_at_connection_keeps_the_stream_going_with_a_warning(make_provider: Make,
+                                                                           fake: FakeX) -> None:
+    fake.fail("GET", "/2/tweets/search/recent", 503, {"title": "Service Unavailable"})
+    fake.state.streams[FILTERED] = [[0.3]]
+    fake.state.streams[ACTIVITY] = [[line(event("post_mention_create", id="950", edit_history_tweet_ids=["950"])),
+                                     60.0]]
+    results = collect(streaming(make_provider, keywords=["router"]), {"since_id": "850"}, timeout=5.0)
+    catch_up, *live = results
+    assert "recent search" in catch_up.warnings[0] and "search" not in catch_up.cursor
+    assert posts(live) == ["950"]

@@ -57,6 +57,7 @@ class Events:
     usage: list[UsageEvent] = field(default_factory=list)
     ignored: int = 0
     newest_mention: str = ""  # the newest id of a post the mentions timeline also has
+    newest_matches: dict[str, str] = field(default_factory=dict)  # query key → newest filtered-stream match id
 
     def add(self, post: NormalizedPost) -> None:
         sorted_post = new_or_edit(post)

@@ -52,8 +52,8 @@ from caredesk.connectors.builtin.x.api import (
 from caredesk.connectors.builtin.x.config import XConfig, XCredentials
 from caredesk.connectors.builtin.x.parse import replied_to
 from caredesk.connectors.builtin.x.rules import RulesSync, sync_rules, tag_prefix
-from caredesk.connectors.builtin.x.search import build_queries, search, wanted_rules
-from caredesk.connectors.builtin.x.timeline import Timeline, combined, mentions
+from caredesk.connectors.builtin.x.search import SEARCH_RETRY, Searched, build_queries, search, search_due, wanted_rules
+from caredesk.connectors.builtin.x.timeline import Timeline, combined, cursor_id, mentions
 from caredesk.connectors.costs.prices import DEFAULT_X_PRICES, PriceTable
 from caredesk.connectors.length import URL_RE, x_reply_rules
 
@@ -194,34 +194,60 @@ class XProvider(Provider[XConfig]):
     def fetch(self, cursor: Mapping[str, Any], now: datetime) -> FetchResult:
         """Mentions newer than ``cursor["since_id"]`` (the first poll of an installation reads the latest page
         only; the brand's own posts are left out) and, with keywords, recent search from each query's own
-        position (``cursor["search"]``). See :mod:`caredesk.connectors.builtin.x.timeline` for the paging."""
+        position (``cursor["search"]``). See :mod:`caredesk.connectors.builtin.x.timeline` for the paging. A
+        search failure does not lose the mentions: see :meth:`read_result`."""
         with self._api() as api:
             api.may_refresh = True  # the rotated tokens travel back in the FetchResult
             try:
                 user_id = self.user_id(now)
-                matcher = self.config.listening().matcher()
-                read = api.run(mentions(user_id, cursor, matcher, now), now)
-                saved = with_mentions(cursor, read)
-                saved.pop("search", None)
-                timelines = [read]
-                if self.config.keywords or self.config.hashtags:
+                read = api.run(mentions(user_id, cursor, self.config.listening().matcher(), now), now)
+                searched: Searched = None
+                if search_due(self.config, cursor, now):
                     try:
-                        found, part = api.run(search(self.config, user_id, cursor, self.config.query_length, now),
-                                              now)
+                        searched = api.run(search(self.config, user_id, cursor, self.config.query_length, now), now)
                     except ConnectorError as exc:
-                        if api.rotated is None:
-                            raise
-                        # The mentions read renewed the token and X rotated the refresh token: the new pair must
-                        # be stored now. The search goes on from where it was at the next poll (and fails there
-                        # visibly if it still does).
-                        log.warning("X recent search failed after a token renewal; kept for the next poll: %s", exc)
-                        saved["search"] = cursor.get("search") or {}
-                        return combined(timelines, saved, api.rotated)
-                    timelines.extend(found)
-                    saved.update(part)
-                return combined(timelines, saved, api.rotated)
+                        searched = exc
+                return self.read_result(cursor, read, searched, api.rotated, now)
             finally:
                 api.may_refresh = False
+
+    def read_result(self, cursor: Mapping[str, Any], read: Timeline, searched: Searched,
+                    rotated: Mapping[str, Any] | None, now: datetime) -> FetchResult:
+        """The mentions read and the keyword search's outcome as one batch. A search that failed after the
+        mentions were read keeps them and their cursor (and a renewed token: X rotated the refresh token): its
+        own positions stay where they were, and the failure is a warning the installation's health shows; a rate
+        limit also holds the search back (``cursor["search_retry_at"]``) while the mentions go on."""
+        saved = with_mentions(cursor, read)
+        timelines = [read]
+        warnings: list[str] = []
+        if not (self.config.keywords or self.config.hashtags):
+            saved.pop("search", None)
+            saved.pop(SEARCH_RETRY, None)
+        elif isinstance(searched, ConnectorError):
+            log.warning("X recent search failed after the mentions were read; kept for the next read: %s", searched)
+            warnings.append(f"X recent search for the keywords failed (the mentions were read; the keywords are "
+                            f"searched from where they were next time): {searched}")
+            if isinstance(searched, RateLimited):
+                saved[SEARCH_RETRY] = searched.retry_at.isoformat()
+        elif searched is None:
+            warnings.append(f"X recent search is rate limited until {saved.get(SEARCH_RETRY, '?')}; the keywords "
+                            "are searched from where they were after that")
+        else:
+            found, part = searched
+            timelines.extend(found)
+            saved.pop("search", None)
+            saved.pop(SEARCH_RETRY, None)
+            saved.update(part)
+        return combined(timelines, saved, rotated, warnings=warnings)
+
+    def unfinished(self, cursor: Mapping[str, Any], now: datetime) -> bool:
+        """Whether a catch-up stopped at its page limit with older posts still to read (mentions or a search
+        query that may run now)."""
+        if cursor_id(cursor, "until_id"):
+            return True
+        positions = cursor.get("search")
+        return isinstance(positions, Mapping) and search_due(self.config, cursor, now) and any(
+            isinstance(p, Mapping) and cursor_id(p, "until_id") for p in positions.values())
 
     # -- streaming ---------------------------------------------------------------------------------------------
 
@@ -278,9 +304,17 @@ class XProvider(Provider[XConfig]):
 
     async def acatch_up(self, api: XClient, http: httpx.AsyncClient, user_id: str, cursor: Mapping[str, Any],
                         now: datetime) -> FetchResult:
-        """The mentions timeline from ``cursor`` (a stream connection's catch-up), like a poll's first half."""
+        """The mentions timeline and, with keywords, recent search from ``cursor`` (a stream connection's
+        catch-up: what came while no stream was open), like a poll."""
         read = await api.arun(http, mentions(user_id, cursor, self.config.listening().matcher(), now), now)
-        return combined([read], with_mentions(cursor, read), api.rotated)
+        searched: Searched = None
+        if search_due(self.config, cursor, now):
+            try:
+                searched = await api.arun(http, search(self.config, user_id, cursor, self.config.query_length, now),
+                                          now)
+            except ConnectorError as exc:
+                searched = exc
+        return self.read_result(cursor, read, searched, api.rotated, now)
 
     # -- webhook -----------------------------------------------------------------------------------------------
 

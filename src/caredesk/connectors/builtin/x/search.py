@@ -14,13 +14,17 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from caredesk.connectors.base import NormalizedPost
+from caredesk.connectors.base import ConnectorError, NormalizedPost
 from caredesk.connectors.builtin.x.api import Call, Conversation
 from caredesk.connectors.builtin.x.config import XConfig
-from caredesk.connectors.builtin.x.parse import mentions_user, post_from_tweet
-from caredesk.connectors.builtin.x.timeline import Timeline, read_timeline
+from caredesk.connectors.builtin.x.parse import id_key, mentions_user, post_from_tweet
+from caredesk.connectors.builtin.x.timeline import Timeline, cursor_id, read_timeline
 from caredesk.connectors.costs.prices import Operation
 from caredesk.connectors.listening import KeywordMatcher
+
+SEARCH_RETRY = "search_retry_at"  # cursor key: no recent search before this time (X's rate limit)
+# A search's outcome: its reads and cursor part, the error it failed with, or None when it was not due.
+Searched = tuple[list[Timeline], dict[str, Any]] | ConnectorError | None
 
 
 def term(value: str, *, hashtag: bool = False) -> str:
@@ -103,6 +107,32 @@ def search(config: XConfig, user_id: str, cursor: Mapping[str, Any], limit: int,
         timelines.append(timeline)
         kept[key] = timeline.cursor
     return timelines, ({"search": kept} if kept else {})
+
+
+def search_due(config: XConfig, cursor: Mapping[str, Any], now: datetime) -> bool:
+    """Whether recent search runs now: there are keywords, and X's rate limit of an earlier search is over."""
+    if not (config.keywords or config.hashtags):
+        return False
+    retry = cursor.get(SEARCH_RETRY)
+    try:
+        return not isinstance(retry, str) or datetime.fromisoformat(retry) <= now
+    except ValueError:
+        return True
+
+
+def advanced(positions: Any, newest: Mapping[str, str]) -> dict[str, Any]:
+    """The recent-search positions (``cursor["search"]``) moved on to the newest post the filtered stream
+    delivered for each query (the rule tag's hash is the query's key), so the catch-up after a reconnection
+    starts there. A position still paging back (``until_id``) is left to finish first."""
+    kept = dict(positions) if isinstance(positions, Mapping) else {}
+    for key, tweet_id in newest.items():
+        position = kept.get(key)
+        position = position if isinstance(position, Mapping) else {}
+        if cursor_id(position, "until_id"):
+            continue
+        since = cursor_id(position, "since_id")
+        kept[key] = {"since_id": max(since or tweet_id, tweet_id, key=id_key)}
+    return kept
 
 
 def wanted_rules(queries: Sequence[str], tag_prefix: str) -> dict[str, str]:
