@@ -237,6 +237,8 @@ class FakeX:
             assert answer is not None
             return answer
         auth = request.headers.get("authorization", "")
+        if request.path == "/2/users" and auth == f"Bearer {BEARER}":
+            return self._users(request.query)  # the lookup takes the app's token too
         if not auth.startswith("Bearer ") or auth[7:] not in self.state.access_tokens:
             return 401, fixture("unauthorized.json"), {}
         limits = {"x-rate-limit-limit": "75", "x-rate-limit-remaining": "74", "x-rate-limit-reset": "1900000000"}
@@ -260,6 +262,23 @@ class FakeX:
         if request.path == "/2/activity/subscriptions":
             return self._subscriptions(request)
         return 404, {"title": "Not Found Error", "detail": "no such route", "type": "about:blank", "status": 404}, {}
+
+    def _users(self, query: Mapping[str, str]) -> tuple[int, Any, dict[str, str]]:
+        """``GET /2/users?ids=``: the users found; the others under ``errors``, as X lists them."""
+        ids = [i for i in query.get("ids", "").split(",") if i]
+        if not ids or len(ids) > 100:
+            return 400, {"title": "Invalid Request", "detail": "ids: 1 to 100 ids", "status": 400}, {}
+        body: dict[str, Any] = {}
+        found = [self.state.users[i] for i in ids if i in self.state.users]
+        if found:
+            body["data"] = found
+        missing = [i for i in ids if i not in self.state.users]
+        if missing:
+            body["errors"] = [{"value": i, "detail": f"Could not find user with ids: [{i}].",
+                               "title": "Not Found Error", "resource_type": "user", "parameter": "ids",
+                               "resource_id": i,
+                               "type": "https://api.twitter.com/2/problems/resource-not-found"} for i in missing]
+        return 200, body, {}
 
     def _timeline(self, posts: list[dict[str, Any]], query: Mapping[str, str]) -> dict[str, Any]:
         ordered = sorted(posts, key=lambda t: int(t["id"]), reverse=True)

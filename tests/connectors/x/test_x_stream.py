@@ -283,3 +283,43 @@ def test_a_search_failure_at_connection_keeps_the_stream_going_with_a_warning(ma
     catch_up, *live = results
     assert "recent search" in catch_up.warnings[0] and "search" not in catch_up.cursor
     assert posts(live) == ["950"]
+
+
+def test_authors_of_replies_and_quotes_are_looked_up_once_in_one_batch(make_provider: Make, fake: FakeX) -> None:
+    fake.state.users["2222222222222222222"] = user("2222222222222222222", "replier")
+    fake.state.users["3333"] = user("3333", "quoter")
+    fake.state.mentions = [tweet("900", "@TwitterDev hi", author_id="4444")]
+    fake.state.users["4444"] = user("4444", "mentioner")
+    reply = event("post_reply_create", id="960", edit_history_tweet_ids=["960"])
+    quote = event("post_quote_create", id="961", author_id="3333", edit_history_tweet_ids=["961"])
+    again = event("post_reply_create", id="962", edit_history_tweet_ids=["962"])
+    from_mentioner = event("post_reply_create", id="963", author_id="4444", edit_history_tweet_ids=["963"])
+    ghost = event("post_reply_create", id="964", author_id="5555", edit_history_tweet_ids=["964"])
+    # One write: the three events come in one batch, so one look-up asks for their authors.
+    fake.state.streams[ACTIVITY] = [[line(reply) + line(quote) + line(ghost), 0.3, line(again) + line(from_mentioner),
+                                     0.3]]
+    provider = streaming(make_provider)
+    results = collect(provider, {"since_id": "850"})
+    got = {p.external_id: p for r in results for p in r.posts}
+    assert got["960"].author.handle == "replier" and got["960"].url == "https://x.com/replier/status/960"
+    assert got["961"].author.handle == "quoter" and got["961"].author.followers == 1539
+    assert got["962"].author.handle == "replier"  # known from the first look-up: not asked again
+    assert got["963"].author.handle == "mentioner"  # known from the catch-up's includes
+    assert got["964"].author.handle == "5555"  # X has no such user: the id stays
+    lookups = fake.requests_to("GET", "/2/users")
+    assert len(lookups) == 1
+    assert sorted(lookups[0].query["ids"].split(",")) == ["2222222222222222222", "3333", "5555"]
+    assert lookups[0].query["user.fields"] == "username,name,public_metrics,verified"
+    users_read = [u for r in results for u in r.usage if u.operation == Operation.USER_READ]
+    assert [sorted(u.resource_ids) for u in users_read] == [["2222222222222222222", "3333"]]
+
+
+def test_a_failed_author_look_up_keeps_the_posts_under_their_ids(make_provider: Make, fake: FakeX) -> None:
+    fake.fail("GET", "/2/users", 429, fixture("too_many_requests.json"), headers={"x-rate-limit-reset": "1900000000"})
+    fake.state.streams[ACTIVITY] = [[line(event("post_reply_create", id="960", edit_history_tweet_ids=["960"])),
+                                     0.3, line(event("post_reply_create", id="962", edit_history_tweet_ids=["962"]))]]
+    provider = streaming(make_provider)
+    results = collect(provider)
+    assert [p.author.handle for r in results for p in r.posts] == ["2222222222222222222"] * 2
+    assert len(fake.requests_to("GET", "/2/users")) == 1  # paused until X's reset, not asked for each batch
+    assert not [u for r in results for u in r.usage if u.operation == Operation.USER_READ]

@@ -54,6 +54,7 @@ from caredesk.connectors.builtin.x.parse import replied_to
 from caredesk.connectors.builtin.x.rules import RulesSync, sync_rules, tag_prefix
 from caredesk.connectors.builtin.x.search import SEARCH_RETRY, Searched, build_queries, search, search_due, wanted_rules
 from caredesk.connectors.builtin.x.timeline import Timeline, combined, cursor_id, mentions
+from caredesk.connectors.builtin.x.users import Authors
 from caredesk.connectors.costs.prices import DEFAULT_X_PRICES, PriceTable
 from caredesk.connectors.length import URL_RE, x_reply_rules
 
@@ -120,6 +121,7 @@ class XProvider(Provider[XConfig]):
         self._client: XClient | None = None
         self._depth = 0
         self.ignored_events = 0  # Activity API events of kinds not read, and other installations' rule matches
+        self.authors = Authors()  # X users the stream learned, for reply and quote events that name only an id
 
     @property
     def platform(self) -> str:

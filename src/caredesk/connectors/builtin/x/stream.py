@@ -34,6 +34,7 @@ from caredesk.connectors.builtin.x.api import app_raise_for, headers_for
 from caredesk.connectors.builtin.x.parse import id_key, users_by_id
 from caredesk.connectors.builtin.x.search import advanced, keyword_post
 from caredesk.connectors.builtin.x.timeline import TWEET_FIELDS, USER_FIELDS, cursor_id
+from caredesk.connectors.builtin.x.users import fill_authors
 from caredesk.connectors.costs.prices import Operation, UsageEvent
 from caredesk.connectors.listening import KeywordMatcher
 
@@ -221,6 +222,7 @@ async def stream(provider: XProvider, cursor: Mapping[str, Any], http: httpx.Asy
                     or caught.warnings or state != dict(cursor):
                 yield caught
             ctx.seen.update(dict.fromkeys(p.external_id for p in caught.posts))
+            provider.authors.learn(caught.posts)
             if not provider.unfinished(state, datetime.now(UTC)):
                 break
         else:
@@ -254,6 +256,8 @@ async def stream(provider: XProvider, cursor: Mapping[str, Any], http: httpx.Asy
             if events.newest_mention:
                 state["since_id"] = max(cursor_id(state, "since_id") or events.newest_mention, events.newest_mention,
                                         key=id_key)
+            if events.posts or events.changes:
+                await fill_authors(provider, http, events, datetime.now(UTC))
             if events.newest_matches:
                 # A new dict: the batches handed out keep the cursor they were made with.
                 state["search"] = advanced(state.get("search"), events.newest_matches)
