@@ -236,6 +236,17 @@ def do_update_installation(
     return installation
 
 
+def do_learn_config(installation: ConnectorInstallation, learned: Mapping[str, Any]) -> bool:
+    """Settings the platform told (an X webhook's id) merged into the config, checked like an admin's change; bumps
+    ``config_version`` when anything changed, so a running stream reconnects with it. Whether it changed.
+    Precondition: the row is locked (:func:`lock_installation`)."""
+    merged = {**installation.config, **learned}
+    if merged == installation.config:
+        return False
+    do_update_installation(installation, config=merged)
+    return True
+
+
 def do_record_import(installation: ConnectorInstallation, received: int, now: datetime) -> None:
     installation.last_success_at = now
     installation.posts_received += received

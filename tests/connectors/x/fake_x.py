@@ -3,7 +3,9 @@
 It answers GET /2/users/me, GET /2/users/:id/mentions and /2/users/:id/tweets (newest first, ``since_id``,
 ``max_results``, ``pagination_token``/``meta.next_token``, ``includes.users`` for ``expansions=author_id``),
 GET /2/tweets/search/recent (``search`` posts, ``next_token`` paging), POST /2/tweets and POST /2/oauth2/token
-(refresh tokens rotate and are single-use), the Activity API's subscriptions, the filtered stream's rules, and
+(refresh tokens rotate and are single-use), GET /2/users?ids= (user look-up), /2/webhooks (list, register with a
+CRC check against the desk, re-check), the Activity API's subscriptions (list, create, PUT), the filtered stream's
+rules, and
 the two streams (``/2/activity/stream``, ``/2/tweets/search/stream``, app bearer token only): each connection
 plays the next script of :attr:`State.streams` (bytes written as they are, a float sleeps, then the connection
 closes: a disconnect), or sends ``\r\n`` keep-alives until the server stops. Bodies are built from
@@ -12,7 +14,10 @@ tests/fixtures/connectors/x/. Tests script failures with :meth:`FakeX.fail` and 
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
+import hmac
 import itertools
 import json
 import threading
@@ -23,6 +28,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+import httpx
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "connectors" / "x"
 OUR_ID = "2244994945"
@@ -60,6 +67,13 @@ def tweet(tweet_id: str, text: str, author_id: str = "1453512613467029505", **ch
     return body
 
 
+def _invalid(reason: str) -> tuple[int, Any, dict[str, str]]:
+    """X's 400 for a webhook it will not take: the generic problem, the reason in ``errors``."""
+    return 400, {"errors": [{"message": reason}], "title": "Invalid Request",
+                 "detail": "One or more parameters to your request was invalid.",
+                 "type": "https://api.twitter.com/2/problems/invalid-request"}, {}
+
+
 @dataclass
 class Request:
     method: str
@@ -93,6 +107,11 @@ class State:
     rules: list[dict[str, Any]] = field(default_factory=list)
     # path → scripts, one per connection: bytes to write, a float to sleep; the connection then closes.
     streams: dict[str, list[list[bytes | float]]] = field(default_factory=dict)
+    webhooks: list[dict[str, Any]] = field(default_factory=list)
+    # The app's consumer secret: with it, registering a webhook runs X's CRC check against the URL (reached
+    # through ``reach``: public URL → where this machine serves it); without it, a registration is recorded.
+    consumer_secret: str | None = None
+    reach: dict[str, str] = field(default_factory=dict)
 
 
 class FakeX:
@@ -118,6 +137,9 @@ class FakeX:
 
             def do_POST(self) -> None:
                 fake._handle(self, "POST")
+
+            def do_PUT(self) -> None:
+                fake._handle(self, "PUT")
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -219,7 +241,52 @@ class FakeX:
         return 201, {"data": added, "meta": {"summary": {"created": len(added), "not_created": 0, "valid": len(added),
                                                          "invalid": 0}}}, {}
 
+    def _crc(self, url: str) -> str:
+        """X's CRC check of a webhook URL: "" when it passed, else why not."""
+        assert self.state.consumer_secret is not None
+        target = self.state.reach.get(url)
+        if target is None:
+            return "CrcValidationFailed: could not connect to the webhook URL"
+        token = f"crc-{next(self._tokens)}"
+        try:
+            answer = httpx.get(target, params={"crc_token": token}, timeout=10)
+            got = answer.json().get("response_token") if answer.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, AttributeError):
+            got = None
+        mac = hmac.new(self.state.consumer_secret.encode(), token.encode(), hashlib.sha256).digest()
+        if got != "sha256=" + base64.b64encode(mac).decode():
+            return "CrcValidationFailed: Invalid response_token"
+        return ""
+
+    def _webhooks(self, request: Request) -> tuple[int, Any, dict[str, str]]:
+        """``/2/webhooks``: list, register (a CRC check first), and ``PUT /2/webhooks/:id`` (the check again)."""
+        if request.method == "GET":
+            return 200, {"data": list(self.state.webhooks), "meta": {"result_count": len(self.state.webhooks)}}, {}
+        if request.method == "PUT":
+            hook = next((w for w in self.state.webhooks if request.path == f"/2/webhooks/{w['id']}"), None)
+            if hook is None:
+                return _invalid("WebhookIdInvalid")
+            hook["valid"] = self.state.consumer_secret is None or not self._crc(hook["url"])
+            return 200, {"data": {"valid": hook["valid"]}}, {}
+        url = json.loads(request.body).get("url")
+        if not isinstance(url, str) or not url.startswith("https://"):
+            return _invalid("UrlValidationFailed")
+        if any(w["url"] == url for w in self.state.webhooks):
+            return _invalid("DuplicateUrlFailed")
+        if self.state.consumer_secret is not None and (problem := self._crc(url)):
+            return _invalid(problem)
+        hook = {"created_at": "2026-11-23T12:00:00.000Z", "id": str(next(self._ids)), "url": url, "valid": True}
+        self.state.webhooks.append(hook)
+        return 200, {"data": dict(hook)}, {}
+
     def _subscriptions(self, request: Request) -> tuple[int, Any, dict[str, str]]:
+        if request.method == "PUT":
+            sub = next((x for x in self.state.subscriptions
+                        if request.path == f"/2/activity/subscriptions/{x['subscription_id']}"), None)
+            if sub is None:
+                return 404, {"title": "Not Found Error", "detail": "no such subscription", "status": 404}, {}
+            sub.update(json.loads(request.body), updated_at="2026-11-23T12:30:00.000Z")
+            return 200, {"data": dict(sub), "meta": {"total_subscriptions": len(self.state.subscriptions)}}, {}
         if request.method == "GET":
             return 200, {"data": list(self.state.subscriptions),
                          "meta": {"total_subscriptions": len(self.state.subscriptions)}}, {}
@@ -232,6 +299,13 @@ class FakeX:
     def _route(self, request: Request) -> tuple[int, Any, dict[str, str]]:
         if request.path == "/2/oauth2/token" and request.method == "POST":
             return self._token(request)
+        if request.path == "/2/webhooks" or request.path.startswith("/2/webhooks/"):
+            if request.headers.get("authorization", "") != f"Bearer {BEARER}":
+                return 403, {"title": "Unsupported Authentication", "detail": "Authenticating with OAuth 2.0 User "
+                             "Context is forbidden for this endpoint. Supported authentication types are "
+                             "[OAuth 2.0 Application-Only].", "type": "https://api.twitter.com/2/problems/"
+                             "unsupported-authentication", "status": 403}, {}
+            return self._webhooks(request)
         if request.path in STREAM_PATHS or request.path == "/2/tweets/search/stream/rules":
             answer = self._app(request)
             assert answer is not None
@@ -259,7 +333,7 @@ class FakeX:
             if "next_token" in query:
                 query["pagination_token"] = query.pop("next_token")
             return 200, self._timeline(self.state.search, query), limits
-        if request.path == "/2/activity/subscriptions":
+        if request.path == "/2/activity/subscriptions" or request.path.startswith("/2/activity/subscriptions/"):
             return self._subscriptions(request)
         return 404, {"title": "Not Found Error", "detail": "no such route", "type": "about:blank", "status": 404}, {}
 

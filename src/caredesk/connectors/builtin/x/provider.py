@@ -38,7 +38,7 @@ from caredesk.connectors.base import (
 )
 from caredesk.connectors.builtin.x import stream as x_stream
 from caredesk.connectors.builtin.x import webhook
-from caredesk.connectors.builtin.x.activity import ensure_subscriptions
+from caredesk.connectors.builtin.x.activity import ensure_subscriptions, sync_subscriptions
 from caredesk.connectors.builtin.x.api import (
     Call,
     Conversation,
@@ -51,6 +51,7 @@ from caredesk.connectors.builtin.x.api import (
 )
 from caredesk.connectors.builtin.x.config import XConfig, XCredentials
 from caredesk.connectors.builtin.x.parse import replied_to
+from caredesk.connectors.builtin.x.registration import Subscribed, WebhookSync, ensure_webhook
 from caredesk.connectors.builtin.x.rules import RulesSync, sync_rules, tag_prefix
 from caredesk.connectors.builtin.x.search import SEARCH_RETRY, Searched, build_queries, search, search_due, wanted_rules
 from caredesk.connectors.builtin.x.timeline import Timeline, combined, cursor_id, mentions
@@ -286,6 +287,30 @@ class XProvider(Provider[XConfig]):
     async def aensure_subscriptions(self, api: XClient, http: httpx.AsyncClient, user_id: str,
                                     now: datetime) -> list[str]:
         return await api.arun(http, ensure_subscriptions(user_id, self.config.webhook_id), now)
+
+    def subscribe(self, now: datetime) -> Subscribed:
+        """Register the webhook with X when ``webhook_url`` is set (app bearer token; X checks it with a CRC
+        request the desk answers) and make the Activity API subscriptions exist and deliver to it (user token);
+        idempotent. For ``caredesk connector subscribe``, which stores the webhook id learned: see
+        :mod:`caredesk.connectors.builtin.x.registration`."""
+        hook: WebhookSync | None = None
+        webhook_id = self.config.webhook_id
+        if self.config.webhook_url:
+            creds = self._credentials()
+            if creds.consumer_secret is None:
+                raise Refused("X checks the webhook with a CRC request the desk answers with the app's consumer "
+                              "secret: set credentials consumer_secret first")
+            if creds.bearer_token is None:
+                raise Refused("registering a webhook with X needs the app's bearer token (credentials bearer_token)")
+            with httpx.Client(timeout=TIMEOUT) if self.http is None else _borrowed(self.http) as http:
+                hook = run_app(http, self.config.api, creds.bearer_token.get_secret_value(),
+                               ensure_webhook(self.config.webhook_url), now)
+            webhook_id = hook.webhook.id
+        user_id = self.user_id(now)
+        with self._api() as api:
+            sync = api.run(sync_subscriptions(user_id, webhook_id), now)
+        handle = self._identity.handles[0] if self._identity else ""
+        return Subscribed(user_id, handle, hook, webhook_id, sync)
 
     def _rules(self, user_id: str) -> Conversation[RulesSync]:
         try:
