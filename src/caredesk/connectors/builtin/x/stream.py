@@ -8,10 +8,10 @@ rejected record with its reason, never dropped. Neither stream can resume, so ea
 first (their events wait in a queue), then catches up through the mentions timeline from the cursor's
 ``since_id`` and, with keywords, through recent search from each query's position (which the filtered stream
 moves on to the newest match it delivers), then hands out the queued and live events, leaving out those the
-catch-up delivered. When either
-stream ends the iterator ends (or raises its error), and the runtime reconnects both: 429 →
-:class:`RateLimited` at ``x-rate-limit-reset``, 401 → :class:`AuthRevoked`, 403 (app not enrolled, no access) →
-:class:`Refused`, so the ladder can fall to polling.
+catch-up delivered, with the authors that reply and quote events leave out looked up
+(:mod:`caredesk.connectors.builtin.x.users`). When either stream ends the iterator ends (or raises its error),
+and the runtime reconnects both: 429 → :class:`RateLimited` at ``x-rate-limit-reset``, 401 →
+:class:`AuthRevoked`, 403 (app not enrolled, no access) → :class:`Refused`, so the ladder can fall to polling.
 
 The filtered stream carries matches of every rule of the project (shared with other installations using the same
 bearer token): only lines matching one of this brand's rules (tag prefix) are kept."""
