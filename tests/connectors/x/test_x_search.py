@@ -4,7 +4,7 @@ X's length limit, matches unsummoned unless they address the brand, and what eac
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -125,3 +125,25 @@ def test_a_search_failure_after_a_token_renewal_still_hands_out_the_rotated_pair
     assert result.credentials is not None and result.credentials["refresh_token"] == "refresh-1"
     assert [p.external_id for p in result.posts] == ["600"]
     assert result.cursor == {"since_id": "600", "search": {"abc": {"since_id": "5"}}}  # search: where it was
+
+
+def test_a_search_position_older_than_the_seven_days_starts_at_the_window(make_provider: Make,
+                                                                         fake: FakeX) -> None:
+    from caredesk.connectors.builtin.x.search import SNOWFLAKE_EPOCH_MS, within_window
+
+    def id_at(when: datetime) -> int:
+        return (int(when.timestamp() * 1000) - SNOWFLAKE_EPOCH_MS) << 22
+
+    provider = make_provider(user_id=OUR_ID, keywords=["router"])
+    key = query_key(build_queries(provider.config, OUR_ID, 512)[0])
+    old = str(id_at(NOW - timedelta(days=9)))  # a quiet query: nothing matched for nine days
+    fresh = str(id_at(NOW - timedelta(days=1)))
+    fake.state.search = [tweet(fresh, "router down")]
+    result = provider.fetch({"search": {key: {"since_id": old}}}, NOW)
+    since = int(fake.requests_to("GET", SEARCH)[0].query["since_id"])
+    assert id_at(NOW - timedelta(days=7)) < since < id_at(NOW - timedelta(days=6, hours=23))  # X would refuse old
+    assert [p.external_id for p in result.posts] == [fresh]
+    recent = {"since_id": fresh}
+    assert within_window(recent, NOW) is recent
+    paging = within_window({"since_id": old, "until_id": fresh, "newest": fresh}, NOW)
+    assert paging["until_id"] == fresh and int(paging["since_id"]) == since  # the paging goes on above the floor
