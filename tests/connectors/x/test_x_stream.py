@@ -295,8 +295,10 @@ def test_authors_of_replies_and_quotes_are_looked_up_once_in_one_batch(make_prov
     again = event("post_reply_create", id="962", edit_history_tweet_ids=["962"])
     from_mentioner = event("post_reply_create", id="963", author_id="4444", edit_history_tweet_ids=["963"])
     ghost = event("post_reply_create", id="964", author_id="5555", edit_history_tweet_ids=["964"])
+    edit = event("post_quote_create", id="966", author_id="3333", edit_history_tweet_ids=["965", "966"])
     # One write: the three events come in one batch, so one look-up asks for their authors.
-    fake.state.streams[ACTIVITY] = [[line(reply) + line(quote) + line(ghost), 0.3, line(again) + line(from_mentioner),
+    fake.state.streams[ACTIVITY] = [[line(reply) + line(quote) + line(ghost) + line(edit), 0.3,
+                                     line(again) + line(from_mentioner),
                                      0.3]]
     provider = streaming(make_provider)
     results = collect(provider, {"since_id": "850"})
@@ -306,6 +308,8 @@ def test_authors_of_replies_and_quotes_are_looked_up_once_in_one_batch(make_prov
     assert got["962"].author.handle == "replier"  # known from the first look-up: not asked again
     assert got["963"].author.handle == "mentioner"  # known from the catch-up's includes
     assert got["964"].author.handle == "5555"  # X has no such user: the id stays
+    (change,) = [c.post for r in results for c in r.changes]  # type: ignore[union-attr]
+    assert change.external_id == "965" and change.author.handle == "quoter"  # an edit's author too
     lookups = fake.requests_to("GET", "/2/users")
     assert len(lookups) == 1
     assert sorted(lookups[0].query["ids"].split(",")) == ["2222222222222222222", "3333", "5555"]
