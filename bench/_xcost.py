@@ -287,7 +287,8 @@ def run_stream(plan: DayPlan, *, activity: bool = True, user_id_in_config: bool 
     run = DayRun()
     with fake:
         config = _config(api=fake.url)
-        cursor = {"since_id": plan.cursor(config)["since_id"]} if keep_cursor else {}
+        # The whole cursor: the connection catches up the mentions and the keywords' recent search from it.
+        cursor = plan.cursor(config) if keep_cursor else {}
         with httpx.Client(timeout=10) as http:  # setup, not part of the day: subscriptions and rules exist
             setup = XProvider(config, _credentials(), http)
             setup.ensure_subscriptions(plan.start)

@@ -354,9 +354,9 @@ def do_edit_posts(
 ) -> list[int]:
     """Replace stored posts' text with the platform's edited version (the old text is not kept anywhere: not in
     the activity, not in ``raw``), with the new triage labels; a case whose subject came from the post gets the
-    new subject. The case's own labels are left as they are (an agent may have set them). Posts never stored
-    (an edit does not bring in a post we never received), or deleted, are ignored. Returns the ids of the posts
-    changed.
+    new subject. The case's own labels are left as they are (an agent may have set them). Posts never stored,
+    or deleted, are ignored here (connector processing stores an edit of a post never received as a new post
+    first: ``ingest.pipeline.unstored_edits``). Returns the ids of the posts changed.
     Precondition: inside a transaction holding the installation row lock."""
     if not items:
         return []

@@ -200,6 +200,14 @@ def do_record_batch(
     installation.save(update_fields=fields)
 
 
+def do_record_warning(installation: ConnectorInstallation, warning: str) -> None:
+    """A batch was stored but a part of the read failed (one source of several): degraded, with the reason shown,
+    and no back-off (what did work goes on). Precondition: the row is locked; after :func:`do_record_batch`."""
+    installation.health = ConnectorInstallation.Health.DEGRADED
+    installation.last_error = warning[:2000]
+    installation.save(update_fields=["health", "last_error"])
+
+
 def do_update_installation(
     installation: ConnectorInstallation,
     *,
@@ -248,6 +256,15 @@ def do_record_compliance_sweep(installation: ConnectorInstallation, now: datetim
     """A compliance sweep of the installation's stored posts finished. Precondition: the row is locked."""
     installation.compliance_swept_at = now
     installation.save(update_fields=["compliance_swept_at"])
+def do_learn_config(installation: ConnectorInstallation, learned: Mapping[str, Any]) -> bool:
+    """Settings the platform told (an X webhook's id) merged into the config, checked like an admin's change; bumps
+    ``config_version`` when anything changed, so a running stream reconnects with it. Whether it changed.
+    Precondition: the row is locked (:func:`lock_installation`)."""
+    merged = {**installation.config, **learned}
+    if merged == installation.config:
+        return False
+    do_update_installation(installation, config=merged)
+    return True
 
 
 def do_record_import(installation: ConnectorInstallation, received: int, now: datetime) -> None:

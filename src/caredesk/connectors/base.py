@@ -180,6 +180,8 @@ class FetchResult:
     credentials: Mapping[str, Any] | None = None  # rotated by the platform (OAuth refresh): store these instead
     rate_limit_remaining: int | None = None  # requests left in the platform's window, where it says
     usage: Sequence[UsageEvent] = ()  # the calls this batch took, for a platform that charges per call
+    # A part of the read that failed while the rest is stored (one source of several): shown on the health page.
+    warnings: Sequence[str] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,7 @@
 """A stream's batch (:class:`FetchResult`) as JSON bytes and back, for :class:`RawPayload` rows.
 
-The round trip is exact for what processing reads (posts, changes, rejections, cursor, credentials, rate limit, usage),
+The round trip is exact for what processing reads (posts, changes, rejections, cursor, credentials, rate limit, usage,
+warnings),
 so processing a stored batch again does exactly what processing it the first time did. Credentials the platform
 rotated are encrypted inside the JSON: a payload row never holds a secret in clear.
 """
@@ -87,6 +88,7 @@ def dump_batch(result: FetchResult) -> bytes:
         "rate_limit_remaining": result.rate_limit_remaining,
         "usage": [{"operation": u.operation.value, "at": u.at.isoformat(), "ids": list(u.resource_ids),
                    "units": u.units} for u in result.usage],
+        "warnings": list(result.warnings),
     }
     # ensure_ascii: a lone surrogate in a text (which the provider should have rejected) still serialises.
     return json.dumps(data, default=str, ensure_ascii=True).encode("ascii")
@@ -107,4 +109,5 @@ def load_batch(body: bytes) -> FetchResult:
         # Absent from batches stored before the cost meter: nothing to bill.
         usage=tuple(UsageEvent(Operation(u["operation"]), datetime.fromisoformat(u["at"]), tuple(u["ids"]),
                                u["units"]) for u in data.get("usage", ())),
+        warnings=tuple(str(w) for w in data.get("warnings", ())),
     )

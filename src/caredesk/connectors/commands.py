@@ -209,21 +209,31 @@ def cmd_budget(args: argparse.Namespace, setup: Setup) -> int:
         return 0
 
 
-def cmd_test(args: argparse.Namespace, setup: Setup) -> int:
+def _on_installation(args: argparse.Namespace, setup: Setup, action: Callable[[Any], list[str]], done: str) -> int:
+    """``action`` on the installation named in ``args``: its lines printed, then ``<name>: <done>``."""
     with setup(args):
-        from caredesk.connectors.setup import PlatformUnreachable, SetupRefused, test_connection
+        from caredesk.connectors.setup import PlatformUnreachable, SetupRefused
 
         try:
             installation = _find(args.name, args.brand)
-            report = test_connection(installation)
+            lines = action(installation)
         except (ValueError, SetupRefused) as exc:
             return _error(str(exc))
         except PlatformUnreachable as exc:
             return _error(str(exc), EXIT_FAILED)
-        for line in report.lines():
+        for line in lines:
             print(line)
-        print(f"{installation.name}: ok")
+        print(f"{installation.name}: {done}")
         return 0
+
+
+def cmd_test(args: argparse.Namespace, setup: Setup) -> int:
+    def test(installation: Any) -> list[str]:
+        from caredesk.connectors.setup import test_connection
+
+        return test_connection(installation).lines()
+
+    return _on_installation(args, setup, test, "ok")
 
 
 def cmd_configure(args: argparse.Namespace, setup: Setup) -> int:
@@ -413,6 +423,13 @@ def _authorize_x(args: argparse.Namespace, setup: Setup) -> int:
     print(f"authorized as {who}; credentials written to {out}; next: caredesk connector add x --brand SLUG --name "
           f"NAME --credentials @{out}")
     return 0
+def cmd_subscribe(args: argparse.Namespace, setup: Setup) -> int:
+    def subscribe(installation: Any) -> list[str]:
+        from caredesk.connectors.setup import subscribe_connection
+
+        return subscribe_connection(installation)
+
+    return _on_installation(args, setup, subscribe, "subscribed")
 
 
 def cmd_enable(args: argparse.Namespace, setup: Setup, enabled: bool) -> int:
@@ -494,6 +511,8 @@ def add_connector_commands(add: AddParser, setup: Setup) -> None:
 
     for name, text, func in (
         ("test", "check the credentials and fetch once, storing nothing", bind(cmd_test)),
+        ("subscribe", "make the platform deliver to this connection (X: register its webhook_url, subscribe to "
+                      "the brand's activity); safe to repeat", bind(cmd_subscribe)),
         ("enable", "start listening on a connection", bind(cmd_enable, enabled=True)),
         ("disable", "stop listening on a connection (nothing is deleted)", bind(cmd_enable, enabled=False)),
     ):

@@ -15,13 +15,13 @@ from datetime import datetime
 
 from django.db import connection, transaction
 
-from caredesk.connectors.actions import do_record_batch, lock_installation
+from caredesk.connectors.actions import do_record_batch, do_record_warning, lock_installation
 from caredesk.connectors.base import FetchResult, WebhookReceiver
 from caredesk.connectors.batches import load_batch
 from caredesk.connectors.costs.ledger import do_record_usage
 from caredesk.connectors.models import ConnectorInstallation, RawPayload
 from caredesk.connectors.runtime import get_provider
-from caredesk.ingest.pipeline import apply_changes, ingest_posts
+from caredesk.ingest.pipeline import apply_changes, ingest_posts, unstored_edits
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,9 @@ def apply_result(
 ) -> BatchReport:
     """Store a batch: posts, then changes, then credentials and cursor (FetchResult's order).
     Precondition: inside a transaction holding the installation row lock."""
-    report = ingest_posts(installation, platform, result.posts, now)
+    # An edit of a post never stored brings the post in (then the edits apply in order, so a deletion wins).
+    posts = [*result.posts, *unstored_edits(installation, result.posts, result.changes)]
+    report = ingest_posts(installation, platform, posts, now)
     edited, deleted = apply_changes(installation, platform, result.changes, now) if result.changes else ([], [])
     if result.usage:
         do_record_usage(installation, result.usage, now)  # with the posts: a batch is billed once, or not at all
@@ -57,12 +59,14 @@ def apply_result(
         cursor=result.cursor if save_cursor else None,
         received=report.received,
         changed=len(edited) + len(deleted),
-        newest_post_at=max((p.created_at for p in result.posts), default=None),
+        newest_post_at=max((p.created_at for p in posts), default=None),
         credentials=result.credentials,
         rate_limit_remaining=result.rate_limit_remaining,
         now=now,
         polled=polled,
     )
+    if result.warnings:
+        do_record_warning(installation, "; ".join(result.warnings))
     for rejected in result.rejected:
         log.warning("installation %s: record %s rejected: %s", installation.pk, rejected.position, rejected.reason)
     return BatchReport(report.received, len(edited), len(deleted))

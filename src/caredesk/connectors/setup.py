@@ -17,8 +17,14 @@ from typing import Any
 from django.db import transaction
 
 from caredesk.accounts.models import Brand
-from caredesk.connectors.actions import _first_error, do_add_installation, do_update_installation, lock_installation
-from caredesk.connectors.base import AuthRevoked, Capability, ConnectorError, Identity, Provider, RateLimited
+from caredesk.connectors.actions import (
+    _first_error,
+    do_add_installation,
+    do_learn_config,
+    do_update_installation,
+    lock_installation,
+)
+from caredesk.connectors.base import AuthRevoked, Capability, ConnectorError, Identity, Provider, RateLimited, Refused
 from caredesk.connectors.crypto import CredentialsUnreadable
 from caredesk.connectors.models import ConnectorInstallation
 from caredesk.connectors.registry import get_provider_class, providers
@@ -180,3 +186,34 @@ def test_connection(installation: ConnectorInstallation) -> TestReport:
 
 
 test_connection.__test__ = False  # type: ignore[attr-defined]  # not a pytest test, whatever its name
+
+
+def subscribe_connection(installation: ConnectorInstallation) -> list[str]:
+    """Make the platform deliver to this installation, where it has something to set up for that (X: the webhook
+    registered and the Activity API subscriptions, ``XProvider.subscribe``); idempotent. What it learned (the
+    webhook's id) is stored in the config. The platform is asked outside any transaction. Lines to show."""
+    try:
+        provider = get_provider(installation)
+    except (ConnectorError, CredentialsUnreadable) as exc:
+        raise SetupRefused(str(exc)) from None
+    subscribe = getattr(provider, "subscribe", None)
+    if not callable(subscribe):
+        raise SetupRefused(f"{installation.provider_key} has no subscriptions to make: it is polled or streamed "
+                           "without them")
+    with _asking_the_platform():
+        try:
+            report = subscribe(datetime.now(UTC))
+        except Refused as exc:  # X's own reason (or ours): the input must change, not a retry
+            raise SetupRefused(str(exc)) from None
+    lines = [str(line) for line in report.lines()]
+    learned = dict(report.learned())
+    with transaction.atomic():
+        locked = lock_installation(installation.pk)
+        try:
+            changed = do_learn_config(locked, learned)
+        except ConnectorError as exc:
+            raise SetupRefused(str(exc)) from None
+    if changed:
+        stored = ", ".join(f"{k} {v}" for k, v in learned.items())
+        lines.append(f"stored {stored} in the settings (a running listener picks it up without a restart)")
+    return lines

@@ -50,6 +50,28 @@ def ingest_posts(
     return do_receive_posts(installation, platform, list(zip(posts, results, strict=True)), now)
 
 
+def unstored_edits(
+    installation: ConnectorInstallation, posts: Sequence[NormalizedPost], changes: Sequence[PostChange]
+) -> list[NormalizedPost]:
+    """The edited versions of posts never stored (nor in ``posts``), the first edit of each: an edit is then how
+    the platform first showed the post (its original came before listening began, or was lost), so it is
+    stored as a new post rather than dropped. The edits still apply after it, in order, so a deletion later in
+    the batch removes it and the last edit's text wins."""
+    edits = [c.post for c in changes if isinstance(c, PostEdited)]
+    wanted = {p.external_id for p in edits} - {p.external_id for p in posts}
+    if not wanted:
+        return []
+    # A deleted post is stored too (its row keeps the thread): it must not come back through an edit.
+    wanted -= set(
+        Post.objects.filter(installation=installation, external_id__in=wanted).values_list("external_id", flat=True)
+    )
+    first: dict[str, NormalizedPost] = {}
+    for post in edits:
+        if post.external_id in wanted:
+            first.setdefault(post.external_id, post)
+    return list(first.values())
+
+
 def apply_changes(
     installation: ConnectorInstallation, platform: str, changes: Sequence[PostChange], now: datetime
 ) -> tuple[list[int], list[int]]:

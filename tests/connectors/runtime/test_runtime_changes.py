@@ -23,6 +23,7 @@ from caredesk.connectors.base import (
 from caredesk.connectors.batches import dump_batch, load_batch
 from caredesk.connectors.health import connector_health
 from caredesk.connectors.listen import lease
+from caredesk.connectors.processing import apply_result
 from caredesk.ingest.pipeline import apply_changes
 from factories import T0, ingest, make_installation, make_post
 
@@ -104,6 +105,30 @@ def test_changes_of_unknown_or_deleted_posts_are_ignored():
     assert Post.objects.get().text == ""
 
 
+def test_an_edit_of_a_post_never_stored_stores_it_and_a_deletion_still_wins():
+    installation = make_installation()
+    gone = make_post("cancel my order", external_id="gone")
+    ingest(installation, gone)
+    with transaction.atomic():
+        apply_changes(lock_installation(installation.pk), "x", [PostDeleted("gone")], T0)
+    missed = make_post("my parcel never came", external_id="m1")
+    batch = FetchResult(posts=[], cursor={"since_id": "9"}, changes=[
+        PostEdited(_edited(missed, "my parcel never came (2 weeks)")),
+        PostEdited(_edited(missed, "my parcel never came (3 weeks!)")),
+        PostEdited(_edited(make_post(external_id="brief"), "here and gone")), PostDeleted("brief"),
+        PostEdited(_edited(gone, "cancel my order please")),
+    ])
+    with transaction.atomic():
+        report = apply_result(lock_installation(installation.pk), "x", batch, T0)
+    stored = Post.objects.get(external_id="m1")
+    assert stored.text == "my parcel never came (3 weeks!)" and stored.case_id is not None
+    assert Post.objects.get(external_id="brief").deleted_at == T0  # edited then deleted in one batch: deleted
+    assert Post.objects.get(external_id="gone").text == ""  # deleted before: an edit does not bring it back
+    assert report.received == 2
+    installation.refresh_from_db()
+    assert installation.posts_received == 2 and installation.cursor == {"since_id": "9"}
+
+
 def test_a_stored_batch_reads_back_as_it_was():
     author = NormalizedAuthor("u1", "casey", "Casey", 12, True)
     created = datetime(2026, 11, 23, 12, 0, 0, 123456, tzinfo=UTC)
@@ -112,7 +137,7 @@ def test_a_stored_batch_reads_back_as_it_was():
     batch = FetchResult(posts=[post], cursor={"after": 7, "since": "x"},
                         rejected=[RejectedRecord(3, "no id", {"raw": True})],
                         changes=[PostEdited(post), PostDeleted("p9")], credentials={"token": "rotated-secret"},
-                        rate_limit_remaining=42)
+                        rate_limit_remaining=42, warnings=("recent search failed",))
     body = dump_batch(batch)
     assert b"rotated-secret" not in body  # encrypted at rest
     assert load_batch(body) == batch

@@ -3,11 +3,13 @@
 It answers GET /2/users/me, GET /2/users/:id/mentions and /2/users/:id/tweets (newest first, ``since_id``,
 ``max_results``, ``pagination_token``/``meta.next_token``, ``includes.users`` for ``expansions=author_id``),
 GET /2/tweets/search/recent (``search`` posts, ``next_token`` paging), POST /2/tweets, GET /2/tweets?ids= (deleted
-ids in ``errors`` as ``resource-not-found``, X's partial errors), DMs (GET /2/dm_events, POST and GET
+ids in ``errors`` as ``resource-not-found``, X's partial errors), GET /2/users?ids= (user look-up), /2/webhooks
+(list, register with a CRC check against the desk, re-check), DMs (GET /2/dm_events, POST and GET
 /2/dm_conversations/with/:id/…; a participant in ``dm_closed`` gets X's 403), the authorize page (GET
 /i/oauth2/authorize approves at once and redirects with a code, as the brand's admin would) and POST
 /2/oauth2/token (authorization codes with PKCE S256, single use; refresh tokens rotate and are single use), the
-Activity API's subscriptions, the filtered stream's rules, and the two streams (``/2/activity/stream``,
+Activity API's subscriptions (list, create, PUT), the filtered stream's rules, and the two
+streams (``/2/activity/stream``,
 ``/2/tweets/search/stream``, app bearer token only): each connection plays the next script of
 :attr:`State.streams` (bytes written as they are, a float sleeps, then the connection closes: a disconnect), or
 sends ``\r\n`` keep-alives until the server stops. Bodies are built from tests/fixtures/connectors/x/. Tests
@@ -19,6 +21,7 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
+import hmac
 import itertools
 import json
 import threading
@@ -29,6 +32,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+import httpx
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "connectors" / "x"
 OUR_ID = "2244994945"
@@ -65,6 +70,13 @@ def tweet(tweet_id: str, text: str, author_id: str = "1453512613467029505", **ch
                 edit_history_tweet_ids=[tweet_id])
     body.update(changes)
     return body
+
+
+def _invalid(reason: str) -> tuple[int, Any, dict[str, str]]:
+    """X's 400 for a webhook it will not take: the generic problem, the reason in ``errors``."""
+    return 400, {"errors": [{"message": reason}], "title": "Invalid Request",
+                 "detail": "One or more parameters to your request was invalid.",
+                 "type": "https://api.twitter.com/2/problems/invalid-request"}, {}
 
 
 @dataclass
@@ -106,6 +118,11 @@ class State:
     rules: list[dict[str, Any]] = field(default_factory=list)
     # path → scripts, one per connection: bytes to write, a float to sleep; the connection then closes.
     streams: dict[str, list[list[bytes | float]]] = field(default_factory=dict)
+    webhooks: list[dict[str, Any]] = field(default_factory=list)
+    # The app's consumer secret: with it, registering a webhook runs X's CRC check against the URL (reached
+    # through ``reach``: public URL → where this machine serves it); without it, a registration is recorded.
+    consumer_secret: str | None = None
+    reach: dict[str, str] = field(default_factory=dict)
 
 
 class FakeX:
@@ -131,6 +148,9 @@ class FakeX:
 
             def do_POST(self) -> None:
                 fake._handle(self, "POST")
+
+            def do_PUT(self) -> None:
+                fake._handle(self, "PUT")
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -232,7 +252,52 @@ class FakeX:
         return 201, {"data": added, "meta": {"summary": {"created": len(added), "not_created": 0, "valid": len(added),
                                                          "invalid": 0}}}, {}
 
+    def _crc(self, url: str) -> str:
+        """X's CRC check of a webhook URL: "" when it passed, else why not."""
+        assert self.state.consumer_secret is not None
+        target = self.state.reach.get(url)
+        if target is None:
+            return "CrcValidationFailed: could not connect to the webhook URL"
+        token = f"crc-{next(self._tokens)}"
+        try:
+            answer = httpx.get(target, params={"crc_token": token}, timeout=10)
+            got = answer.json().get("response_token") if answer.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, AttributeError):
+            got = None
+        mac = hmac.new(self.state.consumer_secret.encode(), token.encode(), hashlib.sha256).digest()
+        if got != "sha256=" + base64.b64encode(mac).decode():
+            return "CrcValidationFailed: Invalid response_token"
+        return ""
+
+    def _webhooks(self, request: Request) -> tuple[int, Any, dict[str, str]]:
+        """``/2/webhooks``: list, register (a CRC check first), and ``PUT /2/webhooks/:id`` (the check again)."""
+        if request.method == "GET":
+            return 200, {"data": list(self.state.webhooks), "meta": {"result_count": len(self.state.webhooks)}}, {}
+        if request.method == "PUT":
+            hook = next((w for w in self.state.webhooks if request.path == f"/2/webhooks/{w['id']}"), None)
+            if hook is None:
+                return _invalid("WebhookIdInvalid")
+            hook["valid"] = self.state.consumer_secret is None or not self._crc(hook["url"])
+            return 200, {"data": {"valid": hook["valid"]}}, {}
+        url = json.loads(request.body).get("url")
+        if not isinstance(url, str) or not url.startswith("https://"):
+            return _invalid("UrlValidationFailed")
+        if any(w["url"] == url for w in self.state.webhooks):
+            return _invalid("DuplicateUrlFailed")
+        if self.state.consumer_secret is not None and (problem := self._crc(url)):
+            return _invalid(problem)
+        hook = {"created_at": "2026-11-23T12:00:00.000Z", "id": str(next(self._ids)), "url": url, "valid": True}
+        self.state.webhooks.append(hook)
+        return 200, {"data": dict(hook)}, {}
+
     def _subscriptions(self, request: Request) -> tuple[int, Any, dict[str, str]]:
+        if request.method == "PUT":
+            sub = next((x for x in self.state.subscriptions
+                        if request.path == f"/2/activity/subscriptions/{x['subscription_id']}"), None)
+            if sub is None:
+                return 404, {"title": "Not Found Error", "detail": "no such subscription", "status": 404}, {}
+            sub.update(json.loads(request.body), updated_at="2026-11-23T12:30:00.000Z")
+            return 200, {"data": dict(sub), "meta": {"total_subscriptions": len(self.state.subscriptions)}}, {}
         if request.method == "GET":
             return 200, {"data": list(self.state.subscriptions),
                          "meta": {"total_subscriptions": len(self.state.subscriptions)}}, {}
@@ -245,6 +310,13 @@ class FakeX:
     def _route(self, request: Request) -> tuple[int, Any, dict[str, str]]:
         if request.path == "/2/oauth2/token" and request.method == "POST":
             return self._token(request)
+        if request.path == "/2/webhooks" or request.path.startswith("/2/webhooks/"):
+            if request.headers.get("authorization", "") != f"Bearer {BEARER}":
+                return 403, {"title": "Unsupported Authentication", "detail": "Authenticating with OAuth 2.0 User "
+                             "Context is forbidden for this endpoint. Supported authentication types are "
+                             "[OAuth 2.0 Application-Only].", "type": "https://api.twitter.com/2/problems/"
+                             "unsupported-authentication", "status": 403}, {}
+            return self._webhooks(request)
         if request.path in STREAM_PATHS or request.path == "/2/tweets/search/stream/rules":
             answer = self._app(request)
             assert answer is not None
@@ -252,6 +324,8 @@ class FakeX:
         if request.path == "/i/oauth2/authorize":
             return self._authorize(request.query)
         auth = request.headers.get("authorization", "")
+        if request.path == "/2/users" and auth == f"Bearer {BEARER}":
+            return self._users(request.query)  # the lookup takes the app's token too
         if not auth.startswith("Bearer ") or auth[7:] not in self.state.access_tokens:
             return 401, fixture("unauthorized.json"), {}
         limits = {"x-rate-limit-limit": "75", "x-rate-limit-remaining": "74", "x-rate-limit-reset": "1900000000"}
@@ -272,7 +346,7 @@ class FakeX:
             if "next_token" in query:
                 query["pagination_token"] = query.pop("next_token")
             return 200, self._timeline(self.state.search, query), limits
-        if request.path == "/2/activity/subscriptions":
+        if request.path == "/2/activity/subscriptions" or request.path.startswith("/2/activity/subscriptions/"):
             return self._subscriptions(request)
         if request.path == "/2/tweets" and request.method == "GET":
             return 200, self._lookup(request.query), limits
@@ -286,6 +360,23 @@ class FakeX:
                 events = [e for e in self.state.dm_events if participant in e["dm_conversation_id"].split("-")]
                 return 200, self._dm_page(events, request.query), limits
         return 404, {"title": "Not Found Error", "detail": "no such route", "type": "about:blank", "status": 404}, {}
+
+    def _users(self, query: Mapping[str, str]) -> tuple[int, Any, dict[str, str]]:
+        """``GET /2/users?ids=``: the users found; the others under ``errors``, as X lists them."""
+        ids = [i for i in query.get("ids", "").split(",") if i]
+        if not ids or len(ids) > 100:
+            return 400, {"title": "Invalid Request", "detail": "ids: 1 to 100 ids", "status": 400}, {}
+        body: dict[str, Any] = {}
+        found = [self.state.users[i] for i in ids if i in self.state.users]
+        if found:
+            body["data"] = found
+        missing = [i for i in ids if i not in self.state.users]
+        if missing:
+            body["errors"] = [{"value": i, "detail": f"Could not find user with ids: [{i}].",
+                               "title": "Not Found Error", "resource_type": "user", "parameter": "ids",
+                               "resource_id": i,
+                               "type": "https://api.twitter.com/2/problems/resource-not-found"} for i in missing]
+        return 200, body, {}
 
     def _timeline(self, posts: list[dict[str, Any]], query: Mapping[str, str]) -> dict[str, Any]:
         ordered = sorted(posts, key=lambda t: int(t["id"]), reverse=True)

@@ -45,12 +45,13 @@ def test_webhook_bills_each_delivered_mention_as_a_post_read(plan: bench.DayPlan
     assert bill.cost == 3 * Decimal("0.005")
 
 
-def test_stream_bills_every_delivered_post_and_makes_five_requests(plan: bench.DayPlan) -> None:
+def test_stream_bills_every_delivered_post_and_makes_six_requests(plan: bench.DayPlan) -> None:
     run = bench.run_stream(plan)
     bill = bench.bill(run.usage)
+    # On connecting, the stream catches up the mentions timeline and the keywords' recent search from its cursor.
     assert run.requests == {"GET /2/activity/subscriptions": 1, "GET /2/tweets/search/stream/rules": 1,
                             "GET /2/activity/stream": 1, "GET /2/tweets/search/stream": 1,
-                            f"GET /2/users/{bench.OUR_ID}/mentions": 1}
+                            f"GET /2/users/{bench.OUR_ID}/mentions": 1, "GET /2/tweets/search/recent": 1}
     assert run.posts == plan.ids(plan.mentions) | plan.ids(plan.keywords)
     assert bill.reads == {Operation.POST_READ: 8}
     assert (bill.cost, bill.deduped) == (8 * Decimal("0.005"), 0)
@@ -59,7 +60,8 @@ def test_stream_bills_every_delivered_post_and_makes_five_requests(plan: bench.D
 
 def test_stream_without_its_cursor_reads_yesterdays_mentions_again(plan: bench.DayPlan) -> None:
     run = bench.run_stream(plan, keep_cursor=False)
-    assert bench.bill(run.usage).reads == {Operation.POST_READ: 8, Operation.OWNED_READ: 2}
+    # ... and yesterday's keyword matches, through the recent search of its catch-up.
+    assert bench.bill(run.usage).reads == {Operation.POST_READ: 10, Operation.OWNED_READ: 2}
     assert bench.run_stream(plan, user_id_in_config=False).requests["GET /2/users/me"] == 1
 
 

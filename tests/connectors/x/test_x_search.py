@@ -4,7 +4,7 @@ X's length limit, matches unsummoned unless they address the brand, and what eac
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -82,12 +82,37 @@ def test_queries_split_within_the_limit() -> None:
         build_queries(XConfig.model_validate({"keywords": ["x" * 200]}), OUR_ID, 64)
 
 
-def test_a_search_rate_limit_is_raised(make_provider: Make, fake: FakeX) -> None:
-    from caredesk.connectors.base import RateLimited
+def test_a_search_failure_keeps_the_mentions_and_warns(make_provider: Make, fake: FakeX) -> None:
+    fake.state.mentions = [tweet("600", "@TwitterDev hi")]
+    fake.fail("GET", SEARCH, 503, {"title": "Service Unavailable", "detail": "Service Unavailable"})
+    old = {"since_id": "1", "search": {"abc": {"since_id": "5"}}}
+    result = make_provider(user_id=OUR_ID, keywords=["router"]).fetch(old, NOW)
+    assert [p.external_id for p in result.posts] == ["600"]
+    assert result.cursor == {"since_id": "600", "search": {"abc": {"since_id": "5"}}}  # search: where it was
+    (warning,) = result.warnings
+    assert "recent search" in warning and "503" in warning
+    assert [u.operation for u in result.usage] == [Operation.OWNED_READ]  # the mentions read is billed
 
+
+def test_a_search_rate_limit_holds_the_search_back_while_the_mentions_go_on(make_provider: Make,
+                                                                          fake: FakeX) -> None:
+    fake.state.mentions = [tweet("600", "@TwitterDev hi")]
+    fake.state.search = [tweet("610", "router down")]
     fake.fail("GET", SEARCH, 429, {"title": "Too Many Requests"}, headers={"x-rate-limit-reset": "1900000000"})
-    with pytest.raises(RateLimited):
-        make_provider(user_id=OUR_ID, keywords=["router"]).fetch({}, NOW)
+    provider = make_provider(user_id=OUR_ID, keywords=["router"])
+    first = provider.fetch({}, NOW)
+    reset = datetime.fromtimestamp(1900000000, UTC)
+    assert [p.external_id for p in first.posts] == ["600"]
+    assert first.cursor == {"since_id": "600", "search_retry_at": reset.isoformat()}
+    assert "rate limit" in first.warnings[0]
+    fake.state.mentions.append(tweet("601", "@TwitterDev again"))
+    second = provider.fetch(first.cursor, NOW)
+    assert [p.external_id for p in second.posts] == ["601"]
+    assert len(fake.requests_to("GET", SEARCH)) == 1  # not asked again before the reset
+    assert second.cursor["search_retry_at"] == reset.isoformat() and "until" in second.warnings[0]
+    third = provider.fetch(second.cursor, reset)
+    assert [p.external_id for p in third.posts] == ["610"] and third.warnings == ()
+    assert "search_retry_at" not in third.cursor and list(third.cursor["search"].values()) == [{"since_id": "610"}]
 
 
 def test_a_search_failure_after_a_token_renewal_still_hands_out_the_rotated_pair(make_provider: Make,
@@ -100,3 +125,25 @@ def test_a_search_failure_after_a_token_renewal_still_hands_out_the_rotated_pair
     assert result.credentials is not None and result.credentials["refresh_token"] == "refresh-1"
     assert [p.external_id for p in result.posts] == ["600"]
     assert result.cursor == {"since_id": "600", "search": {"abc": {"since_id": "5"}}}  # search: where it was
+
+
+def test_a_search_position_older_than_the_seven_days_starts_at_the_window(make_provider: Make,
+                                                                         fake: FakeX) -> None:
+    from caredesk.connectors.builtin.x.search import SNOWFLAKE_EPOCH_MS, within_window
+
+    def id_at(when: datetime) -> int:
+        return (int(when.timestamp() * 1000) - SNOWFLAKE_EPOCH_MS) << 22
+
+    provider = make_provider(user_id=OUR_ID, keywords=["router"])
+    key = query_key(build_queries(provider.config, OUR_ID, 512)[0])
+    old = str(id_at(NOW - timedelta(days=9)))  # a quiet query: nothing matched for nine days
+    fresh = str(id_at(NOW - timedelta(days=1)))
+    fake.state.search = [tweet(fresh, "router down")]
+    result = provider.fetch({"search": {key: {"since_id": old}}}, NOW)
+    since = int(fake.requests_to("GET", SEARCH)[0].query["since_id"])
+    assert id_at(NOW - timedelta(days=7)) < since < id_at(NOW - timedelta(days=6, hours=23))  # X would refuse old
+    assert [p.external_id for p in result.posts] == [fresh]
+    recent = {"since_id": fresh}
+    assert within_window(recent, NOW) is recent
+    paging = within_window({"since_id": old, "until_id": fresh, "newest": fresh}, NOW)
+    assert paging["until_id"] == fresh and int(paging["since_id"]) == since  # the paging goes on above the floor

@@ -237,3 +237,93 @@ def test_lines_are_split_here_and_none_is_dropped_silently(monkeypatch: pytest.M
         ("", "a line of the activity stream cut off by the disconnect"),
     ]
     assert got[2].raw == b"\xff\xfe" and got[-1].raw == b'{"cut'
+
+
+def _match(tweet_id: str, text: str, tag: str) -> dict[str, Any]:
+    body = fixture("filtered_stream_line.json")
+    body["data"].update(id=tweet_id, text=text, author_id="77", edit_history_tweet_ids=[tweet_id])
+    body["includes"]["users"] = [user("77", "grumpy")]
+    body["matching_rules"] = [{"id": "5", "tag": tag}]
+    return body
+
+
+def test_keyword_matches_between_two_connections_are_caught_up_through_recent_search(make_provider: Make,
+                                                                                    fake: FakeX) -> None:
+    from caredesk.connectors.builtin.x.search import build_queries, query_key
+
+    fake.state.users["77"] = user("77", "grumpy")
+    provider = streaming(make_provider, keywords=["router"])
+    key = query_key(build_queries(provider.config, OUR_ID, 512)[0])
+    fake.state.search = [tweet("690", "router seen before"), tweet("710", "router broken while nobody listened",
+                                                                  author_id="77")]
+    fake.state.streams[FILTERED] = [[line(_match("990", "router down", f"{tag_prefix(OUR_ID)}{key}")), 0.3],
+                                    [0.3]]
+    fake.state.streams[ACTIVITY] = [[60.0], [60.0]]
+    results = collect(provider, {"since_id": "850", "search": {key: {"since_id": "700"}}}, timeout=5.0)
+    catch_up, *live = results
+    assert posts([catch_up]) == ["710"] and catch_up.posts[0].summoned is False
+    assert catch_up.cursor["search"] == {key: {"since_id": "710"}}
+    assert [(u.operation, u.resource_ids) for u in catch_up.usage] == [(Operation.POST_READ, ("710",))]
+    (request,) = fake.requests_to("GET", "/2/tweets/search/recent")
+    assert request.query["since_id"] == "700"
+    assert posts(live) == ["990"]
+    assert live[-1].cursor["search"] == {key: {"since_id": "990"}}  # the stream moved the search on
+    # The next connection catches up from the newest match the stream delivered, not from before it.
+    collect(provider, dict(live[-1].cursor), timeout=5.0)
+    assert fake.requests_to("GET", "/2/tweets/search/recent")[-1].query["since_id"] == "990"
+
+
+def test_a_search_failure_at_connection_keeps_the_stream_going_with_a_warning(make_provider: Make,
+                                                                           fake: FakeX) -> None:
+    fake.fail("GET", "/2/tweets/search/recent", 503, {"title": "Service Unavailable"})
+    fake.state.streams[FILTERED] = [[0.3]]
+    fake.state.streams[ACTIVITY] = [[line(event("post_mention_create", id="950", edit_history_tweet_ids=["950"])),
+                                     60.0]]
+    results = collect(streaming(make_provider, keywords=["router"]), {"since_id": "850"}, timeout=5.0)
+    catch_up, *live = results
+    assert "recent search" in catch_up.warnings[0] and "search" not in catch_up.cursor
+    assert posts(live) == ["950"]
+
+
+def test_authors_of_replies_and_quotes_are_looked_up_once_in_one_batch(make_provider: Make, fake: FakeX) -> None:
+    fake.state.users["2222222222222222222"] = user("2222222222222222222", "replier")
+    fake.state.users["3333"] = user("3333", "quoter")
+    fake.state.mentions = [tweet("900", "@TwitterDev hi", author_id="4444")]
+    fake.state.users["4444"] = user("4444", "mentioner")
+    reply = event("post_reply_create", id="960", edit_history_tweet_ids=["960"])
+    quote = event("post_quote_create", id="961", author_id="3333", edit_history_tweet_ids=["961"])
+    again = event("post_reply_create", id="962", edit_history_tweet_ids=["962"])
+    from_mentioner = event("post_reply_create", id="963", author_id="4444", edit_history_tweet_ids=["963"])
+    ghost = event("post_reply_create", id="964", author_id="5555", edit_history_tweet_ids=["964"])
+    edit = event("post_quote_create", id="966", author_id="3333", edit_history_tweet_ids=["965", "966"])
+    # One write: the three events come in one batch, so one look-up asks for their authors.
+    fake.state.streams[ACTIVITY] = [[line(reply) + line(quote) + line(ghost) + line(edit), 0.3,
+                                     line(again) + line(from_mentioner),
+                                     0.3]]
+    provider = streaming(make_provider)
+    results = collect(provider, {"since_id": "850"})
+    got = {p.external_id: p for r in results for p in r.posts}
+    assert got["960"].author.handle == "replier" and got["960"].url == "https://x.com/replier/status/960"
+    assert got["961"].author.handle == "quoter" and got["961"].author.followers == 1539
+    assert got["962"].author.handle == "replier"  # known from the first look-up: not asked again
+    assert got["963"].author.handle == "mentioner"  # known from the catch-up's includes
+    assert got["964"].author.handle == "5555"  # X has no such user: the id stays
+    (change,) = [c.post for r in results for c in r.changes]  # type: ignore[union-attr]
+    assert change.external_id == "965" and change.author.handle == "quoter"  # an edit's author too
+    lookups = fake.requests_to("GET", "/2/users")
+    assert len(lookups) == 1
+    assert sorted(lookups[0].query["ids"].split(",")) == ["2222222222222222222", "3333", "5555"]
+    assert lookups[0].query["user.fields"] == "username,name,public_metrics,verified"
+    users_read = [u for r in results for u in r.usage if u.operation == Operation.USER_READ]
+    assert [sorted(u.resource_ids) for u in users_read] == [["2222222222222222222", "3333"]]
+
+
+def test_a_failed_author_look_up_keeps_the_posts_under_their_ids(make_provider: Make, fake: FakeX) -> None:
+    fake.fail("GET", "/2/users", 429, fixture("too_many_requests.json"), headers={"x-rate-limit-reset": "1900000000"})
+    fake.state.streams[ACTIVITY] = [[line(event("post_reply_create", id="960", edit_history_tweet_ids=["960"])),
+                                     0.3, line(event("post_reply_create", id="962", edit_history_tweet_ids=["962"]))]]
+    provider = streaming(make_provider)
+    results = collect(provider)
+    assert [p.author.handle for r in results for p in r.posts] == ["2222222222222222222"] * 2
+    assert len(fake.requests_to("GET", "/2/users")) == 1  # paused until X's reset, not asked for each batch
+    assert not [u for r in results for u in r.usage if u.operation == Operation.USER_READ]

@@ -57,6 +57,7 @@ class Events:
     usage: list[UsageEvent] = field(default_factory=list)
     ignored: int = 0
     newest_mention: str = ""  # the newest id of a post the mentions timeline also has
+    newest_matches: dict[str, str] = field(default_factory=dict)  # query key → newest filtered-stream match id
 
     def add(self, post: NormalizedPost) -> None:
         sorted_post = new_or_edit(post)
@@ -182,10 +183,20 @@ def _direct_message(message: Any, users: Mapping[str, Mapping[str, Any]], brand:
     )
 
 
-def ensure_subscriptions(user_id: str, webhook_id: str = "") -> Conversation[list[str]]:
-    """The XAA subscriptions for the brand's user id, one per event type we read: list them (all pages) and
-    create only the missing ones. Returns the event types created."""
-    have: set[str] = set()
+@dataclass(frozen=True, slots=True)
+class SubscriptionSync:
+    """Event types whose subscription was created, moved to the webhook, or already in place."""
+
+    created: tuple[str, ...] = ()
+    moved: tuple[str, ...] = ()
+    kept: tuple[str, ...] = ()
+
+
+def sync_subscriptions(user_id: str, webhook_id: str = "") -> Conversation[SubscriptionSync]:
+    """The XAA subscriptions for the brand's user id, one per event type we read: list them (all pages), create
+    the missing ones, and, with ``webhook_id``, point those delivering elsewhere at it (``PUT``: a second
+    subscription of the same kind would deliver each event twice; one with a webhook also feeds the stream)."""
+    have: dict[str, Mapping[str, Any]] = {}
     params: dict[str, Any] = {}
     for _ in range(MAX_LIST_PAGES):
         response = yield Call("GET", SUBSCRIPTIONS_PATH, "list the activity subscriptions", params=dict(params))
@@ -193,21 +204,38 @@ def ensure_subscriptions(user_id: str, webhook_id: str = "") -> Conversation[lis
         data = body.get("data") if isinstance(body, Mapping) else None
         for sub in data if isinstance(data, list) else []:
             filtered = sub.get("filter") if isinstance(sub, Mapping) else None
-            if isinstance(filtered, Mapping) and filtered.get("user_id") == user_id \
-                    and (not webhook_id or sub.get("webhook_id") == webhook_id):
-                have.add(str(sub.get("event_type")))
+            kind = sub.get("event_type") if isinstance(sub, Mapping) else None
+            if not isinstance(filtered, Mapping) or filtered.get("user_id") != user_id or kind not in EVENT_TYPES:
+                continue
+            if kind not in have or (webhook_id and sub.get("webhook_id") == webhook_id):
+                have[str(kind)] = sub
         meta = body.get("meta") if isinstance(body, Mapping) else None
         token = meta.get("next_token") if isinstance(meta, Mapping) else None
         if not isinstance(token, str) or not token:
             break
         params["pagination_token"] = token
     created: list[str] = []
+    moved: list[str] = []
+    kept: list[str] = []
     for kind in EVENT_TYPES:
-        if kind in have:
-            continue
-        request: dict[str, Any] = {"event_type": kind, "filter": {"user_id": user_id}, "tag": SUBSCRIPTION_TAG}
-        if webhook_id:
-            request["webhook_id"] = webhook_id
-        yield Call("POST", SUBSCRIPTIONS_PATH, f"subscribe to {kind} events", json=request)
-        created.append(kind)
-    return created
+        sub = have.get(kind)
+        sub_id = sub.get("subscription_id") if sub is not None else None
+        if sub is None:
+            request: dict[str, Any] = {"event_type": kind, "filter": {"user_id": user_id}, "tag": SUBSCRIPTION_TAG}
+            if webhook_id:
+                request["webhook_id"] = webhook_id
+            yield Call("POST", SUBSCRIPTIONS_PATH, f"subscribe to {kind} events", json=request)
+            created.append(kind)
+        elif webhook_id and sub.get("webhook_id") != webhook_id and isinstance(sub_id, str) and sub_id.isdigit():
+            yield Call("PUT", f"{SUBSCRIPTIONS_PATH}/{sub_id}", f"deliver {kind} events to the webhook",
+                       json={"webhook_id": webhook_id})
+            moved.append(kind)
+        else:
+            kept.append(kind)
+    return SubscriptionSync(tuple(created), tuple(moved), tuple(kept))
+
+
+def ensure_subscriptions(user_id: str, webhook_id: str = "") -> Conversation[list[str]]:
+    """:func:`sync_subscriptions`; the event types created."""
+    sync = yield from sync_subscriptions(user_id, webhook_id)
+    return list(sync.created)

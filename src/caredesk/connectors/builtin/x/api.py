@@ -30,8 +30,8 @@ TOKEN_HEADERS = {"User-Agent": USER_AGENT, "Accept": "application/json"}
 
 
 def platform_message(response: httpx.Response) -> str:
-    """X's own reason: v2 problem ``detail``/``title``, or the ``errors[].message`` of older answers; shortened,
-    as the body is not trusted."""
+    """X's own reason: v2 problem ``detail``/``title`` and the ``errors[]`` it lists (``errors[].message`` alone
+    in older answers); shortened, as the body is not trusted."""
     try:
         body = response.json()
     except ValueError:
@@ -43,12 +43,14 @@ def platform_message(response: httpx.Response) -> str:
             if isinstance(value, str) and value:
                 parts.append(value)
                 break
+        # The errors name the reason where the problem's detail is generic ("One or more parameters to your
+        # request was invalid." and then "CrcValidationFailed: ...").
         errors = body.get("errors")
-        if not parts and isinstance(errors, list):
+        if isinstance(errors, list):
             for error in errors[:3]:
                 if isinstance(error, Mapping):
                     text = error.get("detail") or error.get("message")
-                    if isinstance(text, str) and text:
+                    if isinstance(text, str) and text and text not in parts:
                         parts.append(text)
     message = " ".join(" ".join(parts).split()) or response.reason_phrase or f"HTTP {response.status_code}"
     return message[:300] + ("…" if len(message) > 300 else "")

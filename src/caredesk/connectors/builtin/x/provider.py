@@ -7,6 +7,7 @@ reports its usage (:class:`UsageEvent`) so the cost meter can price it with :dat
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import unicodedata
@@ -39,7 +40,7 @@ from caredesk.connectors.base import (
 )
 from caredesk.connectors.builtin.x import compliance, dm, webhook
 from caredesk.connectors.builtin.x import stream as x_stream
-from caredesk.connectors.builtin.x.activity import ensure_subscriptions
+from caredesk.connectors.builtin.x.activity import ensure_subscriptions, sync_subscriptions
 from caredesk.connectors.builtin.x.api import (
     Call,
     Conversation,
@@ -52,9 +53,11 @@ from caredesk.connectors.builtin.x.api import (
 )
 from caredesk.connectors.builtin.x.config import XConfig, XCredentials
 from caredesk.connectors.builtin.x.parse import replied_to
+from caredesk.connectors.builtin.x.registration import Subscribed, WebhookSync, ensure_webhook
 from caredesk.connectors.builtin.x.rules import RulesSync, sync_rules, tag_prefix
-from caredesk.connectors.builtin.x.search import build_queries, search, wanted_rules
-from caredesk.connectors.builtin.x.timeline import TWEET_FIELDS, USER_FIELDS, Timeline, combined, mentions
+from caredesk.connectors.builtin.x.search import SEARCH_RETRY, Searched, build_queries, search, search_due, wanted_rules
+from caredesk.connectors.builtin.x.timeline import TWEET_FIELDS, USER_FIELDS, Timeline, combined, cursor_id, mentions
+from caredesk.connectors.builtin.x.users import Authors
 from caredesk.connectors.costs.prices import DEFAULT_X_PRICES, PriceTable
 from caredesk.connectors.length import URL_RE, x_reply_rules
 
@@ -123,6 +126,7 @@ class XProvider(Provider[XConfig]):
         self._client: XClient | None = None
         self._depth = 0
         self.ignored_events = 0  # Activity API events of kinds not read, and other installations' rule matches
+        self.authors = Authors()  # X users the stream learned, for reply and quote events that name only an id
 
     @property
     def platform(self) -> str:
@@ -204,7 +208,8 @@ class XProvider(Provider[XConfig]):
     def fetch(self, cursor: Mapping[str, Any], now: datetime) -> FetchResult:
         """Mentions newer than ``cursor["since_id"]`` (the first poll of an installation reads the latest page
         only; the brand's own posts are left out) and, with keywords, recent search from each query's own
-        position (``cursor["search"]``). See :mod:`caredesk.connectors.builtin.x.timeline` for the paging."""
+        position (``cursor["search"]``). See :mod:`caredesk.connectors.builtin.x.timeline` for the paging. A
+        search failure does not lose the mentions: see :meth:`read_result`."""
         with self._api() as api:
             previous, api.may_refresh = api.may_refresh, True  # the rotated tokens travel back in the FetchResult
             try:
@@ -218,34 +223,58 @@ class XProvider(Provider[XConfig]):
         rejected = [*result.rejected, *(RejectedRecord(r.position + shift, r.reason, r.raw) for r in dms.rejected)]
         # The DM read's part of the cursor is wholly its own: a finished catch-up drops its resume keys.
         others = {k: v for k, v in result.cursor.items() if k not in dm.CURSOR_KEYS}
-        return FetchResult(posts=[*result.posts, *dms.posts], cursor={**others, **dms.cursor},
-                           rejected=rejected, credentials=api.rotated, rate_limit_remaining=result.rate_limit_remaining,
-                           usage=[*result.usage, *dms.usage])
+        return dataclasses.replace(result, posts=[*result.posts, *dms.posts], cursor={**others, **dms.cursor},
+                                   rejected=rejected, credentials=api.rotated, usage=[*result.usage, *dms.usage])
 
     def _fetch(self, api: XClient, cursor: Mapping[str, Any], now: datetime) -> FetchResult:
-        """Mentions, then recent search (with keywords), while ``api`` may renew the token."""
+        """Mentions, then recent search (with keywords, when due), while ``api`` may renew the token."""
         user_id = self.user_id(now)
-        matcher = self.config.listening().matcher()
-        read = api.run(mentions(user_id, cursor, matcher, now), now)
-        saved = with_mentions(cursor, read)
-        saved.pop("search", None)
-        timelines = [read]
-        if self.config.keywords or self.config.hashtags:
+        read = api.run(mentions(user_id, cursor, self.config.listening().matcher(), now), now)
+        searched: Searched = None
+        if search_due(self.config, cursor, now):
             try:
-                found, part = api.run(search(self.config, user_id, cursor, self.config.query_length, now),
-                                      now)
+                searched = api.run(search(self.config, user_id, cursor, self.config.query_length, now), now)
             except ConnectorError as exc:
-                if api.rotated is None:
-                    raise
-                # The mentions read renewed the token and X rotated the refresh token: the new pair must
-                # be stored now. The search goes on from where it was at the next poll (and fails there
-                # visibly if it still does).
-                log.warning("X recent search failed after a token renewal; kept for the next poll: %s", exc)
-                saved["search"] = cursor.get("search") or {}
-                return combined(timelines, saved, api.rotated)
+                searched = exc
+        return self.read_result(cursor, read, searched, api.rotated, now)
+
+    def read_result(self, cursor: Mapping[str, Any], read: Timeline, searched: Searched,
+                    rotated: Mapping[str, Any] | None, now: datetime) -> FetchResult:
+        """The mentions read and the keyword search's outcome as one batch. A search that failed after the
+        mentions were read keeps them and their cursor (and a renewed token: X rotated the refresh token): its
+        own positions stay where they were, and the failure is a warning the installation's health shows; a rate
+        limit also holds the search back (``cursor["search_retry_at"]``) while the mentions go on."""
+        saved = with_mentions(cursor, read)
+        timelines = [read]
+        warnings: list[str] = []
+        if not (self.config.keywords or self.config.hashtags):
+            saved.pop("search", None)
+            saved.pop(SEARCH_RETRY, None)
+        elif isinstance(searched, ConnectorError):
+            log.warning("X recent search failed after the mentions were read; kept for the next read: %s", searched)
+            warnings.append(f"X recent search for the keywords failed (the mentions were read; the keywords are "
+                            f"searched from where they were next time): {searched}")
+            if isinstance(searched, RateLimited):
+                saved[SEARCH_RETRY] = searched.retry_at.isoformat()
+        elif searched is None:
+            warnings.append(f"X recent search is rate limited until {saved.get(SEARCH_RETRY, '?')}; the keywords "
+                            "are searched from where they were after that")
+        else:
+            found, part = searched
             timelines.extend(found)
+            saved.pop("search", None)
+            saved.pop(SEARCH_RETRY, None)
             saved.update(part)
-        return combined(timelines, saved, api.rotated)
+        return combined(timelines, saved, rotated, warnings=warnings)
+
+    def unfinished(self, cursor: Mapping[str, Any], now: datetime) -> bool:
+        """Whether a catch-up stopped at its page limit with older posts still to read (mentions or a search
+        query that may run now)."""
+        if cursor_id(cursor, "until_id"):
+            return True
+        positions = cursor.get("search")
+        return isinstance(positions, Mapping) and search_due(self.config, cursor, now) and any(
+            isinstance(p, Mapping) and cursor_id(p, "until_id") for p in positions.values())
 
     # -- streaming ---------------------------------------------------------------------------------------------
 
@@ -283,6 +312,30 @@ class XProvider(Provider[XConfig]):
                                     now: datetime) -> list[str]:
         return await api.arun(http, ensure_subscriptions(user_id, self.config.webhook_id), now)
 
+    def subscribe(self, now: datetime) -> Subscribed:
+        """Register the webhook with X when ``webhook_url`` is set (app bearer token; X checks it with a CRC
+        request the desk answers) and make the Activity API subscriptions exist and deliver to it (user token);
+        idempotent. For ``caredesk connector subscribe``, which stores the webhook id learned: see
+        :mod:`caredesk.connectors.builtin.x.registration`."""
+        hook: WebhookSync | None = None
+        webhook_id = self.config.webhook_id
+        if self.config.webhook_url:
+            creds = self._credentials()
+            if creds.consumer_secret is None:
+                raise Refused("X checks the webhook with a CRC request the desk answers with the app's consumer "
+                              "secret: set credentials consumer_secret first")
+            if creds.bearer_token is None:
+                raise Refused("registering a webhook with X needs the app's bearer token (credentials bearer_token)")
+            with httpx.Client(timeout=TIMEOUT) if self.http is None else _borrowed(self.http) as http:
+                hook = run_app(http, self.config.api, creds.bearer_token.get_secret_value(),
+                               ensure_webhook(self.config.webhook_url), now)
+            webhook_id = hook.webhook.id
+        user_id = self.user_id(now)
+        with self._api() as api:
+            sync = api.run(sync_subscriptions(user_id, webhook_id), now)
+        handle = self._identity.handles[0] if self._identity else ""
+        return Subscribed(user_id, handle, hook, webhook_id, sync)
+
     def _rules(self, user_id: str) -> Conversation[RulesSync]:
         try:
             queries = build_queries(self.config, user_id, self.config.query_length)
@@ -302,9 +355,17 @@ class XProvider(Provider[XConfig]):
 
     async def acatch_up(self, api: XClient, http: httpx.AsyncClient, user_id: str, cursor: Mapping[str, Any],
                         now: datetime) -> FetchResult:
-        """The mentions timeline from ``cursor`` (a stream connection's catch-up), like a poll's first half."""
+        """The mentions timeline and, with keywords, recent search from ``cursor`` (a stream connection's
+        catch-up: what came while no stream was open), like a poll."""
         read = await api.arun(http, mentions(user_id, cursor, self.config.listening().matcher(), now), now)
-        return combined([read], with_mentions(cursor, read), api.rotated)
+        searched: Searched = None
+        if search_due(self.config, cursor, now):
+            try:
+                searched = await api.arun(http, search(self.config, user_id, cursor, self.config.query_length, now),
+                                          now)
+            except ConnectorError as exc:
+                searched = exc
+        return self.read_result(cursor, read, searched, api.rotated, now)
 
     # -- webhook -----------------------------------------------------------------------------------------------
 

@@ -6,10 +6,12 @@ Both send newline-delimited JSON with ``\\r\\n`` keep-alives (blank lines, every
 not by a library: a line that is not UTF-8 or not JSON, an over-long one, or one cut off by a disconnect is a
 rejected record with its reason, never dropped. Neither stream can resume, so each connection opens the streams
 first (their events wait in a queue), then catches up through the mentions timeline from the cursor's
-``since_id``, then hands out the queued and live events, leaving out those the catch-up delivered. When either
-stream ends the iterator ends (or raises its error), and the runtime reconnects both: 429 →
-:class:`RateLimited` at ``x-rate-limit-reset``, 401 → :class:`AuthRevoked`, 403 (app not enrolled, no access) →
-:class:`Refused`, so the ladder can fall to polling.
+``since_id`` and, with keywords, through recent search from each query's position (which the filtered stream
+moves on to the newest match it delivers), then hands out the queued and live events, leaving out those the
+catch-up delivered, with the authors that reply and quote events leave out looked up
+(:mod:`caredesk.connectors.builtin.x.users`). When either stream ends the iterator ends (or raises its error),
+and the runtime reconnects both: 429 → :class:`RateLimited` at ``x-rate-limit-reset``, 401 →
+:class:`AuthRevoked`, 403 (app not enrolled, no access) → :class:`Refused`, so the ladder can fall to polling.
 
 The filtered stream carries matches of every rule of the project (shared with other installations using the same
 bearer token): only lines matching one of this brand's rules (tag prefix) are kept."""
@@ -30,8 +32,9 @@ from caredesk.connectors.base import ConnectorError, FetchResult, MalformedPaylo
 from caredesk.connectors.builtin.x.activity import Events, parse_line
 from caredesk.connectors.builtin.x.api import app_raise_for, headers_for
 from caredesk.connectors.builtin.x.parse import id_key, users_by_id
-from caredesk.connectors.builtin.x.search import keyword_post
+from caredesk.connectors.builtin.x.search import advanced, keyword_post
 from caredesk.connectors.builtin.x.timeline import TWEET_FIELDS, USER_FIELDS, cursor_id
+from caredesk.connectors.builtin.x.users import fill_authors
 from caredesk.connectors.costs.prices import Operation, UsageEvent
 from caredesk.connectors.listening import KeywordMatcher
 
@@ -152,9 +155,14 @@ def _filtered(line: _Line, position: int, events: Events, ctx: _Context, now: da
             events.usage.append(UsageEvent(Operation.POST_READ, now, (data["id"],)))
         rules = body.get("matching_rules")
         tags = [r.get("tag") for r in rules if isinstance(r, Mapping)] if isinstance(rules, list) else []
-        if not any(isinstance(t, str) and t.startswith(ctx.rule_prefix) for t in tags):
+        ours = [t[len(ctx.rule_prefix):] for t in tags if isinstance(t, str) and t.startswith(ctx.rule_prefix)]
+        if not ours:
             events.ignored += 1  # another installation's rule on the same project
             return
+        if isinstance(data, Mapping) and isinstance(data.get("id"), str) and data["id"].isdigit():
+            for key in ours:  # the rule tag's hash is the recent-search query's cursor key
+                current = events.newest_matches.get(key)
+                events.newest_matches[key] = max(current or data["id"], data["id"], key=id_key)
         post = keyword_post(data, users_by_id(body.get("includes")), ctx.matcher, ctx.user_id)
         if post is not None:
             events.add(post)
@@ -211,13 +219,14 @@ async def stream(provider: XProvider, cursor: Mapping[str, Any], http: httpx.Asy
             caught = await provider.acatch_up(api, http, user_id, state, datetime.now(UTC))
             state = dict(caught.cursor)
             if caught.posts or caught.changes or caught.rejected or caught.credentials or caught.usage \
-                    or state != dict(cursor):
+                    or caught.warnings or state != dict(cursor):
                 yield caught
             ctx.seen.update(dict.fromkeys(p.external_id for p in caught.posts))
-            if not cursor_id(state, "until_id"):
+            provider.authors.learn(caught.posts)
+            if not provider.unfinished(state, datetime.now(UTC)):
                 break
         else:
-            raise Transient("the X mentions catch-up did not finish; reconnecting to go on from the saved cursor")
+            raise Transient("the X catch-up did not finish; reconnecting to go on from the saved cursor")
         api.may_refresh = False
 
         ended: _Ended | None = None
@@ -247,6 +256,11 @@ async def stream(provider: XProvider, cursor: Mapping[str, Any], http: httpx.Asy
             if events.newest_mention:
                 state["since_id"] = max(cursor_id(state, "since_id") or events.newest_mention, events.newest_mention,
                                         key=id_key)
+            if events.posts or events.changes:
+                await fill_authors(provider, http, events, datetime.now(UTC))
+            if events.newest_matches:
+                # A new dict: the batches handed out keep the cursor they were made with.
+                state["search"] = advanced(state.get("search"), events.newest_matches)
             if events.posts or events.changes or events.rejected or events.usage:
                 yield _result(events, state, ctx.seen)
         if ended.error:

@@ -124,7 +124,7 @@ def mentions(user_id: str, cursor: Mapping[str, Any], matcher: KeywordMatcher,
 
 
 def combined(timelines: Sequence[Timeline], cursor: Mapping[str, Any],
-             credentials: Mapping[str, Any] | None) -> FetchResult:
+             credentials: Mapping[str, Any] | None, *, warnings: Sequence[str] = ()) -> FetchResult:
     """One batch from several reads; ``cursor`` is the whole cursor to save. Posts two reads both found (a
     keyword match that also mentions the brand) are kept once, as the first read had them."""
     seen: set[str] = set()
@@ -144,4 +144,5 @@ def combined(timelines: Sequence[Timeline], cursor: Mapping[str, Any],
     posts.sort(key=lambda p: id_key(p.external_id))
     return FetchResult(posts=posts, cursor=dict(cursor), rejected=rejected,
                        changes=[c for t in timelines for c in t.changes], credentials=credentials,
-                       rate_limit_remaining=remaining, usage=[u for t in timelines for u in t.usage])
+                       rate_limit_remaining=remaining, usage=[u for t in timelines for u in t.usage],
+                       warnings=tuple(warnings))
