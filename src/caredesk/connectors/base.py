@@ -330,6 +330,8 @@ class Provider(ABC, Generic[ConfigT]):
     # True when the platform's tokens rotate on renewal (X): the outbox then lets it renew under the installation's
     # poll lock and stores :meth:`rotated_credentials` (connectors.rotation).
     rotates_credentials: ClassVar[bool] = False
+    # The shortest time between two polls that the platform's rate limits allow (0: CAREDESK_POLL_INTERVAL decides).
+    min_poll_seconds: ClassVar[float] = 0.0
     # What the platform charges per call (None: nothing); an installation may override single prices.
     prices: ClassVar[PriceTable | None] = None
     # What an admin must know before connecting (the platform's own approval, its limits), shown on the setup

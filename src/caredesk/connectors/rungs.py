@@ -55,6 +55,16 @@ def current_choice(installation: ConnectorInstallation, now: datetime, *, stream
     return choose(allowed, Ladder.from_json(installation.ladder_state), now, stream_held=stream_held)
 
 
+def poll_interval(installation: ConnectorInstallation) -> float:
+    """Seconds between polls: ``CAREDESK_POLL_INTERVAL``, but never more often than the provider's platform allows
+    (``Provider.min_poll_seconds``: its per-user rate limits, shared by every endpoint a poll asks)."""
+    try:
+        floor = get_provider_class(installation.provider_key).min_poll_seconds
+    except ConnectorError:
+        floor = 0.0
+    return max(float(settings.CAREDESK_POLL_INTERVAL), floor)
+
+
 def poll_due(installation: ConnectorInstallation, now: datetime, *, stream_held: bool) -> bool:
     """Whether the worker should poll this installation now, by its rung (the rung in use is stored on the way).
 
@@ -66,7 +76,7 @@ def poll_due(installation: ConnectorInstallation, now: datetime, *, stream_held:
     do_set_listen_rung(installation, choice)
     last = installation.last_polled_at
     if choice.rung == Rung.POLL:
-        return last is None or (now - last).total_seconds() >= float(settings.CAREDESK_POLL_INTERVAL) * 0.5
+        return last is None or (now - last).total_seconds() >= poll_interval(installation) * 0.5
     if choice.rung == Rung.WEBHOOK and Rung.POLL in allowed:
         return last is None or now - last >= timedelta(seconds=float(settings.CAREDESK_CATCHUP_POLL_SECONDS))
     return False

@@ -169,3 +169,18 @@ def test_while_a_poll_holds_the_installation_a_send_does_not_spend_the_refresh_t
     assert fake.requests_to("POST", "/2/oauth2/token") == [] and REFRESH in fake.state.refresh_tokens
     assert fake.state.own_posts == []  # X answered 401: nothing was published
     assert "the platform asked to wait" in Reply.objects.get().error
+
+
+def test_polls_keep_inside_xs_rate_limit_whatever_the_worker_interval(fake: FakeX, registered: type[XProvider],
+                                                                      settings: object) -> None:
+    # The worker's default interval (2 s) would ask X's mentions timeline 450 times in 15 minutes: X allows 300.
+    settings.CAREDESK_POLL_INTERVAL = 2  # type: ignore[attr-defined]
+    installation = _connect(fake)
+    fake.state.mentions = [tweet("900", "@TwitterDev hello?")]
+    start = datetime.now(UTC)
+    assert poll_installation(installation.pk, start) == 1
+    asked = len(fake.requests_to("GET", f"/2/users/{OUR_ID}/mentions"))
+    assert poll_installation(installation.pk, start + timedelta(seconds=5)) == 0
+    assert len(fake.requests_to("GET", f"/2/users/{OUR_ID}/mentions")) == asked
+    fake.state.mentions.append(tweet("901", "@TwitterDev still there?"))
+    assert poll_installation(installation.pk, start + timedelta(seconds=XProvider.min_poll_seconds)) == 1

@@ -117,6 +117,9 @@ class XProvider(Provider[XConfig]):
     credentials_model: ClassVar[type[ProviderCredentials]] = XCredentials
     idempotent_replies: ClassVar[bool] = False
     rotates_credentials: ClassVar[bool] = True
+    # The mentions timeline and recent search allow 300 requests per 15 minutes per user (one every 3 s); a poll
+    # may ask both, and page: every 15 s stays well inside, where the worker's default of 2 s would hit 429s.
+    min_poll_seconds: ClassVar[float] = 15.0
     prices: ClassVar[PriceTable | None] = DEFAULT_X_PRICES
     compliance_batch: ClassVar[int] = compliance.BATCH
 
