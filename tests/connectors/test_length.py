@@ -52,3 +52,18 @@ def test_rules_say_what_may_be_answered():
     assert bluesky_reply_rules(direct_messages=True).problem("hi", direct=True) is None
     assert reddit_reply_rules().problem("   ") == "a reply needs some text"
     assert reddit_reply_rules().problem("a" * 10000) is None
+
+
+def test_xs_own_counting_examples():
+    # The examples of X's "Counting characters" page (docs.x.com/fundamentals/counting-characters).
+    assert x_weighted_length("\U0001f47e") == 2  # a single emoji
+    assert x_weighted_length("\U0001f64b\U0001f3fd") == 2  # with a skin tone
+    assert x_weighted_length("\U0001f468\u200d\U0001f3a4") == 2  # combined with a ZWJ
+    assert x_weighted_length("\U0001f468\u200d\U0001f469\u200d\U0001f467\u200d\U0001f466") == 2  # a family
+    assert x_weighted_length("https://example.com") == 23
+    assert x_weighted_length("https://example.com/very/long/path") == 23
+    assert x_weighted_length("caf\u00e9") == x_weighted_length("cafe\u0301") == 4  # NFC and NFD alike
+    assert x_weighted_length("Hello, world! \U0001f44b") == 16
+    rules = x_reply_rules()
+    assert rules.problem("\u4f60" * 140) is None and rules.problem("\U0001f47e" * 140) is None  # 140 of each
+    assert rules.problem("\U0001f47e" * 141) is not None
