@@ -28,19 +28,15 @@ def _server_url() -> str:
         return server.get_uri()
 
 
-def setup_database() -> str:
-    """Create an empty benchmark database, point Django at it, migrate. Returns its URL."""
+def setup_database(name: str = BENCH_DB) -> str:
+    """Create an empty benchmark database called ``name``, point Django at it, migrate. Returns its URL."""
     import psycopg
 
     admin = _server_url()
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
-    head, _, query = admin.partition("?")
-    url = head.rsplit("/", 1)[0] + "/" + BENCH_DB + ("?" + query if query else "")
-    os.environ["DATABASE_URL"] = url
-    os.environ.setdefault("CAREDESK_SECRET_KEY", "caredesk-bench")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "caredesk.config.settings")
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
+    url = _point_django_at(admin, name)
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import django
 
@@ -48,4 +44,22 @@ def setup_database() -> str:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+    return url
+
+
+def use_database(name: str) -> str:
+    """Point Django at the existing benchmark database ``name`` (built earlier, e.g. by big_db.py). Returns its URL."""
+    url = _point_django_at(_server_url(), name)
+    import django
+
+    django.setup()
+    return url
+
+
+def _point_django_at(admin: str, name: str) -> str:
+    head, _, query = admin.partition("?")
+    url = head.rsplit("/", 1)[0] + "/" + name + ("?" + query if query else "")
+    os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("CAREDESK_SECRET_KEY", "caredesk-bench")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "caredesk.config.settings")
     return url

@@ -1,0 +1,113 @@
+"""Page and API list latencies on the large database (issue 11): p50 / p95 / p99 over N requests each.
+
+    python bench/big_db.py               # first, once: builds caredesk_bench_big
+    python bench/page_latency.py [--requests 20] [--warmup 2] [--database caredesk_bench_big]
+
+Requests go through Django's test client in this process (the whole middleware stack, views, templates and
+queries; no HTTP server, no network), logged in as the seeded ``agent`` (a member of every brand, so every case is
+visible), and to the API with a bearer token made for that agent. The case page asks for a different case each
+time, at random over all cases. Each response must be 200; lists must hold rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from big_db import BIG_DB
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    url: Callable[[random.Random], str]
+    api: bool = False
+
+
+def targets(deep_page: int, max_case_id: int) -> list[Target]:
+    """What issue 11 names, in its order: the inbox, its filters and a deep page; the API's lists; a case page."""
+    return [
+        Target("inbox: default page", lambda _: "/"),
+        Target("inbox: all statuses", lambda _: "/?status=any"),
+        Target("inbox: urgent first, all statuses", lambda _: "/?status=any&sort=urgent"),
+        Target(f"inbox: page {deep_page:,}, all statuses", lambda _: f"/?status=any&page={deep_page}"),
+        Target("API: GET /api/cases", lambda _: "/api/cases", api=True),
+        Target("API: needs_reply=true", lambda _: "/api/cases?needs_reply=true", api=True),
+        Target("API: q=refund", lambda _: "/api/cases?q=refund", api=True),
+        Target("API: offset=900000", lambda _: "/api/cases?offset=900000", api=True),
+        Target("case page (full page)", lambda rng: f"/cases/{rng.randint(1, max_case_id)}/"),
+    ]
+
+
+def percentile(samples: list[float], p: float) -> float:
+    """Nearest-rank percentile: of 20 samples, p95 is the 19th fastest (the second slowest), p99 the slowest."""
+    ordered = sorted(samples)
+    return ordered[max(1, math.ceil(p / 100 * len(ordered))) - 1]
+
+
+def measure(client: Any, target: Target, token: str, requests: int, warmup: int, seed: int = 11) -> list[float]:
+    rng = random.Random(seed)
+    headers = {"Authorization": f"Bearer {token}"} if target.api else {}
+    samples = []
+    for i in range(warmup + requests):
+        url = target.url(rng)
+        began = time.perf_counter()
+        response = client.get(url, headers=headers)
+        elapsed = time.perf_counter() - began
+        if response.status_code != 200:
+            raise SystemExit(f"{url}: HTTP {response.status_code}")
+        if target.api and not response.json()["count"]:
+            raise SystemExit(f"{url}: no cases: is this the big database?")
+        if i >= warmup:
+            samples.append(elapsed)
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--database", default=BIG_DB)
+    parser.add_argument("--only", default="", help="measure only the targets whose name contains this")
+    args = parser.parse_args()
+
+    from _db import use_database
+
+    use_database(args.database)
+    from django.contrib.auth.models import User
+    from django.db import connection
+    from django.test import Client
+
+    from caredesk.accounts.actions import do_create_api_token
+    from caredesk.cases.models import Case
+
+    agent = User.objects.get(username="agent")
+    token = do_create_api_token(agent, "page-latency")
+    client = Client(HTTP_HOST="localhost")  # an allowed host of the default settings
+    client.force_login(agent)
+    total = Case.objects.count()
+    max_case_id = Case.objects.order_by("-id").values_list("id", flat=True)[0]
+    deep_page = max(1, total * 9 // 10 // 100)  # 90 % down the all-statuses list (100 cases a page)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT version()")
+        (version,) = cursor.fetchone()
+    print(f"{args.database}: {total:,} cases; {args.requests} requests each after {args.warmup} warm-up; "
+          f"in-process Django test client; {version.split(' on ')[0]}")
+    print(f"{'target':<40} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9} {'max ms':>9}")
+    for target in targets(deep_page, max_case_id):
+        if args.only and args.only not in target.name:
+            continue
+        samples = measure(client, target, token, args.requests, args.warmup)
+        p50, p95, p99 = (percentile(samples, p) * 1000 for p in (50, 95, 99))
+        print(f"{target.name:<40} {p50:9.0f} {p95:9.0f} {p99:9.0f} {max(samples) * 1000:9.0f}"
+              f"   (mean {statistics.fmean(samples) * 1000:.0f})", flush=True)
+
+
+if __name__ == "__main__":
+    main()
