@@ -28,9 +28,12 @@ def _server_url() -> str:
         return server.get_uri()
 
 
-def setup_database(name: str = BENCH_DB) -> str:
-    """Create an empty benchmark database called ``name``, point Django at it, migrate. Returns its URL."""
+def setup_database(name: str | None = None) -> str:
+    """Create an empty benchmark database called ``name`` (default: ``BENCH_DB`` as it is when called, which a
+    benchmark may set to a name of its own), point Django at it, migrate. Returns its URL."""
     import psycopg
+
+    name = name or BENCH_DB
 
     admin = _server_url()
     with psycopg.connect(admin, autocommit=True) as conn:
