@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 
 import httpx
 
-from caredesk.connectors.base import AuthRevoked, ConnectorError, RateLimited, Refused, Transient
+from caredesk.connectors.base import ConnectorError, Transient
+from caredesk.connectors.responses import json_body, raise_for_status
 
 # When a 429 carries no usable reset time: Mastodon's limits are per 5 minutes.
 DEFAULT_RETRY = timedelta(minutes=5)
@@ -76,27 +77,12 @@ def exhausted(response: httpx.Response) -> bool:
 
 def raise_for(response: httpx.Response, what: str, now: datetime | None = None) -> None:
     """Map an error status to the contract's typed errors; return on 2xx."""
-    status = response.status_code
-    if 200 <= status < 300:
-        return
-    now = now or datetime.now(UTC)
-    message = platform_message(response)
-    if status == 401:
-        raise AuthRevoked(f"Mastodon refused the access token while trying to {what} ({message}): reconnect")
-    if status == 429:
-        retry_at = rate_limit_reset(response, now)
-        raise RateLimited(f"Mastodon rate limit reached while trying to {what}; retry at {retry_at:%H:%M:%S} UTC",
-                          retry_at)
-    if status >= 500 or status == 408:
-        raise Transient(f"Mastodon answered {status} while trying to {what} ({message})")
-    raise Refused(f"Mastodon refused to {what} ({status}: {message})")
+    raise_for_status(response, "Mastodon", what, message=platform_message,
+                     retry_at=lambda: rate_limit_reset(response, now or datetime.now(UTC)))
 
 
 def json_of(response: httpx.Response, what: str) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        raise Transient(f"Mastodon sent a body that is not JSON while trying to {what}") from None
+    return json_body(response, "Mastodon", what)
 
 
 def run_sync(http: httpx.Client, token: str, conversation: Conversation[T]) -> T:

@@ -20,8 +20,9 @@ from typing import Any
 import httpx
 from pydantic import SecretStr, ValidationError
 
-from caredesk.connectors.base import AuthRevoked, RateLimited, Refused, Transient
+from caredesk.connectors.base import AuthRevoked, Transient
 from caredesk.connectors.builtin.reddit.config import RedditConfig, RedditCredentials
+from caredesk.connectors.responses import json_body, raise_for_status, shortened
 
 # When a 429 carries no usable reset: Reddit's window is at most 10 minutes; a minute is the usual wait.
 DEFAULT_RETRY = timedelta(minutes=1)
@@ -79,8 +80,7 @@ def platform_message(response: httpx.Response) -> str:
         if isinstance(error, str) and error and not parts:
             parts.append(error)
         parts.extend(f"{e.code}: {e.message}" for e in api_errors(body)[:3])
-    message = " ".join(" ".join(parts).split()) or response.reason_phrase or f"HTTP {response.status_code}"
-    return message[:300] + ("…" if len(message) > 300 else "")
+    return shortened(parts, response)
 
 
 def _seconds(value: str) -> float | None:
@@ -91,29 +91,18 @@ def _seconds(value: str) -> float | None:
     return parsed if math.isfinite(parsed) and parsed >= 0 else None
 
 
+def _retry_at(response: httpx.Response, now: datetime, reset: float | None) -> datetime:
+    wait = reset if reset is not None else _seconds(response.headers.get("retry-after", ""))
+    return now + timedelta(seconds=math.ceil(wait)) if wait is not None else now + DEFAULT_RETRY
+
+
 def raise_for(response: httpx.Response, what: str, now: datetime, reset: float | None) -> None:
-    status = response.status_code
-    if 200 <= status < 300:
-        return
-    message = platform_message(response)
-    if status == 401:
-        raise AuthRevoked(f"Reddit refused the access token while trying to {what} ({message}): reconnect")
-    if status == 429:
-        retry_after = _seconds(response.headers.get("retry-after", ""))
-        wait = reset if reset is not None else retry_after
-        retry_at = now + timedelta(seconds=math.ceil(wait)) if wait is not None else now + DEFAULT_RETRY
-        raise RateLimited(f"Reddit rate limit reached while trying to {what}; retry at {retry_at:%H:%M:%S} UTC",
-                          retry_at)
-    if status >= 500 or status == 408:
-        raise Transient(f"Reddit answered {status} while trying to {what} ({message})")
-    raise Refused(f"Reddit refused to {what} ({status}: {message})")
+    raise_for_status(response, "Reddit", what, message=platform_message,
+                     retry_at=lambda: _retry_at(response, now, reset))
 
 
 def json_of(response: httpx.Response, what: str) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        raise Transient(f"Reddit sent a body that is not JSON while trying to {what}") from None
+    return json_body(response, "Reddit", what)
 
 
 def parse_credentials(credentials: Mapping[str, Any]) -> RedditCredentials:

@@ -20,8 +20,9 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import SecretStr, ValidationError
 
-from caredesk.connectors.base import AuthRevoked, RateLimited, Refused, Transient
+from caredesk.connectors.base import AuthRevoked, Transient
 from caredesk.connectors.builtin.x.config import XCredentials
+from caredesk.connectors.responses import json_body, raise_for_status, shortened
 
 # When a 429 carries no usable reset time: X's windows are 15 minutes.
 DEFAULT_RETRY = timedelta(minutes=15)
@@ -52,8 +53,7 @@ def platform_message(response: httpx.Response) -> str:
                     text = error.get("detail") or error.get("message")
                     if isinstance(text, str) and text and text not in parts:
                         parts.append(text)
-    message = " ".join(" ".join(parts).split()) or response.reason_phrase or f"HTTP {response.status_code}"
-    return message[:300] + ("…" if len(message) > 300 else "")
+    return shortened(parts, response)
 
 
 def rate_limit_reset(response: httpx.Response, now: datetime) -> datetime:
@@ -71,25 +71,11 @@ def rate_limit_reset(response: httpx.Response, now: datetime) -> datetime:
 
 
 def raise_for(response: httpx.Response, what: str, now: datetime) -> None:
-    status = response.status_code
-    if 200 <= status < 300:
-        return
-    message = platform_message(response)
-    if status == 401:
-        raise AuthRevoked(f"X refused the access token while trying to {what} ({message}): reconnect")
-    if status == 429:
-        retry_at = rate_limit_reset(response, now)
-        raise RateLimited(f"X rate limit reached while trying to {what}; retry at {retry_at:%H:%M:%S} UTC", retry_at)
-    if status >= 500 or status == 408:
-        raise Transient(f"X answered {status} while trying to {what} ({message})")
-    raise Refused(f"X refused to {what} ({status}: {message})")
+    raise_for_status(response, "X", what, message=platform_message, retry_at=lambda: rate_limit_reset(response, now))
 
 
 def json_of(response: httpx.Response, what: str) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        raise Transient(f"X sent a body that is not JSON while trying to {what}") from None
+    return json_body(response, "X", what)
 
 
 @dataclass(frozen=True, slots=True)
