@@ -8,7 +8,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from caredesk.config.database import parse_database_url
+from caredesk.config.database import database_settings, direct_database
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -118,12 +118,11 @@ TEMPLATES = [
     },
 ]
 
-_database_url = os.environ.get("DATABASE_URL", "")
-DATABASES = {"default": parse_database_url(_database_url)} if _database_url else {
-    # No server configured: Django will fail with a clear message on first query. The `caredesk` command always
-    # sets DATABASE_URL (to an embedded pgserver when none is given), so this only happens in bare imports.
-    "default": {"ENGINE": "django.db.backends.postgresql", "NAME": "caredesk_unconfigured"}
-}
+DATABASES = database_settings(os.environ)
+# Where the live stream's LISTEN connection goes when DATABASE_URL is a transaction pooler (None: the default).
+CAREDESK_DIRECT_DATABASE = direct_database(os.environ)
+# Reads inside caredesk.config.replica.replica_reads() go to the "replica" alias when DATABASE_REPLICA_URL is set.
+DATABASE_ROUTERS = ["caredesk.config.replica.ReplicaRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
