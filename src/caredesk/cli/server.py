@@ -29,15 +29,20 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     with django_context(args, schema=not args.migrate):
         import uvicorn
+        from django.conf import settings
 
         if args.migrate:
             _migrate(verbosity=0)
+        from uvicorn.config import LOGGING_CONFIG
+
         uvicorn.run(
             "caredesk.config.asgi:application",
             host=args.host,
             port=args.port,
             log_level="warning",
             timeout_graceful_shutdown=3,
+            # In JSON, uvicorn's messages go through Django's LOGGING (one format for the shipper to parse).
+            log_config=None if settings.CAREDESK_LOG_FORMAT == "json" else LOGGING_CONFIG,
         )
     return 0
 

@@ -58,6 +58,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "caredesk.ops.logs.RequestIdMiddleware",
     "caredesk.config.security.ContentSecurityPolicyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "servestatic.middleware.ServeStaticMiddleware",
@@ -156,14 +157,28 @@ CAREDESK_REPLY_LEASE_SECONDS = float(os.environ.get("CAREDESK_REPLY_LEASE_SECOND
 # The most events the live stream replays to a reconnecting browser; beyond it the page reloads its state instead.
 CAREDESK_STREAM_REPLAY_LIMIT = int(os.environ.get("CAREDESK_STREAM_REPLAY_LIMIT", "10000"))
 
+# CAREDESK_LOG_FORMAT=json: one JSON object a line, with the request id and installation at hand
+# (caredesk.ops.logs), for a log shipper; the default is plain lines for a person at a terminal. Request lines
+# (caredesk.request: method, path, status, ms) are logged in JSON only (a terminal needs no line per request).
+CAREDESK_LOG_FORMAT = os.environ.get("CAREDESK_LOG_FORMAT", "plain").strip().lower()
+if CAREDESK_LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"CAREDESK_LOG_FORMAT must be plain or json, got {CAREDESK_LOG_FORMAT!r}")
+_LOG_LEVEL = os.environ.get("CAREDESK_LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "caredesk.ops.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": CAREDESK_LOG_FORMAT}},
     "loggers": {
-        "caredesk": {"handlers": ["console"], "level": os.environ.get("CAREDESK_LOG_LEVEL", "INFO")},
+        "caredesk": {"handlers": ["console"], "level": _LOG_LEVEL},
+        "caredesk.request": {"level": "INFO" if CAREDESK_LOG_FORMAT == "json" else "WARNING"},
         "procrastinate": {"handlers": ["console"], "level": "WARNING"},
+        # uvicorn's own messages (startup, errors) in the same format when it is JSON (cli.server hands
+        # uvicorn no log config of its own then).
+        "uvicorn": {"handlers": ["console"] if CAREDESK_LOG_FORMAT == "json" else [], "level": "WARNING"},
     },
 }
 
