@@ -51,7 +51,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     with django_context(args):
         from caredesk.jobs.worker import run_worker
 
-        run_worker(args.concurrency)
+        queues = [q.strip() for q in (args.queues or "").split(",") if q.strip()]
+        run_worker(args.concurrency, queues=queues or None)
     return 0
 
 
@@ -150,6 +151,9 @@ def add_server_commands(add: AddParser) -> None:
 
     p = add("worker", "run background jobs: connector polling and reply sending")
     p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--queues", default=os.environ.get("CAREDESK_WORKER_QUEUES", ""),
+                   help="comma-separated queues to work on (connectors, outbox, housekeeping; default: all, or "
+                        "$CAREDESK_WORKER_QUEUES)")
     p.set_defaults(func=cmd_worker)
 
     p = add("migrate", "create or upgrade the database schema")
