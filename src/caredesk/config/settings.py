@@ -176,6 +176,8 @@ LOGGING = {
         "caredesk": {"handlers": ["console"], "level": _LOG_LEVEL},
         "caredesk.request": {"level": "INFO" if CAREDESK_LOG_FORMAT == "json" else "WARNING"},
         "procrastinate": {"handlers": ["console"], "level": "WARNING"},
+        # A request that fails (500) with its traceback: Django's default sends these only to the admins' mail.
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
         # uvicorn's own messages (startup, errors) in the same format when it is JSON (cli.server hands
         # uvicorn no log config of its own then).
         "uvicorn": {"handlers": ["console"] if CAREDESK_LOG_FORMAT == "json" else [], "level": "WARNING"},
