@@ -71,3 +71,23 @@ def test_the_json_format_is_chosen_by_the_environment_and_a_bad_one_refused() ->
     env["CAREDESK_LOG_FORMAT"] = "xml"
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and "CAREDESK_LOG_FORMAT must be plain or json" in done.stderr
+
+
+def test_a_request_that_finds_the_pool_exhausted_answers_503() -> None:
+    from django.db import OperationalError
+    from django.test import RequestFactory
+    from psycopg_pool import PoolTimeout
+
+    from caredesk.ops.logs import RequestIdMiddleware
+
+    middleware = RequestIdMiddleware(lambda request: None)  # type: ignore[arg-type,return-value]
+    request = RequestFactory().get("/cases/")
+    try:  # as Django raises it: its OperationalError, caused by psycopg_pool's
+        try:
+            raise PoolTimeout("couldn't get a connection after 10.00 sec")
+        except PoolTimeout as exc:
+            raise OperationalError(str(exc)) from exc
+    except OperationalError as wrapped:
+        response = middleware.process_exception(request, wrapped)
+    assert response is not None and response.status_code == 503 and response["Retry-After"] == "1"
+    assert middleware.process_exception(request, ValueError("a bug")) is None

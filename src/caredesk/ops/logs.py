@@ -24,7 +24,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.http import HttpRequest, HttpResponseBase
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from psycopg_pool import PoolTimeout
 
 _context: ContextVar[dict[str, Any]] = ContextVar("caredesk_log_context", default={})  # noqa: B039 - never mutated
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -69,7 +70,11 @@ class JsonFormatter(logging.Formatter):
 
 class RequestIdMiddleware:
     """Gives each request a ``request_id`` in the log context and the ``X-Request-ID`` response header, and logs
-    one ``caredesk.request`` line per request (method, path, status, milliseconds to the response's headers)."""
+    one ``caredesk.request`` line per request (method, path, status, milliseconds to the response's headers).
+
+    A request that waited its ``CAREDESK_DB_POOL_TIMEOUT`` for a pooled connection in vain answers 503 with
+    ``Retry-After``, not a 500: the server is busy, nothing is broken, and a load balancer or browser may retry.
+    """
 
     sync_capable = True
     async_capable = True
@@ -90,6 +95,15 @@ class RequestIdMiddleware:
         handler: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
         with self._context(request) as finish:
             return finish(await handler(request))
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, PoolTimeout) and not isinstance(exception.__cause__, PoolTimeout):
+            return None
+        request_log.warning("no database connection free in the pool: %s %s answered 503", request.method,
+                            request.path)
+        response = HttpResponse("The desk is busy; try again in a moment.\n", status=503, content_type="text/plain")
+        response["Retry-After"] = "1"
+        return response
 
     @contextlib.contextmanager
     def _context(self, request: HttpRequest) -> Iterator[Callable[[HttpResponseBase], HttpResponseBase]]:
