@@ -2,8 +2,8 @@
 anywhere reaches a live stream on either, replies queued through one are sent exactly once by one of the workers,
 and a worker killed with SIGKILL while sending loses nothing.
 
-One web server runs with the connection pool on (``CAREDESK_DB_POOL_MAX``), the other without, so the pool is
-exercised under ASGI with the live stream.
+Web server B and worker 2 run with the connection pool on (``CAREDESK_DB_POOL_MAX``), A and worker 1 without, so
+the pool is exercised under ASGI with the live stream (on B) and beside procrastinate's own connections.
 """
 
 from __future__ import annotations
@@ -131,10 +131,13 @@ def test_two_web_servers_and_two_workers_share_one_database(work: tuple[Path, Pr
     first = processes.start("worker-1", [sys.executable, "-m", "caredesk", "worker", "--concurrency", "2"],
                             worker_env)
     first_id = _wait("worker 1 to register", lambda: _worker_ids(), processes)
-    processes.start("worker-2", [sys.executable, "-m", "caredesk", "worker", "--concurrency", "2"], worker_env)
+    # Worker 2 and web B with the pool on: Django's connections pooled, procrastinate's own connector not.
+    pooled = {"CAREDESK_DB_POOL_MAX": "4", "CAREDESK_DB_POOL_MIN": "1"}
+    processes.start("worker-2", [sys.executable, "-m", "caredesk", "worker", "--concurrency", "2"],
+                    {**worker_env, **pooled})
     _wait("worker 2 to register", lambda: len(_worker_ids()) >= 2, processes)
-    web_a = _start_web(processes, env, "web-a", CAREDESK_DB_POOL_MAX="4", CAREDESK_DB_POOL_MIN="1")
-    web_b = _start_web(processes, env, "web-b")
+    web_a = _start_web(processes, env, "web-a")
+    web_b = _start_web(processes, env, "web-b", **pooled)
 
     a, b = _login(web_a, agent.username), _login(web_b, agent.username)
     for client in (a, b):  # both serve the inbox and a case, from the same rows
