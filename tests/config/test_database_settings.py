@@ -77,3 +77,15 @@ def test_without_a_replica_reporting_reads_stay_on_the_primary() -> None:
     with replica_reads() as alias:
         assert alias == "default" == reporting_alias()
         assert router.db_for_read(Brand) is None
+
+
+def test_the_live_stream_listens_on_the_direct_database_when_one_is_set() -> None:
+    from django.test import override_settings
+
+    from caredesk.inbox.stream import database_conninfo
+
+    assert "db-primary" not in database_conninfo()
+    direct = direct_database({"DATABASE_DIRECT_URL": "postgresql://care@db-primary:5432/caredesk?sslmode=require"})
+    with override_settings(CAREDESK_DIRECT_DATABASE=direct):
+        conninfo = database_conninfo()
+    assert "host=db-primary" in conninfo and "sslmode=require" in conninfo and "dbname=caredesk" in conninfo

@@ -33,6 +33,7 @@ from factories import ingest, make_case, make_installation, make_post, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 REPLIES = 16
+REPLICA_APP = "caredesk-replica-reads"
 WAIT = 20.0
 
 
@@ -137,7 +138,10 @@ def test_two_web_servers_and_two_workers_share_one_database(work: tuple[Path, Pr
                     {**worker_env, **pooled})
     _wait("worker 2 to register", lambda: len(_worker_ids()) >= 2, processes)
     web_a = _start_web(processes, env, "web-a")
-    web_b = _start_web(processes, env, "web-b", **pooled)
+    # Web B also has a "replica" (the same database under another application_name) for /metrics' reads.
+    replica_url = test_database_url() + ("&" if "?" in test_database_url() else "?") + "application_name=" + REPLICA_APP
+    web_b = _start_web(processes, env, "web-b", **pooled, DATABASE_REPLICA_URL=replica_url,
+                       CAREDESK_METRICS_TOKEN="two-of-each-token")
 
     a, b = _login(web_a, agent.username), _login(web_b, agent.username)
     for client in (a, b):  # both serve the inbox and a case, from the same rows
@@ -185,6 +189,15 @@ def test_two_web_servers_and_two_workers_share_one_database(work: tuple[Path, Pr
     published = Counter(entry["key"] for entry in read_publish_log(str(publish_log)))
     assert states == {"sent": REPLIES}, states
     assert published == {f"two-of-each-{n}": 1 for n in range(REPLIES)}  # each exactly once, none lost
+
+    # Web B's /metrics, read through its replica alias, counts what the workers did.
+    metrics = b.get("/metrics", headers={"Authorization": "Bearer two-of-each-token"})
+    assert metrics.status_code == 200
+    assert f'caredesk_replies{{state="sent"}} {float(REPLIES)}' in metrics.text
+    assert "caredesk_metrics_scrape_errors 0.0" in metrics.text
+    with connection.cursor() as cursor:  # the pooled replica connection that answered is still open, idle
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", [REPLICA_APP])
+        assert cursor.fetchone()[0] >= 1
 
     # Both servers still answer after the kill.
     for client in (a, b):
