@@ -68,6 +68,7 @@ def test_a_raw_payload_lands_in_its_month_and_is_read_updated_by_id() -> None:
 
 def test_making_partitions_is_idempotent_and_moves_rows_waiting_in_the_default() -> None:
     waiting = _activity(datetime(2001, 5, 5, tzinfo=UTC))
+    june = _activity(datetime(2001, 6, 30, tzinfo=UTC))  # two months in a row with rows to move
     other = _activity(datetime(2001, 7, 1, tzinfo=UTC))
     first, last = datetime(2001, 4, 1, tzinfo=UTC), datetime(2001, 6, 30, tzinfo=UTC)
     with transaction.atomic(), connection.cursor() as cursor:
@@ -75,6 +76,7 @@ def test_making_partitions_is_idempotent_and_moves_rows_waiting_in_the_default()
         assert made == ["cases_activity_y2001m04", "cases_activity_y2001m05", "cases_activity_y2001m06"]
         assert partitions.ensure_partitions(cursor, "cases_activity", first, last) == []
     assert _where("cases_activity", waiting.pk) == "cases_activity_y2001m05"  # moved, same id
+    assert _where("cases_activity", june.pk) == "cases_activity_y2001m06"
     assert _where("cases_activity", other.pk) == "cases_activity_default"  # July: no partition yet
     assert Activity.objects.get(pk=waiting.pk).kind == "case_labels"
     # The worker's job: nothing to do when every month ahead is there.

@@ -128,6 +128,10 @@ def ensure_partitions(cursor: Any, table: str, first: datetime, last: datetime) 
         if waiting:
             cursor.execute(f"INSERT INTO {table} OVERRIDING SYSTEM VALUE SELECT * FROM {moved}")  # noqa: S608
             cursor.execute(f"DROP TABLE {moved}")
+            # The moved rows' foreign-key checks (deferred, as all of Django's are) would forbid the next month's
+            # CREATE in this transaction: check them now, then defer again.
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            cursor.execute("SET CONSTRAINTS ALL DEFERRED")
         made.append(part.name)
     return made
 
