@@ -125,3 +125,13 @@ def test_the_migration_goes_back_to_a_plain_table_and_forward_again_keeping_rows
         assert cursor.fetchone()[0] > max(ids)  # the sequence went on from where it was
         cursor.execute("SET CONSTRAINTS ALL DEFERRED")
     assert _schema(table) == before
+
+
+def test_the_worker_makes_partitions_and_applies_retention_daily() -> None:
+    from procrastinate.contrib.django import app
+
+    from caredesk.retention.tasks import partitions_job, retention_job
+
+    crons = {p.task.name: p.cron for p in app.periodic_registry.periodic_tasks.values()
+             if p.task in (partitions_job, retention_job)}
+    assert crons == {"retention.partitions": "41 1 * * *", "retention.apply": "13 3 * * *"}

@@ -186,6 +186,14 @@ def test_an_interrupted_run_resumes_where_it_stopped_with_the_same_cutoff(nimbus
     assert later.run.cutoff == first.run.cutoff
     assert later.run.counts["cases_redacted"] == 3 and later.run.counts["posts_redacted"] == 3
     assert RetentionRun.objects.filter(brand=nimbus.brand).count() == 1
+    # A policy changed mid-run stops that run: the new policy starts from the beginning.
+    stopped = run_retention(nimbus.brand, NOW + timedelta(days=1), batch_size=1, max_batches=1)
+    assert stopped is not None and not stopped.finished
+    do_set_retention(nimbus.brand, 40, "redact", NOW + timedelta(days=1))
+    stopped.run.refresh_from_db()
+    assert (stopped.run.status, stopped.run.error) == ("failed", "stopped: the policy changed")
+    RetentionRun.objects.filter(pk=stopped.run.pk).delete()
+    do_set_retention(nimbus.brand, 30, "redact", T0)
     # The following run starts after what this one covered, and finds nothing left.
     nxt = run_retention(nimbus.brand, NOW + timedelta(days=2))
     assert nxt is not None and nxt.run.since == first.run.cutoff
