@@ -1,0 +1,199 @@
+"""Issue 11, data that ages well: does a year of data slow today's work, and how fast does retention remove it?
+
+Builds its own database (``caredesk_bench_retention``, never the shared large one) with bench/big_db.py at
+``--scale`` of its year of data (activities in monthly partitions, as migrated), then measures:
+
+1. **Activities, partitioned vs one table.** The same rows copied into one plain table with the same indexes; on
+   both, today's case timeline (a recent case's activities by id, as the case page reads them) and the live
+   stream's page (the hub's own SQL, from a position near the end). Median and p95 over random recent cases.
+2. **Posts, a year in one table vs a month.** The last 30 days of posts copied into a table of their own with the
+   same indexes; on both, ingest's dedupe lookup (installation, external id) and a recent case's posts.
+3. **Retention.** A year of raw payloads (``--payloads``) inserted for every brand; policies of 90 days set (the
+   large brand *redact*, the others *delete*); the payload months past every policy dropped whole, then each
+   brand's run for ``--batches`` batches: cases and posts per second.
+
+    python bench/retention_scale.py --scale 0.1
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+DB = "caredesk_bench_retention"
+
+
+def _timed(cursor: Any, sql: str, params: list[Any], repeat: int = 1) -> float:
+    began = time.perf_counter()
+    for _ in range(repeat):
+        cursor.execute(sql, params)
+        cursor.fetchall()
+    return (time.perf_counter() - began) / repeat * 1000
+
+
+def _stats(samples: list[float]) -> str:
+    ordered = sorted(samples)
+    p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
+    return f"median {statistics.median(ordered):6.3f} ms  p95 {p95:6.3f} ms"
+
+
+def _copy_table(cursor: Any, source: str, target: str, where: str, indexes: list[str],
+                params: list[Any] | None = None) -> None:
+    cursor.execute(f"DROP TABLE IF EXISTS {target}")
+    cursor.execute(f"CREATE TABLE {target} AS SELECT * FROM {source} {where}", params or [])  # noqa: S608
+    cursor.execute(f"ALTER TABLE {target} ADD PRIMARY KEY (id)")
+    for i, columns in enumerate(indexes):
+        cursor.execute(f"CREATE INDEX {target}_{i} ON {target} ({columns})")
+    cursor.execute(f"ANALYZE {target}")
+
+
+def activities(cursor: Any, end: Any, rng: random.Random, samples: int) -> None:
+    from caredesk.inbox.stream import _PAGE_SQL
+
+    _copy_table(cursor, "cases_activity", "bench_activity_plain", "",
+                ["case_id, id", "txid, id", "brand_id", "case_id"])
+    cursor.execute("SELECT count(*), count(DISTINCT tableoid) FROM cases_activity")
+    rows, parts = cursor.fetchone()
+    print(f"activities: {rows:,} rows; partitioned: {parts} partitions holding rows; plain: one table")
+    cursor.execute("SELECT id, created_at FROM cases_case WHERE created_at >= %s", [end - timedelta(days=7)])
+    recent = cursor.fetchall()
+    sampled = rng.sample(recent, min(samples, len(recent)))
+    cases = [c for c, _ in sampled]
+    timeline = "SELECT id, kind, actor_id, data, created_at FROM {t} WHERE case_id = %s ORDER BY id"
+    cursor.execute("SELECT txid::text, id FROM cases_activity ORDER BY txid DESC, id DESC OFFSET 500 LIMIT 1")
+    position = list(cursor.fetchone())
+    for table in ("cases_activity", "bench_activity_plain"):
+        for case_id in cases[:20]:  # warm the cache: both tables read from memory
+            _timed(cursor, timeline.format(t=table), [case_id])
+        times = [_timed(cursor, timeline.format(t=table), [c]) for c in cases]
+        print(f"  timeline of a recent case, {table:<22} {_stats(times)}")
+        page = _PAGE_SQL.format(table=table, brand_filter="")
+        times = [_timed(cursor, page, [*position, 500]) for _ in range(max(20, samples // 5))]
+        print(f"  stream page of 500 near now, {table:<19} {_stats(times)}")
+    # The same timeline bounded below by the case's creation (a day of margin for platform clocks): the planner
+    # then reads only the partitions from that month on.
+    pruned = timeline.format(t="cases_activity").replace(" ORDER BY", " AND created_at >= %s ORDER BY")
+    args = [[c, at - timedelta(days=1)] for c, at in sampled]
+    for a in args[:20]:
+        _timed(cursor, pruned, a)
+    times = [_timed(cursor, pruned, a) for a in args]
+    print(f"  timeline bounded by the case's creation, cases_activity {_stats(times)}")
+    for label, sql, params in (("timeline", timeline.format(t="cases_activity"), [cases[0]]),
+                               ("bounded timeline", pruned, args[0])):
+        cursor.execute("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + sql, params)
+        plan = [r[0] for r in cursor.fetchall()]
+        scans = sum("Index Scan" in line or "Index Only Scan" in line for line in plan)
+        seq = sum("Seq Scan" in line for line in plan)
+        timing = " ".join(line.strip() for line in plan if line.startswith(("Planning Time", "Execution Time")))
+        print(f"  {label} plan on the partitioned table: {scans} index scans, {seq} sequential scans; {timing}")
+    cursor.execute("DROP TABLE bench_activity_plain")
+
+
+def posts(cursor: Any, end: Any, rng: random.Random, samples: int) -> None:
+    _copy_table(cursor, "cases_post", "bench_post_month", "WHERE created_at >= %s",
+                ["installation_id, external_id", "case_id, created_at"], [end - timedelta(days=30)])
+    cursor.execute("SELECT count(*) FROM cases_post")
+    year = cursor.fetchone()[0]
+    cursor.execute("SELECT count(*) FROM bench_post_month")
+    month = cursor.fetchone()[0]
+    print(f"posts: a year {year:,} rows in one table vs the last month alone {month:,} rows")
+    cursor.execute("SELECT installation_id, external_id, case_id FROM bench_post_month")
+    recent = cursor.fetchall()
+    picked = rng.sample(recent, min(samples, len(recent)))
+    dedupe = "SELECT id FROM {t} WHERE installation_id = %s AND external_id = %s"
+    by_case = "SELECT id, text, created_at FROM {t} WHERE case_id = %s ORDER BY created_at"
+    for table in ("cases_post", "bench_post_month"):
+        for inst, ext, case in picked[:20]:
+            _timed(cursor, dedupe.format(t=table), [inst, ext])
+            _timed(cursor, by_case.format(t=table), [case])
+        times = [_timed(cursor, dedupe.format(t=table), [inst, ext]) for inst, ext, _ in picked]
+        print(f"  dedupe lookup, {table:<18} {_stats(times)}")
+        times = [_timed(cursor, by_case.format(t=table), [case]) for _, _, case in picked]
+        print(f"  a recent case's posts, {table:<10} {_stats(times)}")
+    cursor.execute("DROP TABLE bench_post_month")
+
+
+def retention(connection: Any, end: Any, payloads: int, batches: int) -> None:
+    from django.db import transaction
+
+    from caredesk.accounts.models import Brand
+    from caredesk.connectors.models import ConnectorInstallation
+    from caredesk.retention import partitions
+    from caredesk.retention.actions import do_set_retention, drop_expired_payload_partitions, run_retention
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        partitions.ensure_partitions(cursor, "connectors_rawpayload", end - timedelta(days=400), end)
+        installations = list(ConnectorInstallation.objects.values_list("id", flat=True))
+        cursor.execute(
+            "INSERT INTO connectors_rawpayload (installation_id, source, received_at, body, status, error, attempts) "
+            "SELECT (%s::bigint[])[1 + g %% %s], 'webhook', %s - (g * interval '365 days' / %s), "
+            "convert_to(repeat('x', 600), 'UTF8'), CASE WHEN g %% 100 = 0 THEN 'failed' ELSE 'processed' END, '', 1 "
+            "FROM generate_series(1, %s) AS g",
+            [installations, len(installations), end, payloads, payloads],
+        )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE connectors_rawpayload")
+    brands = list(Brand.objects.order_by("pk"))
+    for i, brand in enumerate(brands):
+        do_set_retention(brand, 90, "redact" if i == 0 else "delete", end - timedelta(days=1))
+    began = time.perf_counter()
+    with transaction.atomic(), connection.cursor() as cursor:
+        dropped = drop_expired_payload_partitions(cursor, end)
+        cursor.execute("SELECT count(*) FROM connectors_rawpayload")
+        left = cursor.fetchone()[0]
+    seconds = time.perf_counter() - began
+    print(f"retention: {payloads:,} raw payloads over a year; {len(dropped)} months past every 90-day policy "
+          f"dropped whole in {seconds * 1000:.0f} ms; {left:,} payloads left")
+    for brand in brands:
+        began = time.perf_counter()
+        outcome = run_retention(brand, end, batch_size=500, max_batches=batches)
+        seconds = time.perf_counter() - began
+        assert outcome is not None
+        counts = outcome.run.counts
+        cases = counts.get("cases_redacted", 0) + counts.get("cases_deleted", 0)
+        posts = counts.get("posts_redacted", 0) + counts.get("posts_deleted", 0)
+        state = "finished" if outcome.finished else f"stopped after {batches} batches"
+        print(f"  {brand.slug} ({outcome.run.action}): {cases:,} cases, {posts:,} posts, "
+              f"{counts.get('payloads_deleted', 0):,} payloads in {seconds:.1f} s ({state}): "
+              f"{cases / seconds:,.0f} cases/s, {posts / seconds:,.0f} posts/s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=float, default=0.1, help="of big_db's year (1.0: 1M cases)")
+    parser.add_argument("--samples", type=int, default=300)
+    parser.add_argument("--payloads", type=int, default=200_000)
+    parser.add_argument("--batches", type=int, default=20, help="retention batches (of 500 cases) per brand")
+    parser.add_argument("--seed", type=int, default=11)
+    args = parser.parse_args()
+
+    import big_db
+    from _db import setup_database
+
+    began = time.monotonic()
+    setup_database(DB)
+    from django.db import connection, transaction
+
+    with transaction.atomic():
+        seeded = big_db.seed_accounts()
+    sizes = big_db.Sizes().scaled(args.scale)
+    big_db.load(connection, sizes, seeded, args.seed, log=lambda _: None)
+    print(f"built {DB}: {sizes.cases:,} cases, {sizes.posts:,} posts, {sizes.activities:,} activities "
+          f"in {time.monotonic() - began:.0f} s")
+    rng = random.Random(args.seed)
+    with connection.cursor() as cursor:
+        activities(cursor, big_db.END, rng, args.samples)
+        posts(cursor, big_db.END, rng, args.samples)
+    retention(connection, big_db.END, args.payloads, args.batches)
+
+
+if __name__ == "__main__":
+    main()
