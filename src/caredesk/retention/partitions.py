@@ -205,9 +205,12 @@ def convert_table(cursor: Any, table: str, *, partitioned: bool, now: datetime) 
     )
     cursor.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), %s, %s)", [table, last_value, is_called])
     if partitioned:
-        cursor.execute(f"SELECT min({key}) FROM {old}")  # noqa: S608
-        oldest = cursor.fetchone()[0] or now
-        ensure_partitions(cursor, table, min(oldest, now), add_months(month_start(now), MONTHS_AHEAD))
+        # The months that hold rows (not every month since the oldest: one stray old timestamp would make hundreds
+        # of empty partitions), this month and the months ahead.
+        cursor.execute(f"SELECT DISTINCT date_trunc('month', {key} AT TIME ZONE 'UTC') FROM {old}")  # noqa: S608
+        for (month,) in cursor.fetchall():
+            ensure_partitions(cursor, table, month.replace(tzinfo=UTC), month.replace(tzinfo=UTC))
+        ensure_partitions(cursor, table, now, add_months(month_start(now), MONTHS_AHEAD))
     cursor.execute(f"INSERT INTO {table} OVERRIDING SYSTEM VALUE SELECT * FROM {old}")  # noqa: S608
     cursor.execute(f"DROP TABLE {old}")
     cursor.execute(f"ALTER TABLE {table} ADD PRIMARY KEY ({'id, ' + key if partitioned else 'id'})")
