@@ -106,9 +106,10 @@ def _closed_cases(run: RetentionRun, limit: int) -> list[tuple[int, datetime]]:
 
 
 def _lock_still_closed(run: RetentionRun, case_ids: list[int]) -> list[Case]:
+    # In id order, as ingest locks the cases a batch of posts touches: two lockers in one order cannot deadlock.
     return list(Case.objects.select_for_update().filter(
         pk__in=case_ids, brand_id=run.brand_id, status=Case.Status.RESOLVED, updated_at__lt=run.cutoff,
-    ).order_by("updated_at", "id"))
+    ).order_by("pk"))
 
 
 def _redact_posts(posts: QuerySet[Post]) -> int:
