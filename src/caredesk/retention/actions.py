@@ -24,11 +24,12 @@ re-checked under its row lock before it is changed: one reopened since it was li
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import Q, QuerySet
 
 from caredesk.accounts.models import Brand
@@ -248,8 +249,7 @@ def run_all(now: datetime, batch_size: int = BATCH_SIZE) -> list[RetentionRun]:
     """Raw-payload partitions older than every policy dropped, every brand's policy applied, emptied months
     dropped."""
     # First the raw-payload months past every policy, whole: their rows need not be deleted one by one below.
-    with transaction.atomic(), connection.cursor() as cursor:
-        dropped = drop_expired_payload_partitions(cursor, now)
+    dropped = _dropping(lambda cursor: drop_expired_payload_partitions(cursor, now))
     runs = []
     for brand in Brand.objects.filter(retention_days__isnull=False).order_by("pk"):
         try:
@@ -260,13 +260,24 @@ def run_all(now: datetime, batch_size: int = BATCH_SIZE) -> list[RetentionRun]:
             continue
         if outcome is not None:
             runs.append(outcome.run)
-    with transaction.atomic(), connection.cursor() as cursor:
-        for table in partitions.PARTITIONED:
-            if partitions.is_partitioned(cursor, table):
-                dropped += partitions.drop_empty_partitions(cursor, table, now)
+    def emptied(cursor: Any) -> list[str]:
+        return [name for table in partitions.PARTITIONED if partitions.is_partitioned(cursor, table)
+                for name in partitions.drop_empty_partitions(cursor, table, now)]
+
+    dropped += _dropping(emptied)
     if dropped:
         log.info("retention dropped partitions %s", ", ".join(dropped))
     return runs
+
+
+def _dropping(drop: Callable[[Any], list[str]]) -> list[str]:
+    """Run ``drop`` in its own transaction; a partition whose lock is not had in time waits for the next day."""
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            return drop(cursor)
+    except OperationalError as exc:  # lock_timeout behind a long query: nothing dropped, nothing lost
+        log.warning("retention could not drop partitions now: %s", exc)
+        return []
 
 
 def drop_expired_payload_partitions(cursor: Any, now: datetime) -> list[str]:

@@ -32,9 +32,10 @@ from typing import Any
 # table -> its partition key. Only these tables are partitioned.
 PARTITIONED: dict[str, str] = {"cases_activity": "created_at", "connectors_rawpayload": "received_at"}
 MONTHS_AHEAD = 3  # partitions made this many months past the current one
-# A partition being made locks its parent briefly; behind a long query it waits no longer than this, and the
-# daily job tries again (the months ahead leave ample time).
-LOCK_TIMEOUT = "5s"
+# Making or dropping a partition takes an exclusive lock on the parent for milliseconds; queued behind a long
+# query it would hold every reader and writer of the table behind it, so it waits no longer than this and the daily
+# job tries again the next day (the months made ahead leave ample time).
+LOCK_TIMEOUT = "1s"
 _NAME = re.compile(r"^(?P<table>\w+)_y(?P<year>\d{4})m(?P<month>\d{2})$")
 
 
