@@ -271,3 +271,58 @@ def test_the_cli_sets_refuses_runs_and_reports(tmp_path: Path, capsys: pytest.Ca
     assert main(["retention", "partitions", "--ensure", *args]) == 0
     assert "cases_activity_default" in capsys.readouterr().out
     assert Brand.objects.get(slug="nimbus").retention_days == 30
+
+
+@pytestmark_cli
+def test_a_reply_arriving_while_its_case_is_deleted_is_stored_all_the_same() -> None:
+    """Ingest locks the cases a batch touches, as retention does: it waits for the deletion, then stores the reply
+    (in a case of its own) instead of failing on a case that no longer exists."""
+    import threading
+
+    from django.db import connections
+
+    from factories import ingest, make_post
+
+    installation = make_installation(make_brand("Nimbus"))
+    do_set_retention(installation.brand, 30, "delete", T0)
+    case = _case(installation, "resolved", OLD)
+    parent = case.posts.get()
+    run = RetentionRun.objects.create(brand=installation.brand, action="delete", days=30, started_at=NOW,
+                                      cutoff=NOW - timedelta(days=30))
+    locked, release = threading.Event(), threading.Event()
+    stored: list[int] = []
+
+    def delete() -> None:
+        from caredesk.retention.actions import do_retain_cases
+
+        try:
+            with transaction.atomic():
+                do_retain_cases(run, [case.pk])
+                locked.set()
+                release.wait(10)
+        finally:
+            connections.close_all()
+
+    def reply() -> None:
+        try:
+            report = ingest(installation, make_post("still broken, any news?", author_id=parent.author.external_id,
+                                                    handle=parent.author.handle,
+                                                    in_reply_to=parent.external_id), now=NOW)
+            stored.extend(report.post_ids)
+        finally:
+            connections.close_all()
+
+    deleter = threading.Thread(target=delete)
+    deleter.start()
+    assert locked.wait(10)
+    replier = threading.Thread(target=reply)
+    replier.start()
+    replier.join(1.0)
+    assert replier.is_alive()  # waiting for the case's lock
+    release.set()
+    deleter.join(10)
+    replier.join(10)
+    assert not Case.objects.filter(pk=case.pk).exists()
+    assert len(stored) == 1
+    post = Post.objects.get(pk=stored[0])
+    assert post.text == "still broken, any news?" and post.case_id != case.pk
