@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from caredesk.retention import partitions
-
 BIG_DB = "caredesk_bench_big"
 BIG_TABLES = ("cases_customer", "cases_author", "cases_case", "cases_post", "cases_activity")
 AGENT_PASSWORD = "bench-agent-password-11"
@@ -190,8 +188,7 @@ def _constraints_and_indexes(cursor: Any) -> tuple[list[tuple[str, str, str]], l
         "AND indexrelid NOT IN (SELECT conindid FROM pg_constraint WHERE conindid <> 0)",
         [list(BIG_TABLES)],
     )
-    # A partitioned table's index reads "ON ONLY table": made again that way it would cover no partition.
-    return constraints, [(name, d.replace(" ON ONLY ", " ON ")) for name, d in cursor.fetchall()]
+    return constraints, list(cursor.fetchall())
 
 
 class _Ids:
@@ -261,10 +258,6 @@ def load(connection: Any, sizes: Sizes, seeded: Seeded, seed: int = 11,
         pg = cursor.connection  # psycopg 3
         ids = _Ids(cursor)
         constraints, indexes = _constraints_and_indexes(cursor)
-        # Activities are partitioned by month: make the months of the year loaded, or it all lands in the default.
-        if partitions.is_partitioned(cursor, "cases_activity"):
-            first, last = END - YEAR - timedelta(days=31), END + timedelta(days=62)
-            partitions.ensure_partitions(cursor, "cases_activity", first, last)
         if rebuild:
             # Inside a transaction (a test) the accounts just seeded leave deferred FK checks pending, which forbid
             # altering the tables they reference: run them now.

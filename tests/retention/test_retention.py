@@ -269,7 +269,7 @@ def test_the_cli_sets_refuses_runs_and_reports(tmp_path: Path, capsys: pytest.Ca
     assert main(["retention", "show", *args]) == 0
     assert "nimbus\tdelete after 30 days\tlast run " in capsys.readouterr().out
     assert main(["retention", "partitions", "--ensure", *args]) == 0
-    assert "cases_activity_default" in capsys.readouterr().out
+    assert "connectors_rawpayload_default" in capsys.readouterr().out
     assert Brand.objects.get(slug="nimbus").retention_days == 30
 
 

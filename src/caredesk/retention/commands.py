@@ -158,6 +158,6 @@ def add_retention_commands(add: AddParser, setup: Setup) -> None:
     p.add_argument("slug", nargs="?")
     p.add_argument("--last", type=int, default=10, help="how many runs (default 10)")
     p.set_defaults(func=bind(cmd_report))
-    p = command("partitions", "the monthly partitions of activities and raw payloads, their rows and sizes")
+    p = command("partitions", "the monthly partitions of raw payloads, their rows and sizes")
     p.add_argument("--ensure", action="store_true", help="first make this month's and the next months'")
     p.set_defaults(func=bind(cmd_partitions))

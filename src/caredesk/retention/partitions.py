@@ -1,25 +1,28 @@
-"""Monthly partitions of the two append-only tables that grow fastest: activities and raw payloads.
+"""Monthly partitions of raw payloads, the append-only table of bulky platform deliveries.
 
-Both are partitioned by RANGE on their time column (PostgreSQL declarative partitioning), one partition a month
-(``cases_activity_y2026m12``) plus a DEFAULT partition, so an insert never fails for want of a partition: a row
-outside every month made so far (a test's old timestamp, a clock far off, the worker not run for months) lands in
+``connectors_rawpayload`` is partitioned by RANGE on ``received_at`` (PostgreSQL declarative partitioning), one
+partition a month (``connectors_rawpayload_y2026m12``) plus a DEFAULT partition, so an insert never fails for want of
+a partition: a row outside every month made so far (a test's old timestamp, the worker not run for months) lands in
 ``<table>_default`` and is moved into its month when that month's partition is made.
 
 A partitioned table's primary key must contain the partition key, so in the database the key is
-``(id, <time column>)``; the ids still come from the table's one identity sequence, so they stay unique and
-increasing (the stream's SSE ids, the retry command's payload ids). Django's model state keeps ``id`` as the
-primary key: every query Django writes (by id, by case, by installation) works unchanged, and each partition has
-its own copy of every index, so a query by case reads one small index per partition.
+``(id, received_at)``; the ids still come from the table's one identity sequence, so they stay unique and
+increasing (``caredesk connector retry``'s payload ids). Django's model state keeps ``id`` as the primary key: every
+query Django writes works unchanged, and each partition has its own copy of every index.
 
 Partitions are made ahead by the worker (:func:`caredesk.retention.tasks.maintain_partitions`, daily) and by the
-migrations for the months their data covers. Past partitions left empty by retention are dropped whole
-(:func:`drop_empty_partitions`), and raw-payload partitions older than every brand's retention are dropped without
-deleting row by row (see :mod:`caredesk.retention.actions`).
+migration for the months its data covers. Months older than every brand's retention are dropped whole, and months
+left empty are dropped (see :mod:`caredesk.retention.actions`).
+
+Activities are *not* partitioned, measured: every query of them (a case's timeline, the stream) is by case or by
+position, not by time, so each would visit every month's partition, and a request's new connection pays for
+opening them all (docs/retention.md, docs/benchmarks.md). The conversion below is generic: ``PARTITIONED`` lists
+what is partitioned.
 
 Why our own ~150 lines rather than a library: django-postgres-extra's partitioning needs its own database backend
-and model base class for every model (a change to the whole project's settings and two models' ancestry), and
-pg_partman is an extension this PostgreSQL does not have (nor do managed or embedded ones reliably). Monthly RANGE
-partitions of two tables need a name scheme, CREATE ... PARTITION OF and a default partition: what follows.
+and model base class (a change to the whole project's settings and the model's ancestry), and pg_partman is an
+extension this PostgreSQL does not have (nor do managed or embedded ones reliably). Monthly RANGE partitions need a
+name scheme, CREATE ... PARTITION OF and a default partition: what follows.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 # table -> its partition key. Only these tables are partitioned.
-PARTITIONED: dict[str, str] = {"cases_activity": "created_at", "connectors_rawpayload": "received_at"}
+PARTITIONED: dict[str, str] = {"connectors_rawpayload": "received_at"}
 MONTHS_AHEAD = 3  # partitions made this many months past the current one
 # Making or dropping a partition takes an exclusive lock on the parent for milliseconds; queued behind a long
 # query it would hold every reader and writer of the table behind it, so it waits no longer than this and the daily

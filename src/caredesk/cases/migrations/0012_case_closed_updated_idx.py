@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('cases', '0012_activity_partitioned_by_month'),
+        ('cases', '0011_post_edited_deleted'),
     ]
 
     operations = [
