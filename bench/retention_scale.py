@@ -12,6 +12,7 @@ Builds its own database (``caredesk_bench_retention``, never the shared large on
 3. **Retention.** A year of raw payloads (``--payloads``) inserted for every brand; policies of 90 days set (the
    large brand *redact*, the others *delete*); the payload months past every policy dropped whole, then each
    brand's run for ``--batches`` batches: cases and posts per second.
+4. **A raw payload by id** (processing, retry) as a new connection's first query: partitioned vs one table.
 
     python bench/retention_scale.py --scale 0.1
 """
@@ -195,6 +196,21 @@ def retention(connection: Any, end: Any, payloads: int, batches: int) -> None:
               f"{cases / seconds:,.0f} cases/s, {posts / seconds:,.0f} posts/s")
 
 
+def payloads_by_id(cursor: Any, rng: random.Random, samples: int) -> None:
+    """A payload by id (processing, retry) as the first query of a new connection: partitioned vs one table."""
+    _copy_table(cursor, "connectors_rawpayload", "bench_payload_plain", "",
+                ["installation_id, status, id", "installation_id"])
+    cursor.execute("SELECT id FROM connectors_rawpayload")
+    ids = [r[0] for r in cursor.fetchall()]
+    cursor.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'connectors_rawpayload'::regclass")
+    print(f"raw payloads: {len(ids):,} left in {cursor.fetchone()[0]} partitions")
+    sql = "SELECT id, installation_id, source, body, status FROM {t} WHERE id = %s"
+    for table in ("connectors_rawpayload", "bench_payload_plain"):
+        times = [_new_connection_ms(sql.format(t=table), [rng.choice(ids)]) for _ in range(max(20, samples // 4))]
+        print(f"  a payload by id, new connection, {table:<22} {_stats(times)}")
+    cursor.execute("DROP TABLE bench_payload_plain")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=0.1, help="of big_db's year (1.0: 1M cases)")
@@ -222,6 +238,8 @@ def main() -> None:
         activities(cursor, big_db.END, rng, args.samples)
         posts(cursor, big_db.END, rng, args.samples)
     retention(connection, big_db.END, args.payloads, args.batches)
+    with connection.cursor() as cursor:
+        payloads_by_id(cursor, rng, args.samples)
 
 
 if __name__ == "__main__":
