@@ -153,7 +153,36 @@ def test_delete_removes_the_case_its_posts_replies_notes_and_timeline_and_nothin
     assert outcome.run.counts == {
         "cases_skipped": 0, "replies_deleted": 1, "posts_deleted": 1, "cases_deleted": 1,
         "activities_deleted": activities, "notes_deleted": 1, "payloads_deleted": 0,
-    } | {k: v for k, v in outcome.run.counts.items() if k == "posts_deleted"}
+    }
+
+
+def _loose_post(installation: ConnectorInstallation, like: Post, at: datetime) -> Post:
+    """A post in no case (the brand's own, say), made directly: ingest decides for itself which posts get none."""
+    return Post.objects.create(installation=installation, external_id=f"loose-{at:%s}-{like.pk}", author=like.author,
+                               text="our own announcement", raw={"id": "x"}, triage={"topic": "x"}, created_at=at,
+                               received_at=at)
+
+
+@pytest.mark.parametrize("action", ["redact", "delete"])
+def test_posts_in_no_case_past_the_cutoff_are_redacted_or_deleted_and_recent_ones_kept(
+    nimbus: ConnectorInstallation, skyway: ConnectorInstallation, action: str
+) -> None:
+    do_set_retention(nimbus.brand, 30, action, T0)
+    like = _case(nimbus, "open", RECENT).posts.get()
+    old, recent = _loose_post(nimbus, like, OLD), _loose_post(nimbus, like, RECENT)
+    other = _loose_post(skyway, _case(skyway, "open", RECENT).posts.get(), OLD)
+    outcome = run_retention(nimbus.brand, NOW)
+    assert outcome is not None
+    if action == "redact":
+        old.refresh_from_db()
+        assert (old.text, old.raw, old.triage) == ("", {}, {})
+        assert outcome.run.counts["posts_redacted"] == 1
+    else:
+        assert not Post.objects.filter(pk=old.pk).exists()
+        assert outcome.run.counts["posts_deleted"] == 1
+    for kept in (recent, other):
+        kept.refresh_from_db()
+        assert kept.text == "our own announcement"
 
 
 def _payload(installation: ConnectorInstallation, at: datetime, status: str) -> RawPayload:
