@@ -9,7 +9,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -25,16 +27,21 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _fresh_database(name: str) -> str:
-    """A new, empty database on the test server, for commands that migrate their own schema."""
+def _admin() -> psycopg.Connection[tuple[object, ...]]:
     params = connection.settings_dict
-    admin = psycopg.connect(
+    return psycopg.connect(
         dbname="postgres", user=params["USER"], host=params["HOST"], port=params["PORT"] or None, autocommit=True,
         password=params["PASSWORD"] or None,
     )
-    with admin:
+
+
+def _fresh_database(name: str, template: str | None = None) -> str:
+    """A new database on the test server: empty, for commands that migrate their own schema, or a copy of
+    ``template``."""
+    params = connection.settings_dict
+    with _admin() as admin:
         admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {name}")
+        admin.execute(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else ""))
     host = params["HOST"]
     if host.startswith("/"):
         return f"postgresql://{params['USER']}@/{name}?host={host}"
@@ -50,6 +57,27 @@ def _caredesk(*args: str, env: dict[str, str], timeout: float = 120) -> subproce
 def env(tmp_path: Path) -> dict[str, str]:
     # Named after this run, like the test database, so concurrent runs on one server don't drop each other's.
     url = _fresh_database(f"{connection.settings_dict['NAME']}_cli")
+    return {**os.environ, "DATABASE_URL": url, "CAREDESK_DATA_DIR": str(tmp_path)}
+
+
+@pytest.fixture(scope="session")
+def _migrated_template(django_db_setup: None, django_db_blocker: Any) -> Iterator[str]:
+    """A database that ``caredesk migrate`` migrated once per run, copied for each test that needs a schema but
+    does not test migrating (``CREATE DATABASE ... TEMPLATE`` takes a fraction of a second, migrating seconds)."""
+    with django_db_blocker.unblock():
+        name = f"{connection.settings_dict['NAME']}_cli_tpl"
+        url = _fresh_database(name)
+    migrated = _caredesk("migrate", env={**os.environ, "DATABASE_URL": url})
+    assert migrated.returncode == 0, migrated.stderr
+    yield name
+    with django_db_blocker.unblock(), _admin() as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def migrated_env(tmp_path: Path, _migrated_template: str) -> dict[str, str]:
+    """Like ``env``, on a database already migrated by ``caredesk migrate``."""
+    url = _fresh_database(f"{connection.settings_dict['NAME']}_cli", template=_migrated_template)
     return {**os.environ, "DATABASE_URL": url, "CAREDESK_DATA_DIR": str(tmp_path)}
 
 
@@ -134,8 +162,8 @@ def test_unmigrated_database_says_run_migrate(env):
         assert "Traceback" not in result.stderr
 
 
-def test_brands_people_and_tokens(env):
-    assert _caredesk("migrate", env=env).returncode == 0
+def test_brands_people_and_tokens(migrated_env):
+    env = migrated_env
     made = _caredesk("brand", "create", "acme", "--name", "Acme Mobile", env=env)
     assert made.returncode == 0 and "brand acme (Acme Mobile) created" in made.stdout
     assert "already exists" in _caredesk("brand", "create", "acme", "--name", "Acme Mobile", env=env).stdout

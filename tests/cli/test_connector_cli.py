@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
-from test_cli import _caredesk, env  # noqa: F401 - the fixture
+from test_cli import _caredesk, _fresh_database, _migrated_template, migrated_env  # noqa: F401 - the fixtures
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_add_list_test_disable_enable(env: dict[str, str], tmp_path: Path) -> None:  # noqa: F811
-    assert _caredesk("migrate", env=env).returncode == 0
+@pytest.fixture(scope="module")
+def acme_env(_migrated_template: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:  # noqa: F811
+    """One migrated database with the brand acme, shared by the refusals: a refused command changes nothing."""
+    from django.db import connection
+
+    url = _fresh_database(f"{connection.settings_dict['NAME']}_cli_acme", template=_migrated_template)
+    env = {**os.environ, "DATABASE_URL": url, "CAREDESK_DATA_DIR": str(tmp_path_factory.mktemp("acme"))}
+    assert _caredesk("brand", "create", "acme", env=env).returncode == 0
+    return env
+
+
+def test_add_list_test_disable_enable(migrated_env: dict[str, str], tmp_path: Path) -> None:  # noqa: F811
+    env = migrated_env
     assert _caredesk("brand", "create", "acme", env=env).returncode == 0
     config = tmp_path / "replay.json"
     config.write_text('{"brand": "nimbus", "platform": "mastodon", "speed": 50}')
@@ -57,9 +69,8 @@ def test_add_list_test_disable_enable(env: dict[str, str], tmp_path: Path) -> No
         (("enable", "nothing here"), "no installation called 'nothing here'"),
     ],
 )
-def test_refusals_are_clear(env: dict[str, str], args: tuple[str, ...], message: str) -> None:  # noqa: F811
-    assert _caredesk("migrate", env=env).returncode == 0
-    assert _caredesk("brand", "create", "acme", env=env).returncode == 0
+def test_refusals_are_clear(acme_env: dict[str, str], args: tuple[str, ...], message: str) -> None:
+    env = acme_env
     result = _caredesk("connector", *args, env=env)
     assert result.returncode == 2, result.stdout
     assert message in result.stderr and "Traceback" not in result.stderr

@@ -13,6 +13,14 @@ class Brand(models.Model):
     name = models.CharField(max_length=120, unique=True)
     slug = models.SlugField(max_length=60, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # How long platform content (posts, their raw records, raw payloads) of closed cases is kept, in days; None:
+    # forever. Applied daily by the worker (caredesk.retention); set with ``caredesk retention set``.
+    retention_days = models.PositiveIntegerField(null=True, blank=True)
+    retention_action = models.CharField(
+        max_length=10, choices=[("redact", "redact"), ("delete", "delete")], default="redact", db_default="redact"
+    )
+    # When the policy last changed: a change makes the next run look at every closed case again.
+    retention_set_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return self.name

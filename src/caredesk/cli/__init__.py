@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     from caredesk.connectors.commands import add_connector_commands
     from caredesk.connectors.keys import add_key_commands
     from caredesk.ingest.commands import add_ingest_commands
+    from caredesk.retention.commands import add_retention_commands
     from caredesk.triage.cli import add_triage_commands
 
     add_server_commands(add)
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_ingest_commands(add, django_context)
     add_key_commands(add, django_context)
     add_connector_commands(add, django_context)
+    add_retention_commands(add, django_context)
     add_triage_commands(sub, setup)
     return parser
 

@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "caredesk.inbox",
     "caredesk.api",
     "caredesk.jobs",
+    "caredesk.retention",
     "axes",  # login throttling (django-axes)
 ]
 

@@ -337,6 +337,9 @@ class Provider(ABC, Generic[ConfigT]):
     # What an admin must know before connecting (the platform's own approval, its limits), shown on the setup
     # form and by ``caredesk connector add``; plain text.
     setup_notice: ClassVar[str] = ""
+    # The longest the platform's terms let us keep its content, in days (None: they set no limit). A brand with an
+    # installation of this provider cannot keep content longer (caredesk.retention.actions.do_set_retention).
+    max_content_retention_days: ClassVar[int | None] = None
 
     def __init__(self, config: ConfigT, credentials: Mapping[str, Any], http: httpx.Client | None = None) -> None:
         self.config = config

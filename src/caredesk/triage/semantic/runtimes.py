@@ -14,7 +14,6 @@ from importlib import metadata
 from typing import Any, Protocol
 
 import numpy as np
-from scipy.special import erf
 from threadpoolctl import threadpool_limits
 
 from caredesk.triage.semantic.onnx_graph import ATTENTION_MASK, INPUT_IDS, OUTPUT, build_bert_onnx
@@ -158,6 +157,10 @@ class NumpyRuntime:
             return self._forward(input_ids, attention_mask)
 
     def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        # Imported here: scipy.special takes ~0.4 s to import, and every `caredesk` command, web server and worker
+        # imports this module while only the numpy runtime's GELU needs it.
+        from scipy.special import erf
+
         cfg = self._config
         batch, seq = input_ids.shape
         heads, head_size, hidden = cfg.num_heads, cfg.head_size, cfg.hidden_size
