@@ -94,6 +94,7 @@ def test_the_compose_services_make_a_working_desk(tmp_path: Path) -> None:
         assert worker.poll() is None and listener.poll() is None, processes.logs()
         # JSON logs, as the compose file asks: every line the web server wrote parses.
         lines = [ln for ln in (tmp_path / "web.log").read_text().splitlines() if ln.strip()]
-        assert all(ln.startswith("{") for ln in lines), lines[:5]
+        assert lines and all(ln.startswith("{") for ln in lines), lines[:5]
+        assert any('"logger": "caredesk.request"' in ln and '"path": "/login/"' in ln for ln in lines)
     finally:
         processes.stop()
