@@ -29,15 +29,20 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     with django_context(args, schema=not args.migrate):
         import uvicorn
+        from django.conf import settings
 
         if args.migrate:
             _migrate(verbosity=0)
+        from uvicorn.config import LOGGING_CONFIG
+
         uvicorn.run(
             "caredesk.config.asgi:application",
             host=args.host,
             port=args.port,
             log_level="warning",
             timeout_graceful_shutdown=3,
+            # In JSON, uvicorn's messages go through Django's LOGGING (one format for the shipper to parse).
+            log_config=None if settings.CAREDESK_LOG_FORMAT == "json" else LOGGING_CONFIG,
         )
     return 0
 
@@ -46,7 +51,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     with django_context(args):
         from caredesk.jobs.worker import run_worker
 
-        run_worker(args.concurrency)
+        queues = [q.strip() for q in (args.queues or "").split(",") if q.strip()]
+        run_worker(args.concurrency, queues=queues or None)
     return 0
 
 
@@ -145,6 +151,9 @@ def add_server_commands(add: AddParser) -> None:
 
     p = add("worker", "run background jobs: connector polling and reply sending")
     p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--queues", default=os.environ.get("CAREDESK_WORKER_QUEUES", ""),
+                   help="comma-separated queues to work on (connectors, outbox, housekeeping; default: all, or "
+                        "$CAREDESK_WORKER_QUEUES)")
     p.set_defaults(func=cmd_worker)
 
     p = add("migrate", "create or upgrade the database schema")

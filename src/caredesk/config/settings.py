@@ -8,7 +8,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from caredesk.config.database import parse_database_url
+from caredesk.config.database import database_settings, direct_database
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -59,6 +59,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "caredesk.ops.logs.RequestIdMiddleware",
     "caredesk.config.security.ContentSecurityPolicyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "servestatic.middleware.ServeStaticMiddleware",
@@ -119,12 +120,11 @@ TEMPLATES = [
     },
 ]
 
-_database_url = os.environ.get("DATABASE_URL", "")
-DATABASES = {"default": parse_database_url(_database_url)} if _database_url else {
-    # No server configured: Django will fail with a clear message on first query. The `caredesk` command always
-    # sets DATABASE_URL (to an embedded pgserver when none is given), so this only happens in bare imports.
-    "default": {"ENGINE": "django.db.backends.postgresql", "NAME": "caredesk_unconfigured"}
-}
+DATABASES = database_settings(os.environ)
+# Where the live stream's LISTEN connection goes when DATABASE_URL is a transaction pooler (None: the default).
+CAREDESK_DIRECT_DATABASE = direct_database(os.environ)
+# Reads inside caredesk.config.replica.replica_reads() go to the "replica" alias when DATABASE_REPLICA_URL is set.
+DATABASE_ROUTERS = ["caredesk.config.replica.ReplicaRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -158,14 +158,30 @@ CAREDESK_REPLY_LEASE_SECONDS = float(os.environ.get("CAREDESK_REPLY_LEASE_SECOND
 # The most events the live stream replays to a reconnecting browser; beyond it the page reloads its state instead.
 CAREDESK_STREAM_REPLAY_LIMIT = int(os.environ.get("CAREDESK_STREAM_REPLAY_LIMIT", "10000"))
 
+# CAREDESK_LOG_FORMAT=json: one JSON object a line, with the request id and installation at hand
+# (caredesk.ops.logs), for a log shipper; the default is plain lines for a person at a terminal. Request lines
+# (caredesk.request: method, path, status, ms) are logged in JSON only (a terminal needs no line per request).
+CAREDESK_LOG_FORMAT = os.environ.get("CAREDESK_LOG_FORMAT", "plain").strip().lower()
+if CAREDESK_LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"CAREDESK_LOG_FORMAT must be plain or json, got {CAREDESK_LOG_FORMAT!r}")
+_LOG_LEVEL = os.environ.get("CAREDESK_LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "caredesk.ops.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": CAREDESK_LOG_FORMAT}},
     "loggers": {
-        "caredesk": {"handlers": ["console"], "level": os.environ.get("CAREDESK_LOG_LEVEL", "INFO")},
+        "caredesk": {"handlers": ["console"], "level": _LOG_LEVEL},
+        "caredesk.request": {"level": "INFO" if CAREDESK_LOG_FORMAT == "json" else "WARNING"},
         "procrastinate": {"handlers": ["console"], "level": "WARNING"},
+        # A request that fails (500) with its traceback: Django's default sends these only to the admins' mail.
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+        # uvicorn's own messages (startup, errors) in the same format when it is JSON (cli.server hands
+        # uvicorn no log config of its own then).
+        "uvicorn": {"handlers": ["console"] if CAREDESK_LOG_FORMAT == "json" else [], "level": "WARNING"},
     },
 }
 

@@ -55,6 +55,7 @@ from caredesk.connectors.processing import apply_result, process_payload
 from caredesk.connectors.registry import get_provider_class
 from caredesk.connectors.rungs import held_streams, poll_due
 from caredesk.connectors.runtime import get_provider
+from caredesk.ops.logs import log_context
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ def pollable_installation_ids(now: datetime | None = None) -> list[int]:
 def poll_one(installation_id: int) -> None:
     close_old_connections()
     try:
-        with httpx.Client(timeout=POLL_TIMEOUT_SECONDS) as http:
+        with log_context(installation_id=installation_id), httpx.Client(timeout=POLL_TIMEOUT_SECONDS) as http:
             poll_installation(installation_id, datetime.now(UTC), http)
     finally:
         close_old_connections()

@@ -169,8 +169,10 @@ def _libpq_keywords() -> frozenset[str]:
 
 
 def database_conninfo() -> str:
-    """A libpq connection string for Django's default database (the test database under pytest-django)."""
-    db = settings.DATABASES["default"]
+    """A libpq connection string for Django's default database (the test database under pytest-django), or for
+    ``DATABASE_DIRECT_URL`` when that is set: LISTEN needs a session of its own, which a transaction pooler
+    (PgBouncer) in front of the default database does not give."""
+    db = getattr(settings, "CAREDESK_DIRECT_DATABASE", None) or settings.DATABASES["default"]
     params: dict[str, Any] = {
         "dbname": db.get("NAME") or None,
         "user": db.get("USER") or None,

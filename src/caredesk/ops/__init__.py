@@ -1,0 +1,1 @@
+"""Running caredesk on several machines: Prometheus metrics (``/metrics``) and structured logs."""
