@@ -179,17 +179,76 @@ def test_list_query_count_does_not_grow_with_cases(agent_client: Client, make_ca
         agent_client.get("/")
 
 
-def test_list_is_capped_and_paginated(agent_client: Client, make_case: MakeCase, settings: Any,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def _pager_link(html: str, rel: str) -> str | None:
+    """The HTMX address of the list's "newer" (``prev``) or "older" (``next``) link, if the list has one."""
+    import html as html_lib
+
+    found = re.search(rf'hx-get="([^"]+)" hx-target="#case-list" rel="{rel}"', html)
+    return html_lib.unescape(found.group(1)) if found else None
+
+
+@pytest.mark.parametrize("sort", ["newest", "urgent"])
+def test_list_pages_by_cursor(agent_client: Client, make_case: MakeCase, monkeypatch: pytest.MonkeyPatch,
+                              sort: str) -> None:
     from caredesk.inbox import presenters
 
     monkeypatch.setattr(presenters, "PAGE_SIZE", 3)
-    cases = [make_case(f"case {i}", minutes=i) for i in range(5)]
+    # Equal priorities and urgencies, so both orderings fall back to the newest first and then to the id.
+    cases = [make_case(f"case {i}", minutes=i // 2, priority=2, urgency=0.5) for i in range(8)]
+    expected = sorted(cases, key=lambda c: (c.last_inbound_at, c.pk), reverse=True)
+    first = agent_client.get(f"/cases/?sort={sort}", headers=HX).content.decode()
+    assert _row_ids(first) == [c.pk for c in expected[:3]]
+    assert ">8</span> cases" in first and _pager_link(first, "prev") is None
+    older = _pager_link(first, "next")
+    assert older and "cursor=" in older and f"sort={sort}" in older
+    second = agent_client.get(older, headers=HX).content.decode()
+    assert _row_ids(second) == [c.pk for c in expected[3:6]]
+    third_link = _pager_link(second, "next")
+    assert third_link
+    third = agent_client.get(third_link, headers=HX).content.decode()
+    assert _row_ids(third) == [c.pk for c in expected[6:]] and _pager_link(third, "next") is None
+    back = _pager_link(third, "prev")
+    assert back
+    assert _row_ids(agent_client.get(back, headers=HX).content.decode()) == [c.pk for c in expected[3:6]]
+    # "newer" from the second page has less than a page above it: that is the first page, without a cursor
+    top = agent_client.get(_pager_link(second, "prev") or "", headers=HX).content.decode()
+    assert _row_ids(top) == [c.pk for c in expected[:3]] and _pager_link(top, "prev") is None
+
+
+def test_a_bad_cursor_shows_the_first_page_and_says_so(agent_client: Client, make_case: MakeCase,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from caredesk.inbox import presenters
+
+    monkeypatch.setattr(presenters, "PAGE_SIZE", 2)
+    cases = [make_case(f"case {i}", minutes=i) for i in range(4)]
     first = agent_client.get("/cases/", headers=HX).content.decode()
-    assert _row_ids(first) == [c.pk for c in reversed(cases)][:3]
-    assert "1–3 of 5" in first and "page=2" in first
-    second = agent_client.get("/cases/?page=2", headers=HX).content.decode()
-    assert _row_ids(second) == [cases[1].pk, cases[0].pk]
+    older = _pager_link(first, "next") or ""
+    token = older.split("cursor=")[1].split("&")[0]
+    tampered = older.replace(token, token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB"))
+    urgent_first = _row_ids(agent_client.get("/cases/?sort=urgent", headers=HX).content.decode())
+    for path, rows in ((tampered, [cases[3].pk, cases[2].pk]), ("/cases/?cursor=nonsense", [cases[3].pk, cases[2].pk]),
+                       (older + "&sort=urgent", urgent_first)):  # a cursor of the newest-first order
+        response = agent_client.get(path, headers=HX)
+        assert response.status_code == 200
+        html = response.content.decode()
+        assert _row_ids(html) == rows
+        assert "That page link no longer fits this list" in html
+    assert "no longer fits" not in agent_client.get(older, headers=HX).content.decode()
+
+
+def test_large_counts_are_estimates_and_say_so(agent_client: Client, make_case: MakeCase,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from caredesk.cases import paging
+
+    monkeypatch.setattr(paging, "EXACT_COUNT_LIMIT", 2)
+    for i in range(4):
+        make_case(f"case {i}", minutes=i)
+    html = agent_client.get("/cases/", headers=HX).content.decode()
+    assert re.search(r'id="count-all" hx-swap-oob="true">about [\d,]+<', html)
+    assert 'title="an estimate' in html
+    monkeypatch.setattr(paging, "EXACT_COUNT_LIMIT", 1000)
+    html = agent_client.get("/cases/", headers=HX).content.decode()
+    assert re.search(r'id="count-all" hx-swap-oob="true">4<', html) and ">4</span> cases" in html
 
 
 # ---------------------------------------------------------------------------------------------------------------

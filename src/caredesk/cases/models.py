@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Upper
 
 
 class Customer(models.Model):
@@ -90,6 +92,18 @@ class Case(models.Model):
             models.Index(fields=["customer", "status"], name="case_customer_idx"),
             # Lists a brand's topics in use without reading every case (see inbox.presenters.get_topics).
             models.Index(fields=["brand", "topic"], name="case_brand_topic_idx"),
+            # The list orderings (caredesk.cases.queries.ORDERINGS), whole and for the active cases the inbox
+            # shows by default: a page is then an index range scan from the cursor's key, whichever brands the
+            # user sees (brand_id IN (...) is checked on the rows the scan meets, not sorted for).
+            models.Index(fields=["-last_inbound_at", "-id"], name="case_newest_idx"),
+            models.Index(fields=["-last_inbound_at", "-id"], name="case_active_newest_idx",
+                         condition=Q(status__in=("new", "open", "pending"))),
+            models.Index(fields=["-priority", "-urgency", "-last_inbound_at", "-id"], name="case_urgent_idx"),
+            models.Index(fields=["-priority", "-urgency", "-last_inbound_at", "-id"], name="case_active_urgent_idx",
+                         condition=Q(status__in=("new", "open", "pending"))),
+            # ``subject__icontains`` is UPPER(subject) LIKE UPPER('%word%'): trigrams of the same expression
+            # answer it from the index instead of reading every subject.
+            GinIndex(OpClass(Upper("subject"), name="gin_trgm_ops"), name="case_subject_trgm_idx"),
         ]
 
     def __str__(self) -> str:

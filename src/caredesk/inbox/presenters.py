@@ -11,13 +11,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
-from django.core.paginator import Page, Paginator
 from django.db import connection
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 
 from caredesk.accounts.models import Brand
 from caredesk.cases.access import CaseNotFound, access_case, brand_people, visible_brand_ids
 from caredesk.cases.models import Activity, Author, Case, Note, Post
+from caredesk.cases.paging import BadCursor, KeysetPage, Tally, bounded_count, decode_cursor, keyset_page
 from caredesk.cases.queries import CaseQuery, filter_cases, queue_counts
 from caredesk.connectors.base import ConnectorError, ReplyRules
 from caredesk.connectors.registry import get_provider_class
@@ -199,9 +199,11 @@ def label_fixes(triage: Mapping[str, Any] | None, topics: Sequence[str]) -> list
 
 @dataclass
 class CaseListResult:
-    page: Page[Case]
-    counts: dict[str, int]
-    total: int
+    page: KeysetPage
+    counts: dict[str, Tally]
+    total: Tally
+    # Why the requested page could not be shown (a cursor that is not ours); the first page is shown instead.
+    cursor_error: str = ""
 
 
 def _case_query(filters: Mapping[str, Any]) -> CaseQuery:
@@ -239,9 +241,19 @@ def case_list_queryset(filters: Mapping[str, Any], user: User) -> QuerySet[Case]
 
 
 def get_case_list(filters: Mapping[str, Any], user: User) -> CaseListResult:
-    paginator = Paginator(case_list_queryset(filters, user), PAGE_SIZE)
-    page = paginator.get_page(filters.get("page") or 1)
-    return CaseListResult(page=page, counts=queue_counts(user, filters.get("brand")), total=paginator.count)
+    """A page of the list by keyset (``filters["cursor"]``: older or newer than a row), the queue counts and the
+    list's total, both exact up to a thousand and estimated beyond (:mod:`caredesk.cases.paging`)."""
+    cases = case_list_queryset(filters, user)
+    ordering = "urgent" if filters["sort"] == Sort.URGENT else "newest"
+    cursor, error = None, ""
+    if filters.get("cursor"):
+        try:
+            cursor = decode_cursor(filters["cursor"], ordering)
+        except BadCursor:
+            error = "That page link no longer fits this list; here are its first cases."
+    page = keyset_page(cases, ordering, PAGE_SIZE, cursor)
+    return CaseListResult(page=page, counts=queue_counts(user, filters.get("brand")), total=bounded_count(cases),
+                          cursor_error=error)
 
 
 def get_stream_cursor() -> str:
