@@ -173,10 +173,41 @@ def test_list_query_count_does_not_grow_with_cases(agent_client: Client, make_ca
     for i in range(30):
         make_case(f"another case {i}", assignee=agent if i % 3 else None)
     assert count("/cases/") == few
-    with django_assert_max_num_queries(8):
-        agent_client.get("/cases/?sort=urgent&queue=all", headers=HX)
-    with django_assert_max_num_queries(12):
+
+
+# Each page's queries, exactly, so that an N+1 cannot creep back in. The list: session, user, memberships, the
+# page, and one for the queue counts and the total together.
+LIST_QUERIES = 5
+# The whole inbox page adds the stream's position, the brands and the topics of the filters.
+INBOX_QUERIES = LIST_QUERIES + 3
+
+
+def test_each_list_view_costs_a_fixed_number_of_queries(agent_client: Client, make_case: MakeCase, agent: User,
+                                                         django_assert_num_queries: Any,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from caredesk.cases import paging
+    from caredesk.inbox import presenters
+
+    monkeypatch.setattr(presenters, "PAGE_SIZE", 4)
+    for i in range(12):
+        make_case(f"case number {i}", minutes=i, assignee=agent if i % 2 else None)
+    for path in ("/cases/", "/cases/?sort=urgent&queue=all", "/cases/?queue=mine&status=any&needs_reply=on",
+                 "/cases/?queue=unassigned&priority=2&topic=billing"):
+        with django_assert_num_queries(LIST_QUERIES):
+            agent_client.get(path, headers=HX)
+    older = _pager_link(agent_client.get("/cases/", headers=HX).content.decode(), "next")
+    assert older
+    with django_assert_num_queries(LIST_QUERIES):  # a deeper page costs what the first does
+        agent_client.get(older, headers=HX)
+    with django_assert_num_queries(INBOX_QUERIES):
         agent_client.get("/")
+    with django_assert_num_queries(INBOX_QUERIES):
+        agent_client.get("/?status=any&sort=urgent")
+    # over the exact limit, each count over it costs one planning-only EXPLAIN more (6 mine, 6 unassigned, 12 of
+    # all and the total)
+    monkeypatch.setattr(paging, "EXACT_COUNT_LIMIT", 5)
+    with django_assert_num_queries(LIST_QUERIES + 4):
+        agent_client.get("/cases/", headers=HX)
 
 
 def _pager_link(html: str, rel: str) -> str | None:
@@ -344,7 +375,7 @@ def test_canned_replies_brand_specific_and_global(agent_client: Client, case: Ca
 
 
 def test_case_pane_query_count_does_not_grow_with_the_thread(
-    agent_client: Client, case: Case, agent: User, django_assert_max_num_queries: Any
+    agent_client: Client, case: Case, agent: User, django_assert_num_queries: Any
 ) -> None:
     from django.db import transaction
     from django.utils import timezone
@@ -371,8 +402,13 @@ def test_case_pane_query_count_does_not_grow_with_the_thread(
     small = count()
     grow(8)
     assert count() == small
-    with django_assert_max_num_queries(20):
+    # session, user, memberships, the case; timeline, posts, replies, notes, other identities, earlier cases,
+    # presence, agents, topics; the composer's latest post and canned replies
+    with django_assert_num_queries(15):
         agent_client.get(f"/cases/{case.pk}/", headers=HX)
+    # the whole page: the case again (after the stream's position) and the inbox beside it
+    with django_assert_num_queries(15 + 1 + INBOX_QUERIES - 3):
+        agent_client.get(f"/cases/{case.pk}/")
 
 
 def test_topics_in_use_are_listed_from_the_index(make_case: MakeCase) -> None:

@@ -17,8 +17,8 @@ from django.db.models import OuterRef, Q, QuerySet, Subquery
 from caredesk.accounts.models import Brand
 from caredesk.cases.access import CaseNotFound, access_case, brand_people, visible_brand_ids
 from caredesk.cases.models import Activity, Author, Case, Note, Post
-from caredesk.cases.paging import BadCursor, KeysetPage, Tally, bounded_count, decode_cursor, keyset_page
-from caredesk.cases.queries import CaseQuery, filter_cases, queue_counts
+from caredesk.cases.paging import BadCursor, KeysetPage, Tally, bounded_counts, decode_cursor, keyset_page
+from caredesk.cases.queries import CaseQuery, filter_cases, queue_querysets
 from caredesk.connectors.base import ConnectorError, ReplyRules
 from caredesk.connectors.registry import get_provider_class
 from caredesk.inbox.actions import get_presence
@@ -252,8 +252,9 @@ def get_case_list(filters: Mapping[str, Any], user: User) -> CaseListResult:
         except BadCursor:
             error = "That page link no longer fits this list; here are its first cases."
     page = keyset_page(cases, ordering, PAGE_SIZE, cursor)
-    return CaseListResult(page=page, counts=queue_counts(user, filters.get("brand")), total=bounded_count(cases),
-                          cursor_error=error)
+    counts = bounded_counts({**queue_querysets(user, filters.get("brand")), "total": cases})  # one query
+    total = counts.pop("total")
+    return CaseListResult(page=page, counts=counts, total=total, cursor_error=error)
 
 
 def get_stream_cursor() -> str:
