@@ -411,6 +411,36 @@ def test_case_pane_query_count_does_not_grow_with_the_thread(
         agent_client.get(f"/cases/{case.pk}/")
 
 
+def test_a_long_thread_shows_its_latest_entries_and_offers_the_earlier(
+    agent_client: Client, case: Case, agent: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import timedelta
+
+    from django.db import transaction
+
+    from caredesk.cases.actions import do_add_note
+    from caredesk.inbox import presenters
+
+    monkeypatch.setattr(presenters, "THREAD_LENGTH", 4)
+    first = case.posts.get(direction="inbound", in_reply_to_external_id="")
+    for i in range(5):
+        at = first.created_at + timedelta(minutes=2 * i + 1)
+        ingest(first.installation, make_post(f"follow-up number {i}", author_id="u1", handle="casey",
+                                             in_reply_to=first.external_id, created_at=at))
+        with transaction.atomic():
+            do_add_note(case, agent, f"note number {i}", at + timedelta(minutes=1))
+    html = agent_client.get(f"/cases/{case.pk}/", headers=HX).content.decode()
+    shown = re.findall(r"(follow-up|note) number (\d)", html)
+    assert shown == [("follow-up", "3"), ("note", "3"), ("follow-up", "4"), ("note", "4")]
+    assert "Show the earlier ones" in html and f'id="post-{first.pk}"' not in html
+    whole = agent_client.get(f"/cases/{case.pk}/?thread=all", headers=HX).content.decode()
+    assert len(re.findall(r"(follow-up|note) number (\d)", whole)) == 10 and f'id="post-{first.pk}"' in whole
+    assert "Show the earlier ones" not in whole and "/live?thread=all" in whole
+    # a short thread offers nothing
+    monkeypatch.setattr(presenters, "THREAD_LENGTH", 200)
+    assert "Show the earlier ones" not in agent_client.get(f"/cases/{case.pk}/", headers=HX).content.decode()
+
+
 def test_topics_in_use_are_listed_from_the_index(make_case: MakeCase) -> None:
     assert topics_in_use(None) == []
     first = make_case("charged twice", topic="billing")

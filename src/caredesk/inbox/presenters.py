@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 PAGE_SIZE = 100
 EARLIER_CASES = 10
 TIMELINE_LENGTH = 100
+# The thread shows its latest entries; a case that grew huge (a viral post) offers its earlier ones on request.
+THREAD_LENGTH = 200
 
 PII_LABELS = {
     "account_number": "account number",
@@ -338,6 +340,8 @@ class CaseView:
     agents: list[User]
     topics: list[str]
     pii_kinds: list[str]
+    earlier_hidden: bool = False  # the thread shows only its latest THREAD_LENGTH entries
+    whole_thread: bool = False
 
     @property
     def pii_warning(self) -> str:
@@ -404,10 +408,20 @@ def get_case(user: User, case_id: int) -> Case | None:
         return None
 
 
-def get_thread(case: Case, activities: Sequence[Activity]) -> tuple[list[ThreadItem], list[Post]]:
-    posts = list(case.posts.select_related("author").order_by("created_at", "pk"))
-    replies = list(case.replies.select_related("author").order_by("created_at", "pk"))
-    notes = list(case.notes.select_related("author").order_by("created_at", "pk"))
+def _latest(rows: QuerySet[Any], limit: int | None) -> tuple[list[Any], bool]:
+    """Up to ``limit`` latest rows in time order (all with None), and whether earlier ones were left out."""
+    if limit is None:
+        return list(rows.order_by("created_at", "pk")), False
+    latest = list(rows.order_by("-created_at", "-pk")[: limit + 1])
+    return list(reversed(latest[:limit])), len(latest) > limit
+
+
+def get_thread(case: Case, activities: Sequence[Activity],
+               limit: int | None = None) -> tuple[list[ThreadItem], list[Post], bool]:
+    """The thread in time order: its latest ``limit`` entries (None: all), and whether earlier ones are hidden."""
+    posts, more_posts = _latest(case.posts.select_related("author"), limit)
+    replies, more_replies = _latest(case.replies.select_related("author"), limit)
+    notes, more_notes = _latest(case.notes.select_related("author"), limit)
     reply_post_ids = {r.post_id for r in replies if r.post_id}
     topics = get_brand_topics(case.brand_id)
     items: list[ThreadItem] = []
@@ -425,7 +439,16 @@ def get_thread(case: Case, activities: Sequence[Activity]) -> tuple[list[ThreadI
                                     event_text=describe_activity(activity)))
     order = {"post": 0, "reply": 1, "note": 2, "event": 3}
     items.sort(key=lambda item: (item.at, order[item.kind]))
-    return items, posts
+    # Each kind was cut at its own point: what is older than the latest of those cuts is dropped too, so the
+    # thread shown has no gap in it; then the latest ``limit`` entries of the rest.
+    cuts = [rows[0].created_at for rows, more in ((posts, more_posts), (replies, more_replies), (notes, more_notes))
+            if more and rows]
+    hidden = bool(cuts)
+    if cuts:
+        items = [item for item in items if item.at >= max(cuts)]
+    if limit is not None and len(items) > limit:
+        items, hidden = items[-limit:], True
+    return items, posts, hidden
 
 
 def post_item(post: Post, topics: Sequence[str]) -> ThreadItem:
@@ -445,9 +468,10 @@ def get_thread_post(case: Case, post_id: int) -> ThreadItem | None:
     return post_item(post, get_brand_topics(case.brand_id)) if post is not None else None
 
 
-def get_case_view(case: Case, user: User, now: datetime) -> CaseView:
+def get_case_view(case: Case, user: User, now: datetime, whole_thread: bool = False) -> CaseView:
     activities = list(case.activities.select_related("actor").order_by("-id")[:TIMELINE_LENGTH])
-    thread, posts = get_thread(case, sorted(activities, key=lambda a: a.pk))
+    thread, posts, earlier_hidden = get_thread(case, sorted(activities, key=lambda a: a.pk),
+                                               None if whole_thread else THREAD_LENGTH)
     inbound = [p for p in posts if p.direction == Post.Direction.INBOUND]
     author = inbound[-1].author if inbound else None
     other_authors = [a for a in Author.objects.filter(customer_id=case.customer_id).order_by("platform", "handle")
@@ -466,6 +490,8 @@ def get_case_view(case: Case, user: User, now: datetime) -> CaseView:
         agents=get_agents(case.brand_id),
         topics=sorted({*get_topics(frozenset({case.brand_id})), case.topic} - {""}),
         pii_kinds=sorted({kind for item in thread for kind in item.pii_kinds}),
+        earlier_hidden=earlier_hidden,
+        whole_thread=whole_thread,
     )
 
 
