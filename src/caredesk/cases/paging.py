@@ -205,23 +205,27 @@ def bounded_counts(named: Mapping[str, QuerySet[Any]], exact_up_to: int | None =
         exact_up_to = EXACT_COUNT_LIMIT
     if not named:
         return {}
-    parts: list[str] = []
+    # The same query under two names (the inbox's total is often its "all" queue) is counted once.
+    compiled = {name: _sql(cases.order_by().values("pk")[: exact_up_to + 1]) for name, cases in named.items()}
+    distinct = list(dict.fromkeys(compiled.values()))
     params: list[Any] = []
-    db = next(iter(named.values())).db
-    for cases in named.values():
-        sql, part_params = _sql(cases.order_by().values("pk")[: exact_up_to + 1])
+    parts: list[str] = []
+    for sql, part_params in distinct:
         parts.append(f"(SELECT count(*) FROM ({sql}) AS capped)")  # noqa: S608 - Django's compiled SQL
         params.extend(part_params)
+    db = next(iter(named.values())).db
     with connections[db].cursor() as cursor:
         cursor.execute(f"SELECT {', '.join(parts)}", params)
         row = cursor.fetchone()
-    tallies: dict[str, Tally] = {}
-    for (name, cases), capped in zip(named.items(), row, strict=True):
-        if capped <= exact_up_to:
-            tallies[name] = Tally(int(capped), True)
+    capped = dict(zip(distinct, row, strict=True))
+    tallies: dict[tuple[str, Sequence[Any]], Tally] = {}
+    for key in distinct:
+        if capped[key] <= exact_up_to:
+            tallies[key] = Tally(int(capped[key]), True)
         else:
-            tallies[name] = Tally(max(exact_up_to + 1, planner_estimate(cases)), False)
-    return tallies
+            cases = named[next(name for name, k in compiled.items() if k == key)]
+            tallies[key] = Tally(max(exact_up_to + 1, planner_estimate(cases)), False)
+    return {name: tallies[key] for name, key in compiled.items()}
 
 
 def bounded_count(cases: QuerySet[Any], exact_up_to: int | None = None) -> Tally:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.urls import reverse
 
 from caredesk.accounts.models import Brand
 from caredesk.cases.access import CaseNotFound, access_case, brand_people, visible_brand_ids
@@ -254,6 +255,11 @@ def get_case_list(filters: Mapping[str, Any], user: User) -> CaseListResult:
         except BadCursor:
             error = "That page link no longer fits this list; here are its first cases."
     page = keyset_page(cases, ordering, PAGE_SIZE, cursor)
+    # One reverse() for the page, not two per row (a hundred URL resolutions were a fifth of the list's time).
+    marker = 987654321
+    pattern = reverse("inbox:case", args=[marker])
+    for case in page.items:
+        case.pane_url = pattern.replace(str(marker), str(case.pk))  # type: ignore[attr-defined]
     counts = bounded_counts({**queue_querysets(user, filters.get("brand")), "total": cases})  # one query
     total = counts.pop("total")
     return CaseListResult(page=page, counts=counts, total=total, cursor_error=error)
