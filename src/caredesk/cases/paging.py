@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from django.core import signing
+from django.core.exceptions import EmptyResultSet
 from django.db import connections
 from django.db.models import BooleanField, QuerySet
 from django.db.models.expressions import RawSQL
@@ -205,26 +206,31 @@ def bounded_counts(named: Mapping[str, QuerySet[Any]], exact_up_to: int | None =
         exact_up_to = EXACT_COUNT_LIMIT
     if not named:
         return {}
+    compiled: dict[str, tuple[str, Sequence[Any]] | None] = {}
+    for name, cases in named.items():
+        try:
+            compiled[name] = _sql(cases.order_by().values("pk")[: exact_up_to + 1])
+        except EmptyResultSet:  # a filter that can match nothing (no brand to see): nothing to ask the database
+            compiled[name] = None
     # The same query under two names (the inbox's total is often its "all" queue) is counted once.
-    compiled = {name: _sql(cases.order_by().values("pk")[: exact_up_to + 1]) for name, cases in named.items()}
-    distinct = list(dict.fromkeys(compiled.values()))
-    params: list[Any] = []
-    parts: list[str] = []
-    for sql, part_params in distinct:
-        parts.append(f"(SELECT count(*) FROM ({sql}) AS capped)")  # noqa: S608 - Django's compiled SQL
-        params.extend(part_params)
-    db = next(iter(named.values())).db
-    with connections[db].cursor() as cursor:
-        cursor.execute(f"SELECT {', '.join(parts)}", params)
-        row = cursor.fetchone()
-    capped = dict(zip(distinct, row, strict=True))
-    tallies: dict[tuple[str, Sequence[Any]], Tally] = {}
-    for key in distinct:
-        if capped[key] <= exact_up_to:
-            tallies[key] = Tally(int(capped[key]), True)
-        else:
-            cases = named[next(name for name, k in compiled.items() if k == key)]
-            tallies[key] = Tally(max(exact_up_to + 1, planner_estimate(cases)), False)
+    distinct = [key for key in dict.fromkeys(compiled.values()) if key is not None]
+    tallies: dict[tuple[str, Sequence[Any]] | None, Tally] = {None: Tally(0, True)}
+    if distinct:
+        params: list[Any] = []
+        parts: list[str] = []
+        for sql, part_params in distinct:
+            parts.append(f"(SELECT count(*) FROM ({sql}) AS capped)")  # noqa: S608 - Django's compiled SQL
+            params.extend(part_params)
+        db = next(iter(named.values())).db
+        with connections[db].cursor() as cursor:
+            cursor.execute(f"SELECT {', '.join(parts)}", params)
+            row = cursor.fetchone()
+        for key, capped in zip(distinct, row, strict=True):
+            if capped <= exact_up_to:
+                tallies[key] = Tally(int(capped), True)
+            else:
+                cases = named[next(name for name, k in compiled.items() if k == key)]
+                tallies[key] = Tally(max(exact_up_to + 1, planner_estimate(cases)), False)
     return {name: tallies[key] for name, key in compiled.items()}
 
 
