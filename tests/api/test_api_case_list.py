@@ -124,6 +124,80 @@ def test_pagination(api: Client, make_case: MakeCase) -> None:
     assert api.get("/api/cases?limit=abc").status_code == 422
 
 
+def _walk(api: Client, first: str) -> list[list[int]]:
+    """Every page from ``first`` on, following ``next_cursor``."""
+    pages, body = [], api.get(first).json()
+    while True:
+        pages.append([item["id"] for item in body["items"]])
+        if body["next_cursor"] is None:
+            return pages
+        body = api.get(f"{first}&cursor={body['next_cursor']}").json()
+
+
+@pytest.mark.parametrize("ordering", ["newest", "urgent"])
+def test_cursor_pagination_walks_the_whole_list_once(api: Client, make_case: MakeCase, ordering: str) -> None:
+    # Ties on every column but the id, so the id must break them for no case to be lost or repeated.
+    cases = [make_case(minutes=i // 3, priority=2 + i % 2, urgency=0.5) for i in range(7)]
+    expected = ids(api.get(f"/api/cases?ordering={ordering}&limit=200"))
+    assert sorted(expected) == sorted(c.pk for c in cases)
+    pages = _walk(api, f"/api/cases?ordering={ordering}&limit=3")
+    assert [len(p) for p in pages] == [3, 3, 1]
+    assert [pk for page in pages for pk in page] == expected
+    # back from the last page: previous_cursor gives the page before it
+    first = api.get(f"/api/cases?ordering={ordering}&limit=3").json()
+    assert first["previous_cursor"] is None and first["next_offset"] == 3
+    second = api.get(f"/api/cases?ordering={ordering}&limit=3&cursor={first['next_cursor']}").json()
+    last = api.get(f"/api/cases?ordering={ordering}&limit=3&cursor={second['next_cursor']}").json()
+    assert last["next_cursor"] is None
+    assert ids(api.get(f"/api/cases?ordering={ordering}&limit=3&cursor={last['previous_cursor']}")) == pages[1]
+    assert ids(api.get(f"/api/cases?ordering={ordering}&limit=3&cursor={second['previous_cursor']}")) == pages[0]
+
+
+def test_cursor_never_leaves_the_users_brands(api: Client, agent: User, make_case: MakeCase) -> None:
+    acme = make_installation(make_brand("Acme"))
+    mine = [make_case(minutes=i * 2) for i in range(4)]
+    theirs = [make_case(minutes=i * 2 + 1, installation_=acme) for i in range(4)]  # interleaved in time
+    assert sorted(pk for page in _walk(api, "/api/cases?limit=2") for pk in page) == sorted(c.pk for c in mine)
+    # a cursor made at an Acme case's position still pages only the agent's own brand
+    from caredesk.cases.paging import encode_cursor
+
+    token = encode_cursor(theirs[-1], "newest", "older")
+    assert set(ids(api.get(f"/api/cases?cursor={token}"))) <= {c.pk for c in mine}
+
+
+def test_bad_cursors_are_400_and_offset_is_capped(api: Client, make_case: MakeCase) -> None:
+    for i in range(3):
+        make_case(minutes=i)
+    token = api.get("/api/cases?limit=1").json()["next_cursor"]
+    tampered = token[:-2] + ("xx" if not token.endswith("xx") else "yy")
+    for bad in (tampered, "nonsense", "a" * 400):
+        response = api.get(f"/api/cases?cursor={bad}")
+        assert response.status_code == 400, bad
+        assert "cursor" in response.json()["detail"]
+    other_order = api.get(f"/api/cases?ordering=urgent&cursor={token}")
+    assert other_order.status_code == 400 and "newest" in other_order.json()["detail"]
+    assert api.get(f"/api/cases?cursor={'a' * 401}").status_code == 422
+    both = api.get(f"/api/cases?cursor={token}&offset=1")
+    assert both.status_code == 422 and "cursor" in both.json()["detail"]
+    assert api.get("/api/cases?offset=10000").status_code == 200
+    too_deep = api.get("/api/cases?offset=10001")
+    assert too_deep.status_code == 422 and "offset" in too_deep.json()["detail"]
+
+
+def test_large_counts_are_flagged_as_estimates(api: Client, make_case: MakeCase,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from caredesk.cases import paging
+
+    for i in range(4):
+        make_case(minutes=i)
+    exact = api.get("/api/cases").json()
+    assert (exact["count"], exact["count_is_estimate"]) == (4, False)
+    monkeypatch.setattr(paging, "EXACT_COUNT_LIMIT", 2)
+    estimated = api.get("/api/cases").json()
+    assert estimated["count_is_estimate"] is True and estimated["count"] >= 3
+    assert len(estimated["items"]) == 4
+
+
 def test_list_query_count_does_not_grow_with_the_page(
     api: Client, agent: User, make_case: MakeCase, django_assert_num_queries: Any
 ) -> None:

@@ -38,6 +38,7 @@ from caredesk.accounts.actions import do_create_api_token
 from caredesk.api.schemas import NOT_BLANK_PATTERN, STORABLE_PATTERN
 from caredesk.cases.actions import do_resolve_case, lock_case
 from caredesk.cases.models import Post
+from caredesk.cases.paging import encode_cursor
 from caredesk.outbox.actions import do_queue_reply
 from caredesk.triage.models import get_brand_topics
 
@@ -57,6 +58,7 @@ class Desk:
     posts_of_case: dict[int, list[int]]
     usernames: list[str]
     topics: list[str]
+    cursors: dict[str, str] = field(default_factory=dict)
     answered: list[int] = field(default_factory=list)
 
 
@@ -85,6 +87,7 @@ def desk(db: None) -> Iterator[Desk]:
         posts_of_case=posts,
         usernames=["ana", "ben", "me", "none"],
         topics=sorted(get_brand_topics(installation.brand_id)),
+        cursors={ordering: encode_cursor(cases[1], ordering, "older") for ordering in ("newest", "urgent")},
     )
     try:
         yield desk
@@ -107,6 +110,12 @@ def _point_at_rows(case: schemathesis.Case, desk: Desk) -> None:
     if case.meta is None or case.meta.generation.mode != schemathesis.GenerationMode.POSITIVE:
         return
     pick = zlib.crc32(repr((case.path_parameters, case.query, case.body)).encode("utf-8", "surrogatepass"))
+    query = case.query if isinstance(case.query, dict) else None
+    if case.operation.label == "GET /api/cases" and query and query.get("cursor") is not None:
+        # A cursor is a position we signed: a generated string is refused (400) as one a client altered would be.
+        # A cursor already says where the page starts, so it comes without an offset (422 with both).
+        query["cursor"] = desk.cursors[str(query.get("ordering") or "newest")]
+        query.pop("offset", None)
     for name in list(case.path_parameters or {}):
         if name in desk.ids and pick % 5:
             choices = desk.ids[name]

@@ -55,6 +55,20 @@ def test_case_list_escapes_subject_and_handle(agent_client: Client, evil_case: C
     assert "@&quot;&gt;&lt;svg onload=alert(2)&gt;" in html
 
 
+def test_case_list_escapes_every_value_of_a_row(agent_client: Client, evil_case: Case) -> None:
+    # The rows are built in Python (inbox_tags.case_rows), not by the template's autoescape: each field is tried.
+    from caredesk.accounts.models import Brand
+
+    Case.objects.filter(pk=evil_case.pk).update(topic='"><i>t</i>', sentiment="<u>s</u>")
+    Brand.objects.filter(pk=evil_case.brand_id).update(name="<b>brand</b>")
+    html = agent_client.get("/cases/?status=any&topic=%22%3E%3Ci%3Et%3C%2Fi%3E", headers=HX).content.decode()
+    assert f'id="case-row-{evil_case.pk}"' in html
+    for raw in ("<i>t</i>", "<u>s</u>", "<b>brand</b>", '"><i>'):
+        assert raw not in html, raw
+    assert "&quot;&gt;&lt;i&gt;t&lt;/i&gt;" in html and "&lt;u&gt;s&lt;/u&gt;" in html
+    assert "&lt;b&gt;brand&lt;/b&gt;" in html
+
+
 def test_linkified_urls_stay_escaped(agent_client: Client, evil_case: Case) -> None:
     html = agent_client.get(f"/cases/{evil_case.pk}/live", headers=HX).content.decode()
     assert '<a href="https://evil.example/?q=' in html

@@ -173,23 +173,113 @@ def test_list_query_count_does_not_grow_with_cases(agent_client: Client, make_ca
     for i in range(30):
         make_case(f"another case {i}", assignee=agent if i % 3 else None)
     assert count("/cases/") == few
-    with django_assert_max_num_queries(8):
-        agent_client.get("/cases/?sort=urgent&queue=all", headers=HX)
-    with django_assert_max_num_queries(12):
+
+
+# Each page's queries, exactly, so that an N+1 cannot creep back in. The list: session, user, memberships, the
+# page, and one for the queue counts and the total together.
+LIST_QUERIES = 5
+# The whole inbox page adds the stream's position, the brands and the topics of the filters.
+INBOX_QUERIES = LIST_QUERIES + 3
+
+
+def test_each_list_view_costs_a_fixed_number_of_queries(agent_client: Client, make_case: MakeCase, agent: User,
+                                                         django_assert_num_queries: Any,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from caredesk.cases import paging
+    from caredesk.inbox import presenters
+
+    monkeypatch.setattr(presenters, "PAGE_SIZE", 4)
+    for i in range(12):
+        make_case(f"case number {i}", minutes=i, assignee=agent if i % 2 else None)
+    for path in ("/cases/", "/cases/?sort=urgent&queue=all", "/cases/?queue=mine&status=any&needs_reply=on",
+                 "/cases/?queue=unassigned&priority=2&topic=billing"):
+        with django_assert_num_queries(LIST_QUERIES):
+            agent_client.get(path, headers=HX)
+    older = _pager_link(agent_client.get("/cases/", headers=HX).content.decode(), "next")
+    assert older
+    with django_assert_num_queries(LIST_QUERIES):  # a deeper page costs what the first does
+        agent_client.get(older, headers=HX)
+    with django_assert_num_queries(INBOX_QUERIES):
         agent_client.get("/")
+    with django_assert_num_queries(INBOX_QUERIES):
+        agent_client.get("/?status=any&sort=urgent")
+    # over the exact limit, each count over it costs one planning-only EXPLAIN more: 6 mine, 6 unassigned, and 12
+    # of all, which is also the default list's total (the same query, counted once)
+    monkeypatch.setattr(paging, "EXACT_COUNT_LIMIT", 5)
+    with django_assert_num_queries(LIST_QUERIES + 3):
+        agent_client.get("/cases/", headers=HX)
 
 
-def test_list_is_capped_and_paginated(agent_client: Client, make_case: MakeCase, settings: Any,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def _pager_link(html: str, rel: str) -> str | None:
+    """The HTMX address of the list's "newer" (``prev``) or "older" (``next``) link, if the list has one."""
+    import html as html_lib
+
+    found = re.search(rf'hx-get="([^"]+)" hx-target="#case-list" rel="{rel}"', html)
+    return html_lib.unescape(found.group(1)) if found else None
+
+
+@pytest.mark.parametrize("sort", ["newest", "urgent"])
+def test_list_pages_by_cursor(agent_client: Client, make_case: MakeCase, monkeypatch: pytest.MonkeyPatch,
+                              sort: str) -> None:
     from caredesk.inbox import presenters
 
     monkeypatch.setattr(presenters, "PAGE_SIZE", 3)
-    cases = [make_case(f"case {i}", minutes=i) for i in range(5)]
+    # Equal priorities and urgencies, so both orderings fall back to the newest first and then to the id.
+    cases = [make_case(f"case {i}", minutes=i // 2, priority=2, urgency=0.5) for i in range(8)]
+    expected = sorted(cases, key=lambda c: (c.last_inbound_at, c.pk), reverse=True)
+    first = agent_client.get(f"/cases/?sort={sort}", headers=HX).content.decode()
+    assert _row_ids(first) == [c.pk for c in expected[:3]]
+    assert ">8</span> cases" in first and _pager_link(first, "prev") is None
+    older = _pager_link(first, "next")
+    assert older and "cursor=" in older and f"sort={sort}" in older
+    second = agent_client.get(older, headers=HX).content.decode()
+    assert _row_ids(second) == [c.pk for c in expected[3:6]]
+    third_link = _pager_link(second, "next")
+    assert third_link
+    third = agent_client.get(third_link, headers=HX).content.decode()
+    assert _row_ids(third) == [c.pk for c in expected[6:]] and _pager_link(third, "next") is None
+    back = _pager_link(third, "prev")
+    assert back
+    assert _row_ids(agent_client.get(back, headers=HX).content.decode()) == [c.pk for c in expected[3:6]]
+    # "newer" from the second page has less than a page above it: that is the first page, without a cursor
+    top = agent_client.get(_pager_link(second, "prev") or "", headers=HX).content.decode()
+    assert _row_ids(top) == [c.pk for c in expected[:3]] and _pager_link(top, "prev") is None
+
+
+def test_a_bad_cursor_shows_the_first_page_and_says_so(agent_client: Client, make_case: MakeCase,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from caredesk.inbox import presenters
+
+    monkeypatch.setattr(presenters, "PAGE_SIZE", 2)
+    cases = [make_case(f"case {i}", minutes=i) for i in range(4)]
     first = agent_client.get("/cases/", headers=HX).content.decode()
-    assert _row_ids(first) == [c.pk for c in reversed(cases)][:3]
-    assert "1–3 of 5" in first and "page=2" in first
-    second = agent_client.get("/cases/?page=2", headers=HX).content.decode()
-    assert _row_ids(second) == [cases[1].pk, cases[0].pk]
+    older = _pager_link(first, "next") or ""
+    token = older.split("cursor=")[1].split("&")[0]
+    tampered = older.replace(token, token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB"))
+    urgent_first = _row_ids(agent_client.get("/cases/?sort=urgent", headers=HX).content.decode())
+    for path, rows in ((tampered, [cases[3].pk, cases[2].pk]), ("/cases/?cursor=nonsense", [cases[3].pk, cases[2].pk]),
+                       (older + "&sort=urgent", urgent_first)):  # a cursor of the newest-first order
+        response = agent_client.get(path, headers=HX)
+        assert response.status_code == 200
+        html = response.content.decode()
+        assert _row_ids(html) == rows
+        assert "That page link no longer fits this list" in html
+    assert "no longer fits" not in agent_client.get(older, headers=HX).content.decode()
+
+
+def test_large_counts_are_estimates_and_say_so(agent_client: Client, make_case: MakeCase,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from caredesk.cases import paging
+
+    monkeypatch.setattr(paging, "EXACT_COUNT_LIMIT", 2)
+    for i in range(4):
+        make_case(f"case {i}", minutes=i)
+    html = agent_client.get("/cases/", headers=HX).content.decode()
+    assert re.search(r'id="count-all" hx-swap-oob="true">about [\d,]+<', html)
+    assert 'title="an estimate' in html
+    monkeypatch.setattr(paging, "EXACT_COUNT_LIMIT", 1000)
+    html = agent_client.get("/cases/", headers=HX).content.decode()
+    assert re.search(r'id="count-all" hx-swap-oob="true">4<', html) and ">4</span> cases" in html
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -285,7 +375,7 @@ def test_canned_replies_brand_specific_and_global(agent_client: Client, case: Ca
 
 
 def test_case_pane_query_count_does_not_grow_with_the_thread(
-    agent_client: Client, case: Case, agent: User, django_assert_max_num_queries: Any
+    agent_client: Client, case: Case, agent: User, django_assert_num_queries: Any
 ) -> None:
     from django.db import transaction
     from django.utils import timezone
@@ -312,8 +402,43 @@ def test_case_pane_query_count_does_not_grow_with_the_thread(
     small = count()
     grow(8)
     assert count() == small
-    with django_assert_max_num_queries(20):
+    # session, user, memberships, the case; timeline, posts, replies, notes, other identities, earlier cases,
+    # presence, agents, topics; the composer's latest post and canned replies
+    with django_assert_num_queries(15):
         agent_client.get(f"/cases/{case.pk}/", headers=HX)
+    # the whole page: the case again (after the stream's position) and the inbox beside it
+    with django_assert_num_queries(15 + 1 + INBOX_QUERIES - 3):
+        agent_client.get(f"/cases/{case.pk}/")
+
+
+def test_a_long_thread_shows_its_latest_entries_and_offers_the_earlier(
+    agent_client: Client, case: Case, agent: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import timedelta
+
+    from django.db import transaction
+
+    from caredesk.cases.actions import do_add_note
+    from caredesk.inbox import presenters
+
+    monkeypatch.setattr(presenters, "THREAD_LENGTH", 4)
+    first = case.posts.get(direction="inbound", in_reply_to_external_id="")
+    for i in range(5):
+        at = first.created_at + timedelta(minutes=2 * i + 1)
+        ingest(first.installation, make_post(f"follow-up number {i}", author_id="u1", handle="casey",
+                                             in_reply_to=first.external_id, created_at=at))
+        with transaction.atomic():
+            do_add_note(case, agent, f"note number {i}", at + timedelta(minutes=1))
+    html = agent_client.get(f"/cases/{case.pk}/", headers=HX).content.decode()
+    shown = re.findall(r"(follow-up|note) number (\d)", html)
+    assert shown == [("follow-up", "3"), ("note", "3"), ("follow-up", "4"), ("note", "4")]
+    assert "Show the earlier ones" in html and f'id="post-{first.pk}"' not in html
+    whole = agent_client.get(f"/cases/{case.pk}/?thread=all", headers=HX).content.decode()
+    assert len(re.findall(r"(follow-up|note) number (\d)", whole)) == 10 and f'id="post-{first.pk}"' in whole
+    assert "Show the earlier ones" not in whole and "/live?thread=all" in whole
+    # a short thread offers nothing
+    monkeypatch.setattr(presenters, "THREAD_LENGTH", 200)
+    assert "Show the earlier ones" not in agent_client.get(f"/cases/{case.pk}/", headers=HX).content.decode()
 
 
 def test_topics_in_use_are_listed_from_the_index(make_case: MakeCase) -> None:

@@ -42,6 +42,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # PostgreSQL's index operator classes (the subject's trigram index) and lookups (trigram search, issue 12).
+    "django.contrib.postgres",
     "procrastinate.contrib.django",
     "servestatic",  # system checks of the static-file settings below
     "ninja",  # django-ninja's bundled Swagger UI assets (no CDN for /api/docs)

@@ -52,7 +52,8 @@ class CaseFilterForm(forms.Form):
     needs_reply = forms.BooleanField(required=False)
     brand = forms.IntegerField(required=False, min_value=1)
     sort = forms.ChoiceField(choices=Sort.CHOICES, required=False)
-    page = forms.IntegerField(required=False, min_value=1)
+    # Where the page starts: an opaque, signed position in the list (see caredesk.cases.paging).
+    cursor = forms.CharField(required=False, max_length=400)
 
     DEFAULTS: dict[str, Any] = {
         "queue": Queue.ALL,
@@ -62,7 +63,7 @@ class CaseFilterForm(forms.Form):
         "needs_reply": False,
         "brand": None,
         "sort": Sort.NEWEST,
-        "page": 1,
+        "cursor": "",
     }
 
     def values(self) -> dict[str, Any]:
@@ -84,7 +85,7 @@ def filter_query(values: dict[str, Any]) -> str:
     pairs = []
     for key, default in CaseFilterForm.DEFAULTS.items():
         value = values.get(key, default)
-        if key == "page" or value == default:
+        if key == "cursor" or value == default:
             continue
         pairs.append((key, "on" if value is True else str(value)))
     return urlencode(pairs)

@@ -11,14 +11,16 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
-from django.core.paginator import Page, Paginator
 from django.db import connection
 from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import JSONObject
+from django.urls import reverse
 
 from caredesk.accounts.models import Brand
 from caredesk.cases.access import CaseNotFound, access_case, brand_people, visible_brand_ids
 from caredesk.cases.models import Activity, Author, Case, Note, Post
-from caredesk.cases.queries import CaseQuery, filter_cases, queue_counts
+from caredesk.cases.paging import BadCursor, KeysetPage, Tally, bounded_counts, decode_cursor, keyset_page
+from caredesk.cases.queries import CaseQuery, filter_cases, queue_querysets
 from caredesk.connectors.base import ConnectorError, ReplyRules
 from caredesk.connectors.registry import get_provider_class
 from caredesk.inbox.actions import get_presence
@@ -38,6 +40,8 @@ if TYPE_CHECKING:
 PAGE_SIZE = 100
 EARLIER_CASES = 10
 TIMELINE_LENGTH = 100
+# The thread shows its latest entries; a case that grew huge (a viral post) offers its earlier ones on request.
+THREAD_LENGTH = 200
 
 PII_LABELS = {
     "account_number": "account number",
@@ -199,9 +203,11 @@ def label_fixes(triage: Mapping[str, Any] | None, topics: Sequence[str]) -> list
 
 @dataclass
 class CaseListResult:
-    page: Page[Case]
-    counts: dict[str, int]
-    total: int
+    page: KeysetPage
+    counts: dict[str, Tally]
+    total: Tally
+    # Why the requested page could not be shown (a cursor that is not ours); the first page is shown instead.
+    cursor_error: str = ""
 
 
 def _case_query(filters: Mapping[str, Any]) -> CaseQuery:
@@ -231,17 +237,35 @@ def case_list_queryset(filters: Mapping[str, Any], user: User) -> QuerySet[Case]
     return (
         filter_cases(user, _case_query(filters))
         .select_related("assignee", "brand")
-        .annotate(
-            handle=Subquery(latest_inbound.values("author__handle")[:1]),
-            platform=Subquery(latest_inbound.values("author__platform")[:1]),
-        )
+        # One subquery for both (a JSON pair), not one each: each is an index probe into the posts table per row.
+        .annotate(latest_author=Subquery(
+            latest_inbound.values(pair=JSONObject(handle="author__handle", platform="author__platform"))[:1]
+        ))
     )
 
 
 def get_case_list(filters: Mapping[str, Any], user: User) -> CaseListResult:
-    paginator = Paginator(case_list_queryset(filters, user), PAGE_SIZE)
-    page = paginator.get_page(filters.get("page") or 1)
-    return CaseListResult(page=page, counts=queue_counts(user, filters.get("brand")), total=paginator.count)
+    """A page of the list by keyset (``filters["cursor"]``: older or newer than a row), the queue counts and the
+    list's total, both exact up to a thousand and estimated beyond (:mod:`caredesk.cases.paging`)."""
+    cases = case_list_queryset(filters, user)
+    ordering = "urgent" if filters["sort"] == Sort.URGENT else "newest"
+    cursor, error = None, ""
+    if filters.get("cursor"):
+        try:
+            cursor = decode_cursor(filters["cursor"], ordering)
+        except BadCursor:
+            error = "That page link no longer fits this list; here are its first cases."
+    page = keyset_page(cases, ordering, PAGE_SIZE, cursor)
+    # One reverse() for the page, not two per row (a hundred URL resolutions were a fifth of the list's time).
+    marker = 987654321
+    pattern = reverse("inbox:case", args=[marker])
+    for case in page.items:
+        case.pane_url = pattern.replace(str(marker), str(case.pk))  # type: ignore[attr-defined]
+        author = getattr(case, "latest_author", None) or {}
+        case.handle, case.platform = author.get("handle"), author.get("platform")  # type: ignore[attr-defined]
+    counts = bounded_counts({**queue_querysets(user, filters.get("brand")), "total": cases})  # one query
+    total = counts.pop("total")
+    return CaseListResult(page=page, counts=counts, total=total, cursor_error=error)
 
 
 def get_stream_cursor() -> str:
@@ -325,6 +349,8 @@ class CaseView:
     agents: list[User]
     topics: list[str]
     pii_kinds: list[str]
+    earlier_hidden: bool = False  # the thread shows only its latest THREAD_LENGTH entries
+    whole_thread: bool = False
 
     @property
     def pii_warning(self) -> str:
@@ -391,10 +417,20 @@ def get_case(user: User, case_id: int) -> Case | None:
         return None
 
 
-def get_thread(case: Case, activities: Sequence[Activity]) -> tuple[list[ThreadItem], list[Post]]:
-    posts = list(case.posts.select_related("author").order_by("created_at", "pk"))
-    replies = list(case.replies.select_related("author").order_by("created_at", "pk"))
-    notes = list(case.notes.select_related("author").order_by("created_at", "pk"))
+def _latest(rows: QuerySet[Any], limit: int | None) -> tuple[list[Any], bool]:
+    """Up to ``limit`` latest rows in time order (all with None), and whether earlier ones were left out."""
+    if limit is None:
+        return list(rows.order_by("created_at", "pk")), False
+    latest = list(rows.order_by("-created_at", "-pk")[: limit + 1])
+    return list(reversed(latest[:limit])), len(latest) > limit
+
+
+def get_thread(case: Case, activities: Sequence[Activity],
+               limit: int | None = None) -> tuple[list[ThreadItem], list[Post], bool]:
+    """The thread in time order: its latest ``limit`` entries (None: all), and whether earlier ones are hidden."""
+    posts, more_posts = _latest(case.posts.select_related("author"), limit)
+    replies, more_replies = _latest(case.replies.select_related("author"), limit)
+    notes, more_notes = _latest(case.notes.select_related("author"), limit)
     reply_post_ids = {r.post_id for r in replies if r.post_id}
     topics = get_brand_topics(case.brand_id)
     items: list[ThreadItem] = []
@@ -412,7 +448,16 @@ def get_thread(case: Case, activities: Sequence[Activity]) -> tuple[list[ThreadI
                                     event_text=describe_activity(activity)))
     order = {"post": 0, "reply": 1, "note": 2, "event": 3}
     items.sort(key=lambda item: (item.at, order[item.kind]))
-    return items, posts
+    # Each kind was cut at its own point: what is older than the latest of those cuts is dropped too, so the
+    # thread shown has no gap in it; then the latest ``limit`` entries of the rest.
+    cuts = [rows[0].created_at for rows, more in ((posts, more_posts), (replies, more_replies), (notes, more_notes))
+            if more and rows]
+    hidden = bool(cuts)
+    if cuts:
+        items = [item for item in items if item.at >= max(cuts)]
+    if limit is not None and len(items) > limit:
+        items, hidden = items[-limit:], True
+    return items, posts, hidden
 
 
 def post_item(post: Post, topics: Sequence[str]) -> ThreadItem:
@@ -432,9 +477,10 @@ def get_thread_post(case: Case, post_id: int) -> ThreadItem | None:
     return post_item(post, get_brand_topics(case.brand_id)) if post is not None else None
 
 
-def get_case_view(case: Case, user: User, now: datetime) -> CaseView:
+def get_case_view(case: Case, user: User, now: datetime, whole_thread: bool = False) -> CaseView:
     activities = list(case.activities.select_related("actor").order_by("-id")[:TIMELINE_LENGTH])
-    thread, posts = get_thread(case, sorted(activities, key=lambda a: a.pk))
+    thread, posts, earlier_hidden = get_thread(case, sorted(activities, key=lambda a: a.pk),
+                                               None if whole_thread else THREAD_LENGTH)
     inbound = [p for p in posts if p.direction == Post.Direction.INBOUND]
     author = inbound[-1].author if inbound else None
     other_authors = [a for a in Author.objects.filter(customer_id=case.customer_id).order_by("platform", "handle")
@@ -453,6 +499,8 @@ def get_case_view(case: Case, user: User, now: datetime) -> CaseView:
         agents=get_agents(case.brand_id),
         topics=sorted({*get_topics(frozenset({case.brand_id})), case.topic} - {""}),
         pii_kinds=sorted({kind for item in thread for kind in item.pii_kinds}),
+        earlier_hidden=earlier_hidden,
+        whole_thread=whole_thread,
     )
 
 

@@ -153,7 +153,7 @@ def _pane_context(request: HttpRequest, case: Case, **extra: Any) -> dict[str, A
     now = timezone.now()
     return {
         **CHOICES,
-        "view": get_case_view(case, _agent(request), now),
+        "view": get_case_view(case, _agent(request), now, whole_thread=request.GET.get("thread") == "all"),
         "case": case,
         "now": now,
         **extra,

@@ -20,6 +20,7 @@ from ninja.params import functions as params
 
 from caredesk.api.cases.queries import get_case_detail, get_case_summary, get_cases, get_latest_inbound_post
 from caredesk.api.cases.schemas import (
+    MAX_OFFSET,
     AssignIn,
     CaseDetailOut,
     CaseFilters,
@@ -41,6 +42,7 @@ from caredesk.cases.actions import (
     do_set_case_labels,
 )
 from caredesk.cases.models import Case, Note, Post
+from caredesk.cases.paging import BadCursor, KeysetPage, bounded_count, decode_cursor, encode_cursor, keyset_page
 from caredesk.outbox.actions import do_queue_reply
 from caredesk.outbox.models import Reply
 
@@ -91,18 +93,40 @@ def _find_assignee(name: str | None, request: HttpRequest) -> User | None:
     return user
 
 
-@router.get("", response={200: CasePage, 401: ErrorOut, 422: ErrorOut}, summary="List cases")
+@router.get("", response={200: CasePage, 400: ErrorOut, 401: ErrorOut, 422: ErrorOut}, summary="List cases")
 def list_cases(request: HttpRequest, filters: Query[CaseFilters]) -> dict[str, object]:
+    """Pages by `cursor` (`next_cursor` of the page before): as fast deep in the list as at its top."""
+    if filters.cursor and filters.offset:
+        raise HttpError(422, "offset: not together with cursor (a cursor already says where the page starts)")
+    cursor = None
+    if filters.cursor:
+        try:
+            cursor = decode_cursor(filters.cursor, filters.ordering)
+        except BadCursor as exc:
+            raise HttpError(400, f"{exc}; start again without a cursor") from None
     cases = get_cases(filters, _agent(request))
-    count = cases.count()
-    items = list(cases[filters.offset : filters.offset + filters.limit])
-    end = filters.offset + len(items)
+    count = bounded_count(cases)
+    if filters.offset:
+        rows = list(cases[filters.offset : filters.offset + filters.limit + 1])
+        items = rows[: filters.limit]
+        more = len(rows) > filters.limit
+        page = KeysetPage(items, encode_cursor(items[-1], filters.ordering, "older") if more else None,
+                          encode_cursor(items[0], filters.ordering, "newer") if items else None)
+        end = filters.offset + len(items)
+        next_offset = end if more and end <= MAX_OFFSET else None
+    else:
+        page = keyset_page(cases, filters.ordering, filters.limit, cursor)
+        more = page.older is not None
+        next_offset = filters.limit if cursor is None and more and filters.limit <= MAX_OFFSET else None
     return {
-        "count": count,
+        "count": count.value,
+        "count_is_estimate": not count.exact,
         "limit": filters.limit,
         "offset": filters.offset,
-        "next_offset": end if end < count else None,
-        "items": items,
+        "next_offset": next_offset,
+        "next_cursor": page.older,
+        "previous_cursor": page.newer,
+        "items": page.items,
     }
 
 

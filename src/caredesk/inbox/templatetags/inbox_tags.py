@@ -1,13 +1,21 @@
-"""Small display filters for the inbox templates. None of them marks anything safe: autoescape still applies."""
+"""Small display filters for the inbox templates. None of them marks anything safe: autoescape still applies.
+The one tag, ``case_rows``, builds the list's rows and escapes every value it puts in them."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from html import escape as _html_escape
+from typing import TYPE_CHECKING
 
 from django import template
-from django.utils import timezone
+from django.template.defaultfilters import slugify
+from django.utils import dateformat, timezone
+from django.utils.safestring import SafeString, mark_safe
 
 from caredesk.inbox.presenters import mask_detected
+
+if TYPE_CHECKING:
+    from caredesk.cases.models import Case
 
 register = template.Library()
 
@@ -76,3 +84,61 @@ def http_url(value: str | None) -> str:
 def mask_pii(value: str | None) -> str:
     """Mask personal data found in ``value`` (for texts without stored PII spans, like case subjects)."""
     return mask_detected(str(value or ""))
+
+
+@register.simple_tag
+def case_rows(cases: list[Case], open_case_id: int | None, query: str, now: datetime) -> SafeString:
+    """The case list's rows. Written here rather than as a template loop: at a hundred rows the loop's thirty
+    template nodes a row were half of an inbox page's time (and ``format_html`` a call per value, most of the
+    rest). Every value goes through ``escape`` (``html.escape`` with quotes); the subject is PII-masked as
+    detected now, as the ``mask_pii`` filter does."""
+    if not cases:
+        return mark_safe('  <li class="rows-empty">Nothing here. Inbox zero.</li>\n')  # noqa: S308 - a constant
+    suffix = escape(f"?{query}") if query else ""
+    return mark_safe("".join(_row(c, open_case_id, suffix, now) for c in cases))  # noqa: S308 - escaped above
+
+
+def escape(value: object) -> str:
+    """What Django's ``escape`` does (``& < > " '``), without its lazy-string wrapper: a row calls it twenty times."""
+    return _html_escape(str(value), quote=True)
+
+
+def _row(c: Case, open_case_id: int | None, suffix: str, now: datetime) -> str:
+    e = escape
+    url = e(getattr(c, "pane_url", "")) + suffix
+    platform = getattr(c, "platform", None) or ""
+    resolved = c.status == "resolved"
+    if c.assignee is not None:
+        name = c.assignee.get_username()
+        assignee = f'<span class="avatar avatar--xs">{e(initials(name))}</span>{e(name)}'
+    else:
+        assignee = '<span class="muted">unassigned</span>'
+    platform_chip = f'<span class="platform platform--{e(slugify(platform))}">{e(platform)}</span>' if platform else ""
+    topic = f'<span class="chip">{e(c.topic)}</span>' if c.topic else ""
+    sentiment = f'<span class="chip chip--{e(c.sentiment)}">{e(c.sentiment)}</span>' if c.sentiment else ""
+    needs = '<span class="chip chip--warn" title="needs a reply">↩</span>' if c.needs_reply and not resolved else ""
+    posted = dateformat.format(timezone.localtime(c.last_inbound_at), "Y-m-d H:i")
+    state = (" is-open" if c.pk == open_case_id else "") + (" is-resolved" if resolved else "")
+    classes = f"row prio-{e(c.priority)}{state}"
+    return f"""  <li>
+    <a class="{classes}" id="case-row-{e(c.pk)}" data-case-id="{e(c.pk)}"
+       href="{url}"
+       hx-get="{url}" hx-target="#case-pane" hx-swap="innerHTML" hx-push-url="true">
+      <div class="row-top">
+        <span class="row-handle">@{e(getattr(c, "handle", None) or "unknown")}</span>
+        {platform_chip}
+        <span class="row-brand">{e(c.brand.name)}</span>
+        <span class="row-age" title="last customer post {e(posted)} UTC">{e(age(c.last_inbound_at, now))}</span>
+      </div>
+      <div class="row-subject">{e(mask_detected(c.subject) or "(no text)")}</div>
+      <div class="row-chips">
+        <span class="status status--{e(c.status)}">{e(c.get_status_display())}</span>
+        <span class="prio prio--{e(c.priority)}">{e(c.get_priority_display())}</span>
+        {topic}
+        {sentiment}
+        {needs}
+        <span class="row-assignee">{assignee}</span>
+      </div>
+    </a>
+  </li>
+"""
