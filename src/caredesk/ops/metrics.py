@@ -4,7 +4,8 @@ Web servers, workers and listeners are many stateless processes, so a counter ke
 describe that process only, and vanish with it. Everything here is read from PostgreSQL when Prometheus scrapes
 (a custom collector, :class:`DatabaseCollector`), so any web server answers for the whole desk, and two scrapes of
 two servers agree. Each query is cheap (an index, a small table or PostgreSQL's own statistics) and all run under
-a statement timeout; reads go to the replica when one is configured (:mod:`caredesk.config.replica`).
+a statement timeout; reads go to the replica when one is configured (:mod:`caredesk.config.replica`), all but the
+posts counter, which reads the primary's statistics (a replica keeps its own, without the rows it replays).
 
 The endpoint answers only ``Authorization: Bearer $CAREDESK_METRICS_TOKEN``; without that variable it is off (404).
 Metric families (see docs/deployment.md for what to alert on):
@@ -89,8 +90,11 @@ class DatabaseCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         now = self._now or datetime.now(UTC)
         errors = 0
-        with replica_reads() as alias:
-            for produce in (self._installations, self._posts, self._jobs, self._replies, self._overdue):
+        with replica_reads() as replica:
+            # PostgreSQL's statistics counters are per server: a replica's count only what ran on it (its replayed
+            # inserts are not counted, so there the posts counter reads 0), so that one comes from the primary.
+            for produce, alias in ((self._installations, replica), (self._posts, "default"), (self._jobs, replica),
+                                   (self._replies, replica), (self._overdue, replica)):
                 try:
                     with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
                         cursor.execute(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}")
