@@ -10,6 +10,7 @@ processes it again (``caredesk connector retry``), which re-runs exactly the sam
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,7 +22,8 @@ from caredesk.connectors.batches import load_batch
 from caredesk.connectors.costs.ledger import do_record_usage
 from caredesk.connectors.models import ConnectorInstallation, RawPayload
 from caredesk.connectors.runtime import get_provider
-from caredesk.ingest.pipeline import apply_changes, ingest_posts, unstored_edits
+from caredesk.ingest.pipeline import apply_changes, ingest_posts, triage_posts, unstored_edits
+from caredesk.triage.types import TriageResult
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +47,14 @@ def apply_result(
     *,
     save_cursor: bool = True,
     polled: bool = False,
+    triaged: Sequence[TriageResult] = (),
 ) -> BatchReport:
-    """Store a batch: posts, then changes, then credentials and cursor (FetchResult's order).
+    """Store a batch: posts, then changes, then credentials and cursor (FetchResult's order). ``triaged``: the
+    triage of the batch's posts, done before the transaction (``ingest.pipeline.triage_posts``).
     Precondition: inside a transaction holding the installation row lock."""
     # An edit of a post never stored brings the post in (then the edits apply in order, so a deletion wins).
     posts = [*result.posts, *unstored_edits(installation, result.posts, result.changes)]
-    report = ingest_posts(installation, platform, posts, now)
+    report = ingest_posts(installation, platform, posts, now, triaged)
     edited, deleted = apply_changes(installation, platform, result.changes, now) if result.changes else ([], [])
     if result.usage:
         do_record_usage(installation, result.usage, now)  # with the posts: a batch is billed once, or not at all
@@ -123,6 +127,7 @@ def process_payload(payload_id: int, now: datetime, *, holder: str | None = None
     lease (:class:`LeaseLost` otherwise; the payload stays pending for the new holder). Must not run inside a
     transaction: the outcome is committed here.
     """
+    prepared = _prepare(payload_id, now)
     with transaction.atomic():
         payload = RawPayload.objects.select_for_update().get(pk=payload_id)
         if payload.status == RawPayload.Status.PROCESSED:
@@ -133,13 +138,17 @@ def process_payload(payload_id: int, now: datetime, *, holder: str | None = None
         payload.attempts += 1
         try:
             with transaction.atomic():  # a savepoint: a fault undoes the batch, not the payload's record of it
-                platform, result = _result_of(payload, installation, now)
+                if prepared is not None and prepared[0] == payload.attempts - 1:
+                    platform, result, triaged = prepared[1], prepared[2], prepared[3]
+                else:  # could not be read before (it fails here again, recorded), or another attempt came between
+                    platform, result = _result_of(payload, installation, now)
+                    triaged = []
                 later = RawPayload.objects.filter(
                     installation_id=payload.installation_id, source=payload.source, status=RawPayload.Status.PROCESSED,
                     pk__gt=payload.pk,
                 ).exists()
                 save_cursor = payload.source != RawPayload.Source.WEBHOOK and not later
-                apply_result(installation, platform, result, now, save_cursor=save_cursor)
+                apply_result(installation, platform, result, now, save_cursor=save_cursor, triaged=triaged)
         except Exception as exc:
             payload.status = RawPayload.Status.FAILED
             payload.error = f"{type(exc).__name__}: {exc}"[:4000]
@@ -152,6 +161,20 @@ def process_payload(payload_id: int, now: datetime, *, holder: str | None = None
         payload.processed_at = now
         payload.save(update_fields=["status", "error", "attempts", "processed_at"])
     return "processed"
+
+
+def _prepare(payload_id: int, now: datetime) -> tuple[int, str, FetchResult, list[TriageResult]] | None:
+    """The payload read and its posts triaged before the transaction, so that the installation lock is held for
+    the writes alone: ``(attempts seen, platform, batch, triage of its posts)``, or None when it is processed
+    already or cannot be read (the transaction then reads it again, and records the fault)."""
+    payload = RawPayload.objects.filter(pk=payload_id).select_related("installation").first()
+    if payload is None or payload.status == RawPayload.Status.PROCESSED:
+        return None
+    try:
+        platform, result = _result_of(payload, payload.installation, now)
+        return payload.attempts, platform, result, triage_posts(payload.installation, platform, result.posts, now)
+    except Exception:  # noqa: BLE001 - recorded by the transaction, which meets the same fault
+        return None
 
 
 def pending_payload_ids(installation_id: int, source: str) -> list[int]:
