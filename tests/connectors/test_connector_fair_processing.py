@@ -91,3 +91,30 @@ def test_a_bad_delivery_in_a_backlog_is_kept_failed_and_the_rest_is_processed():
     assert status == {first: "processed", bad: "failed", last: "processed"}
     assert sorted(Post.objects.values_list("external_id", flat=True)) == [
         "a-0", "a-1", "a-2", "c-0", "c-1", "c-2"]
+
+
+def test_a_backlog_is_stored_in_sets_and_a_fault_in_a_set_fails_only_its_own_payload():
+    installation = _streamed("Nimbus")
+    first = _store(installation, "a")
+    # Readable, but refused by the database (longer than an external id may be): found only when stored.
+    refused = _store(installation, "b" * 300, count=1)
+    last = _store(installation, "c")
+    assert tasks.process_pending(installation.pk) is False
+    status = dict(RawPayload.objects.values_list("pk", "status"))
+    assert status == {first: "processed", refused: "failed", last: "processed"}
+    assert "value too long" in RawPayload.objects.get(pk=refused).error
+    assert sorted(Post.objects.values_list("external_id", flat=True)) == [
+        "a-0", "a-1", "a-2", "c-0", "c-1", "c-2"]
+    # The cursor is the last payload's, as when each is processed alone.
+    installation.refresh_from_db()
+    assert installation.cursor == {"at": "c"}
+
+
+def test_consecutive_payloads_are_one_transaction(django_assert_max_num_queries):
+    installation = _streamed("Nimbus")
+    for n in range(6):
+        _store(installation, f"s{n}", count=5)
+    with django_assert_max_num_queries(60):  # one set: not six rounds of some 25 statements
+        assert tasks.process_pending(installation.pk) is False
+    assert Post.objects.count() == 30
+    assert set(RawPayload.objects.values_list("attempts", flat=True)) == {1}

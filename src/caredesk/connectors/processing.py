@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection, transaction
+from django.db.models import F
 
 from caredesk.connectors.actions import do_record_batch, do_record_warning, lock_installation
 from caredesk.connectors.base import FetchResult, WebhookReceiver
@@ -183,3 +184,84 @@ def pending_payload_ids(installation_id: int, source: str) -> list[int]:
         .order_by("pk")
         .values_list("pk", flat=True)
     )
+
+
+def _merged(results: Sequence[FetchResult]) -> FetchResult:
+    """Consecutive batches without changes as one: their posts, rejections, usage and warnings together; the last
+    cursor, rate limit and rotated credentials (each batch's replace the one's before)."""
+    credentials = None
+    for result in results:
+        credentials = result.credentials if result.credentials is not None else credentials
+    return FetchResult(
+        posts=[p for r in results for p in r.posts],
+        cursor=results[-1].cursor,
+        rejected=[x for r in results for x in r.rejected],
+        credentials=credentials,
+        rate_limit_remaining=next(
+            (r.rate_limit_remaining for r in reversed(results) if r.rate_limit_remaining is not None), None),
+        usage=[u for r in results for u in r.usage],
+        warnings=[w for r in results for w in r.warnings],
+    )
+
+
+def process_backlog(installation_id: int, payload_ids: Sequence[int], now: datetime, *, max_posts: int) -> int:
+    """Process the first of ``payload_ids`` (pending payloads of one installation, in stored order) and as many of
+    the next ones of the same source, without edits or deletions, as fit in ``max_posts`` posts, as one batch in
+    one transaction: when a backlog builds up (a flood, a slow database) a worker takes it in larger sets, and
+    each set costs one round of queries instead of one per payload. A fault in the merged batch undoes it and
+    the payloads are processed one by one (each kept *failed* with its own error, the others stored). Returns
+    how many of ``payload_ids`` were taken. Must not run inside a transaction."""
+    rows = list(RawPayload.objects.filter(pk__in=payload_ids, installation_id=installation_id)
+                .select_related("installation").order_by("pk"))
+    group: list[RawPayload] = []
+    results: list[FetchResult] = []
+    platform = ""
+    posts = 0
+    for row in rows:
+        if row.pk != payload_ids[len(group)] or row.status != RawPayload.Status.PENDING:
+            break
+        if group and row.source != group[0].source:
+            break
+        try:
+            platform, result = _result_of(row, row.installation, now)
+        except Exception:  # noqa: BLE001 - processed alone below, which records the fault
+            break
+        if result.changes or (group and posts + len(result.posts) > max_posts):
+            break
+        group.append(row)
+        results.append(result)
+        posts += len(result.posts)
+    if len(group) < 2:
+        process_payload(payload_ids[0], now)
+        return 1
+    merged = _merged(results)
+    triaged = triage_posts(group[0].installation, platform, merged.posts, now)
+    ids = [row.pk for row in group]
+    seen = {row.pk: row.attempts for row in group}
+    failed = False
+    with transaction.atomic():
+        locked = {p.pk: p for p in RawPayload.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
+        if any(p.status != RawPayload.Status.PENDING or p.attempts != seen[pk] for pk, p in locked.items()) or (
+                len(locked) != len(ids)):
+            failed = True  # processed or retried meanwhile: each one alone sees what to do
+        else:
+            installation = lock_installation(installation_id)
+            try:
+                with transaction.atomic():  # a savepoint: a fault undoes the batch, then each is tried alone
+                    later = RawPayload.objects.filter(
+                        installation_id=installation_id, source=group[0].source,
+                        status=RawPayload.Status.PROCESSED, pk__gt=ids[-1],
+                    ).exists()
+                    save_cursor = group[0].source != RawPayload.Source.WEBHOOK and not later
+                    apply_result(installation, platform, merged, now, save_cursor=save_cursor, triaged=triaged)
+            except Exception:  # noqa: BLE001 - each payload alone records its own fault
+                log.info("installation %s: payloads %s–%s failed together; processing them one by one",
+                         installation_id, ids[0], ids[-1], exc_info=True)
+                failed = True
+            else:
+                RawPayload.objects.filter(pk__in=ids).update(
+                    status=RawPayload.Status.PROCESSED, error="", processed_at=now, attempts=F("attempts") + 1)
+    if failed:
+        for payload_id in ids:
+            process_payload(payload_id, now)
+    return len(ids)

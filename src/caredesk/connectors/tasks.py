@@ -54,7 +54,7 @@ from caredesk.connectors.costs.ledger import budget_stop, do_record_budget_stop
 from caredesk.connectors.costs.prices import Operation
 from caredesk.connectors.crypto import CredentialsUnreadable
 from caredesk.connectors.models import ConnectorInstallation, RawPayload
-from caredesk.connectors.processing import apply_result, process_payload
+from caredesk.connectors.processing import apply_result, process_backlog, process_payload
 from caredesk.connectors.registry import get_provider_class
 from caredesk.connectors.rungs import held_streams, poll_due
 from caredesk.connectors.runtime import get_provider
@@ -214,14 +214,18 @@ def process_payload_job(payload_id: int) -> None:
 # brand is taken in turns with the other brands' work instead of ahead of all of it.
 TURN_PAYLOADS = 20
 TURN_SECONDS = 1.0
+# Consecutive pending payloads are stored together up to this many posts: a backlog is taken in sets (one round of
+# queries for each), with transactions still short.
+BATCH_POSTS = 1_000
 
 
 def process_pending(installation_id: int, *, max_payloads: int | None = None,
                     max_seconds: float | None = None) -> bool:
     """Process the installation's pending payloads in the order they were stored, for one turn (at most
     ``max_payloads`` of them, or until ``max_seconds`` passed); a fault leaves that payload *failed* with its error
-    and the next ones still run. Returns whether some are still pending. Must not run inside a transaction: each
-    payload is committed on its own (see :func:`process_payload`)."""
+    and the next ones still run. Returns whether some are still pending. Must not run inside a transaction:
+    consecutive payloads are committed together, in sets of up to ``BATCH_POSTS`` posts (see
+    :func:`~caredesk.connectors.processing.process_backlog`)."""
     max_payloads = TURN_PAYLOADS if max_payloads is None else max_payloads
     max_seconds = TURN_SECONDS if max_seconds is None else max_seconds
     started = time.monotonic()
@@ -229,11 +233,12 @@ def process_pending(installation_id: int, *, max_payloads: int | None = None,
         RawPayload.objects.filter(installation_id=installation_id, status=RawPayload.Status.PENDING)
         .order_by("pk").values_list("pk", flat=True)[: max_payloads + 1]
     )
-    for done, payload_id in enumerate(ids[:max_payloads], start=1):
-        process_payload(payload_id, datetime.now(UTC))
+    done = 0
+    while done < min(len(ids), max_payloads):
+        done += process_backlog(installation_id, ids[done:max_payloads], datetime.now(UTC), max_posts=BATCH_POSTS)
         if time.monotonic() - started >= max_seconds:
-            return len(ids) > done or _any_pending(installation_id)
-    return len(ids) > max_payloads or _any_pending(installation_id)
+            break
+    return len(ids) > done or _any_pending(installation_id)
 
 
 def _any_pending(installation_id: int) -> bool:
