@@ -117,6 +117,28 @@ def _posts(rng: random.Random, prefix: str, count: int, authors: int, t0: dateti
     return posts
 
 
+def _listen(db_url: str, heard: dict[int, float], ready: threading.Event, stop: threading.Event) -> None:
+    """When each activity's notification (sent after its commit) reaches a listener on the database."""
+    import psycopg
+
+    from caredesk.cases.events import CHANNEL, parse_notification
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(f"LISTEN {CHANNEL}")
+        ready.set()
+        while not stop.is_set():
+            for note in conn.notifies(timeout=0.2):
+                at = time.perf_counter()
+                for activity_id in parse_notification(note.payload).activity_ids:
+                    heard.setdefault(activity_id, at)
+
+
+def _p(delays: list[float]) -> str:
+    delays = sorted(delays)
+    p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))]
+    return f"p50 {statistics.median(delays):.0f} ms, p99 {p99:.0f} ms, max {delays[-1]:.0f} ms"
+
+
 def _store(installation_id: int, posts: list[Any], cursor: dict[str, Any]) -> int:
     from caredesk.connectors.base import FetchResult
     from caredesk.connectors.batches import dump_batch
@@ -212,8 +234,8 @@ def _throughput(args: argparse.Namespace, installations: list[Any], env: dict[st
             "db_cpu": backends.seconds}
 
 
-def _latency(args: argparse.Namespace, installations: list[Any], env: dict[str, str], texts: list[str],
-             cookie: str) -> None:
+def _latency(args: argparse.Namespace, installations: list[Any], env: dict[str, str], db_url: str,
+             texts: list[str], cookie: str) -> None:
     from caredesk.cases.models import Activity, Post
     from caredesk.connectors.tasks import defer_pending
 
@@ -239,6 +261,10 @@ def _latency(args: argparse.Namespace, installations: list[Any], env: dict[str, 
         threading.Thread(target=_client, args=(f"http://127.0.0.1:{port}/stream", cookie, arrivals, ready, stop),
                          daemon=True).start()
         ready.wait(10)
+        heard: dict[int, float] = {}
+        listening = threading.Event()
+        threading.Thread(target=_listen, args=(db_url, heard, listening, stop), daemon=True).start()
+        listening.wait(10)
         time.sleep(0.5)
         rng = random.Random(1)
         size = 50
@@ -254,6 +280,8 @@ def _latency(args: argparse.Namespace, installations: list[Any], env: dict[str, 
             _store(installation.pk, _posts(rng, prefix, size, args.authors, t0, texts), {"n": b})
             stored_at[prefix] = time.perf_counter()
             defer_pending(installation.pk)
+            if os.environ.get("BENCH_DEBUG") and b % 20 == 0:
+                print(f"t={time.perf_counter() - begin:5.1f}s pending batches {_pending()}", flush=True)
             wait = begin + (b + 1) * tick - time.perf_counter()
             if wait > 0:
                 time.sleep(wait)
@@ -269,24 +297,24 @@ def _latency(args: argparse.Namespace, installations: list[Any], env: dict[str, 
         _stop(processes)
     brand_id = installations[0].brand_id
     external = dict(Post.objects.filter(installation=installations[0]).values_list("pk", "external_id"))
-    delays = []
+    delays, committed = [], []
     missing = 0
     for activity_id, data in Activity.objects.filter(kind="post_received", brand_id=brand_id).values_list(
             "pk", "data"):
         prefix = external[data["post_id"]].partition("-")[0]
+        if activity_id in heard:
+            committed.append((heard[activity_id] - stored_at[prefix]) * 1000)
         if activity_id in arrivals:
             delays.append((arrivals[activity_id] - stored_at[prefix]) * 1000)
         else:
             missing += 1
-    delays.sort()
-    if not delays:
+    if not delays or not committed:
         raise SystemExit(f"no event reached the agent's stream ({missing} missing)")
-    p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))]
     print(f"\ndelay to the browser: {batches * size} posts stored at {offered:,.0f} posts/s offered "
           f"(target {args.rate:g}; the feeder fell behind by at most {behind * 1000:.0f} ms), "
           f"{args.latency_workers} workers, {len(installations)} brands")
-    print(f"  stored → agent's live stream ({len(delays)} posts of one brand, {missing} missing): "
-          f"p50 {statistics.median(delays):.0f} ms, p99 {p99:.0f} ms, max {delays[-1]:.0f} ms")
+    print(f"  stored → committed (its NOTIFY heard on the database): {_p(committed)}")
+    print(f"  stored → agent's live stream ({len(delays)} posts of one brand, {missing} missing): {_p(delays)}")
 
 
 def main() -> None:
@@ -331,7 +359,7 @@ def main() -> None:
               f"{r['worker_cpu'] * 1000 / r['posts']:>19.3f} {r['db_cpu'] * 1000 / r['posts']:>15.3f}")
     print(f"load after: {os.getloadavg()[0]:.2f} (1 min)")
     if args.seconds > 0:
-        _latency(args, installations, env, texts, cookie)
+        _latency(args, installations, env, db_url, texts, cookie)
 
 
 if __name__ == "__main__":
