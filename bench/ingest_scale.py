@@ -14,8 +14,9 @@ triage, dedupe, thread into cases and write posts, cases and activities, and pub
    and the database's backends of this benchmark spent are read from ``/proc`` (the model for more machines).
 2. **Delay to the browser**: the ASGI server (uvicorn) with one logged-in agent of the first brand on ``/stream``
    (SSE), ``--latency-workers`` workers, and batches of 50 stored at ``--rate`` posts/s in turn over the brands
-   for ``--seconds``; per post of the agent's brand, from its batch's store committed to the ``post_received``
-   event read by the agent's SSE client (one process, one clock).
+   for ``--warmup`` seconds (not counted) then ``--seconds``; per post of the agent's brand, from its batch's
+   store committed to its ``post_received`` notification heard on the database (committed), and to that event
+   read by the agent's SSE client (one process, one clock).
 
 Its own database (``caredesk_bench_scale``), emptied between rounds.
 """
@@ -270,7 +271,8 @@ def _latency(args: argparse.Namespace, installations: list[Any], env: dict[str, 
         size = 50
         tick = size / args.rate
         stored_at: dict[str, float] = {}  # batch prefix → when its store committed
-        batches = int(args.seconds * args.rate / size)
+        warm = int(args.warmup * args.rate / size)  # the first batches start the pace; not counted
+        batches = warm + int(args.seconds * args.rate / size)
         t0 = datetime.now(UTC)
         begin = time.perf_counter()
         behind = 0.0
@@ -302,6 +304,8 @@ def _latency(args: argparse.Namespace, installations: list[Any], env: dict[str, 
     for activity_id, data in Activity.objects.filter(kind="post_received", brand_id=brand_id).values_list(
             "pk", "data"):
         prefix = external[data["post_id"]].partition("-")[0]
+        if int(prefix[1:]) < warm:
+            continue
         if activity_id in heard:
             committed.append((heard[activity_id] - stored_at[prefix]) * 1000)
         if activity_id in arrivals:
@@ -310,7 +314,8 @@ def _latency(args: argparse.Namespace, installations: list[Any], env: dict[str, 
             missing += 1
     if not delays or not committed:
         raise SystemExit(f"no event reached the agent's stream ({missing} missing)")
-    print(f"\ndelay to the browser: {batches * size} posts stored at {offered:,.0f} posts/s offered "
+    print(f"\ndelay to the browser: {batches * size} posts stored at {offered:,.0f} posts/s offered, the first "
+          f"{args.warmup:g} s not counted "
           f"(target {args.rate:g}; the feeder fell behind by at most {behind * 1000:.0f} ms), "
           f"{args.latency_workers} workers, {len(installations)} brands")
     print(f"  stored → committed (its NOTIFY heard on the database): {_p(committed)}")
@@ -327,6 +332,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--latency-workers", type=int, default=2)
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds fed at the rate before counting")
     args = parser.parse_args()
     db_url = setup_database(DB_NAME)
     env = {**os.environ, "DATABASE_URL": db_url}
