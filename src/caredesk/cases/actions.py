@@ -7,14 +7,16 @@ actions compose into one. Each records Activity rows and publishes them with
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from django.db import connection
-from django.db.models import Model, Q
+from django.db.models import Q
+from django.utils import timezone
 
+from caredesk.cases.bulk import allocate_ids, copy_rows, update_rows
 from caredesk.cases.events import publish_activities
 from caredesk.cases.lifecycle import Reason, TransitionError, transition
 from caredesk.cases.models import Activity, Author, Case, Customer, Note, Post
@@ -52,26 +54,6 @@ class ReceiveReport:
     post_ids: list[int] = field(default_factory=list)
 
 
-def _update_rows(objects: Sequence[Model], fields: Sequence[str]) -> None:
-    """Write ``fields`` of many rows with one prepared UPDATE sent in a pipeline.
-
-    Django's bulk_update builds a CASE expression per field and row; for ingest batches its Python cost
-    dominated the whole pipeline.
-    """
-    if not objects:
-        return
-    meta = objects[0]._meta
-    model_fields = [meta.get_field(name) for name in fields]
-    assignments = ", ".join(f'"{f.column}" = %s' for f in model_fields)  # type: ignore[union-attr]
-    sql = f'UPDATE "{meta.db_table}" SET {assignments} WHERE "{meta.pk.column}" = %s'  # type: ignore[union-attr]  # noqa: S608
-    rows = [
-        [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in model_fields] + [obj.pk]  # type: ignore[union-attr]
-        for obj in objects
-    ]
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
-
-
 def _subject(text: str, triage: TriageResult) -> str:
     # The subject is shown in lists and exports; personal data from a public post never goes into it.
     flat = " ".join(mask_pii(text, triage.pii).split())
@@ -94,26 +76,40 @@ def _upsert_authors(platform: str, posts: Sequence[NormalizedPost], brand_id: in
             author.handle, author.name, author.followers, author.verified = fresh
             changed.append(author)
     if changed:
-        _update_rows(changed, ["handle", "name", "followers", "verified"])
+        update_rows(changed, ["handle", "name", "followers", "verified"])
     missing = [wanted[ext_id] for ext_id in wanted if ext_id not in existing]
     if missing:
-        customers = Customer.objects.bulk_create(
-            [Customer(brand_id=brand_id, display_name=a.name or a.handle) for a in missing]
+        stamp = timezone.now()
+        customer_ids = allocate_ids(Customer._meta.db_table, len(missing))
+        copy_rows(
+            Customer._meta.db_table,
+            ("id", "brand_id", "display_name", "external_account_id", "created_at"),
+            ((cid, brand_id, a.name or a.handle, "", stamp) for cid, a in zip(customer_ids, missing, strict=True)),
         )
-        created = Author.objects.bulk_create(
-            [
-                Author(
-                    brand_id=brand_id,
-                    platform=platform,
-                    external_id=a.external_id,
-                    handle=a.handle,
-                    name=a.name,
-                    followers=a.followers,
-                    verified=a.verified,
-                    customer=c,
-                )
-                for a, c in zip(missing, customers, strict=True)
-            ]
+        author_ids = allocate_ids(Author._meta.db_table, len(missing))
+        created = [
+            Author(
+                pk=author_id,
+                brand_id=brand_id,
+                platform=platform,
+                external_id=a.external_id,
+                handle=a.handle,
+                name=a.name,
+                followers=a.followers,
+                verified=a.verified,
+                customer_id=customer_id,
+                updated_at=stamp,
+            )
+            for author_id, a, customer_id in zip(author_ids, missing, customer_ids, strict=True)
+        ]
+        for author in created:
+            author._state.adding = False  # stored below, so a later save() updates the row
+        copy_rows(
+            Author._meta.db_table,
+            ("id", "brand_id", "platform", "external_id", "handle", "name", "followers", "verified", "customer_id",
+             "updated_at"),
+            ((a.pk, brand_id, platform, a.external_id, a.handle, a.name, a.followers, a.verified, a.customer_id,
+              stamp) for a in created),
         )
         existing.update({a.external_id: a for a in created})
     return existing
@@ -211,9 +207,8 @@ def do_receive_posts(
         if existing_case.is_open:
             open_case_of_customer[existing_case.customer_id] = existing_case
 
-    new_posts: list[Post] = []
+    new_posts: list[tuple[NormalizedPost, TriageResult, Author, bool, str]] = []
     post_case: list[Case | None] = []
-    activities: list[Activity] = []
     new_cases: list[Case] = []
     updated: dict[int, Case] = {}
     status_changes: list[Activity] = []
@@ -269,58 +264,96 @@ def do_receive_posts(
                 case.updated_at = now
                 if case.pk:
                     updated[case.pk] = case
-        new_posts.append(
-            Post(
-                installation=installation,
-                external_id=normalized.external_id,
-                author=author,
-                direction=Post.Direction.OUTBOUND if own else Post.Direction.INBOUND,
-                is_direct=normalized.is_direct,
-                summoned=normalized.summoned or normalized.is_direct,
-                matched_keywords=list(normalized.matched_keywords),
-                text=normalized.text,
-                language=normalized.language or triage.language,
-                url=normalized.url,
-                in_reply_to_external_id=normalized.in_reply_to_external_id,
-                conversation_external_id=normalized.conversation_external_id or parent_key,
-                created_at=normalized.created_at,
-                received_at=now,
-                raw=dict(normalized.raw),
-                triage=triage.as_dict(),
-            )
-        )
+        new_posts.append((normalized, triage, author, own, normalized.conversation_external_id or parent_key))
         post_case.append(case)
         case_of_post[normalized.external_id] = case  # later posts of this batch may answer this one
 
-    Case.objects.bulk_create(new_cases)
-    for stored, owner in zip(new_posts, post_case, strict=True):
-        stored.case = owner
-    Post.objects.bulk_create(new_posts)
+    for new_case, case_id in zip(new_cases, allocate_ids(Case._meta.db_table, len(new_cases)), strict=True):
+        new_case.pk = case_id
+    copy_rows(Case._meta.db_table, _CASE_COLUMNS, (_case_row(c) for c in new_cases))
+    post_ids = allocate_ids(Post._meta.db_table, len(new_posts))
+    copy_rows(
+        Post._meta.db_table,
+        _POST_COLUMNS,
+        (
+            _post_row(post_id, installation.pk, normalized, triage, author, own, conversation, owner, now)
+            for post_id, (normalized, triage, author, own, conversation), owner in zip(
+                post_ids, new_posts, post_case, strict=True
+            )
+        ),
+    )
     if updated:
-        _update_rows(
+        update_rows(
             list(updated.values()),
             ["status", "resolved_at", "topic", "sentiment", "urgency", "priority", "needs_reply",
              "last_inbound_at", "updated_at"],
         )
-    for created in new_cases:
-        activities.append(
-            Activity(kind=Activity.Kind.CASE_CREATED, brand_id=brand_id, case=created, created_at=now,
-                     data={"status": created.status, "priority": created.priority, "topic": created.topic})
-        )
-    activities.extend(status_changes)
-    for stored in new_posts:
-        activities.append(
-            Activity(kind=Activity.Kind.POST_RECEIVED, brand_id=brand_id, case=stored.case, created_at=now,
-                     data={"post_id": stored.pk, "direction": stored.direction, **_case_labels(stored.case)})
-        )
-    Activity.objects.bulk_create(activities)
-    publish_activities(a.pk for a in activities)
+    activities: list[tuple[str, int | None, int | None, dict[str, Any]]] = [
+        (Activity.Kind.CASE_CREATED, c.pk, None, {"status": c.status, "priority": c.priority, "topic": c.topic})
+        for c in new_cases
+    ]
+    activities += [(a.kind, a.case_id, a.actor_id, a.data) for a in status_changes]
+    activities += [
+        (Activity.Kind.POST_RECEIVED, owner.pk if owner else None, None,
+         {"post_id": post_id, "direction": Post.Direction.OUTBOUND if spec[3] else Post.Direction.INBOUND,
+          **_case_labels(owner)})
+        for post_id, spec, owner in zip(post_ids, new_posts, post_case, strict=True)
+    ]
+    activity_ids = allocate_ids(Activity._meta.db_table, len(activities))
+    copy_rows(
+        Activity._meta.db_table,
+        ("id", "kind", "brand_id", "case_id", "actor_id", "data", "created_at"),
+        ((activity_id, str(kind), brand_id, case_id, actor_id, json.dumps(data), now)
+         for activity_id, (kind, case_id, actor_id, data) in zip(activity_ids, activities, strict=True)),
+    )
+    publish_activities(activity_ids)
 
     report.received = len(new_posts)
     report.cases_created = len(new_cases)
     report.cases_updated = len(updated)
-    report.post_ids = [p.pk for p in new_posts]
+    report.post_ids = post_ids
     return report
+
+
+_CASE_COLUMNS = (
+    "id", "brand_id", "customer_id", "subject", "status", "priority", "topic", "sentiment", "urgency",
+    "needs_reply", "created_at", "updated_at", "last_inbound_at",
+)
+
+
+def _case_row(case: Case) -> tuple[Any, ...]:
+    return (
+        case.pk, case.brand_id, case.customer_id, case.subject, case.status, case.priority, case.topic,
+        case.sentiment, case.urgency, case.needs_reply, case.created_at, case.updated_at, case.last_inbound_at,
+    )
+
+
+_POST_COLUMNS = (
+    "id", "installation_id", "external_id", "author_id", "case_id", "direction", "is_direct", "summoned",
+    "matched_keywords", "text", "language", "url", "in_reply_to_external_id", "conversation_external_id",
+    "created_at", "received_at", "raw", "triage",
+)
+
+
+def _post_row(
+    post_id: int,
+    installation_id: int,
+    normalized: NormalizedPost,
+    triage: TriageResult,
+    author: Author,
+    own: bool,
+    conversation: str,
+    case: Case | None,
+    now: datetime,
+) -> tuple[Any, ...]:
+    return (
+        post_id, installation_id, normalized.external_id, author.pk, case.pk if case else None,
+        Post.Direction.OUTBOUND if own else Post.Direction.INBOUND, normalized.is_direct,
+        normalized.summoned or normalized.is_direct, json.dumps(list(normalized.matched_keywords)),
+        normalized.text, normalized.language or triage.language, normalized.url,
+        normalized.in_reply_to_external_id, conversation, normalized.created_at, now,
+        json.dumps(dict(normalized.raw)), json.dumps(triage.as_dict()),
+    )
 
 
 DELETED_SUBJECT = "(post deleted on the platform)"
@@ -380,7 +413,7 @@ def do_edit_posts(
             Case.objects.filter(pk=post.case_id).update(subject=_subject(normalized.text, triage), updated_at=now)
         activities.append(Activity(kind=Activity.Kind.POST_EDITED, brand_id=installation.brand_id,
                                    case_id=post.case_id, created_at=now, data={"post_id": post.pk}))
-    _update_rows(changed, ["text", "raw", "triage", "language", "summoned", "matched_keywords", "edited_at"])
+    update_rows(changed, ["text", "raw", "triage", "language", "summoned", "matched_keywords", "edited_at"])
     Activity.objects.bulk_create(activities)
     publish_activities(a.pk for a in activities)
     return [p.pk for p in changed]
@@ -402,7 +435,7 @@ def do_delete_posts(installation: ConnectorInstallation, external_ids: Sequence[
             Case.objects.filter(pk=post.case_id).update(subject=DELETED_SUBJECT, updated_at=now)
         activities.append(Activity(kind=Activity.Kind.POST_DELETED, brand_id=installation.brand_id,
                                    case_id=post.case_id, created_at=now, data={"post_id": post.pk}))
-    _update_rows(list(posts.values()), ["text", "raw", "triage", "matched_keywords", "deleted_at"])
+    update_rows(list(posts.values()), ["text", "raw", "triage", "matched_keywords", "deleted_at"])
     Activity.objects.bulk_create(activities)
     publish_activities(a.pk for a in activities)
     return [p.pk for p in posts.values()]

@@ -10,10 +10,12 @@ processes it again (``caredesk connector retry``), which re-runs exactly the sam
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection, transaction
+from django.db.models import F
 
 from caredesk.connectors.actions import do_record_batch, do_record_warning, lock_installation
 from caredesk.connectors.base import FetchResult, WebhookReceiver
@@ -21,7 +23,8 @@ from caredesk.connectors.batches import load_batch
 from caredesk.connectors.costs.ledger import do_record_usage
 from caredesk.connectors.models import ConnectorInstallation, RawPayload
 from caredesk.connectors.runtime import get_provider
-from caredesk.ingest.pipeline import apply_changes, ingest_posts, unstored_edits
+from caredesk.ingest.pipeline import apply_changes, ingest_posts, triage_posts, unstored_edits
+from caredesk.triage.types import TriageResult
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +48,14 @@ def apply_result(
     *,
     save_cursor: bool = True,
     polled: bool = False,
+    triaged: Sequence[TriageResult] = (),
 ) -> BatchReport:
-    """Store a batch: posts, then changes, then credentials and cursor (FetchResult's order).
+    """Store a batch: posts, then changes, then credentials and cursor (FetchResult's order). ``triaged``: the
+    triage of the batch's posts, done before the transaction (``ingest.pipeline.triage_posts``).
     Precondition: inside a transaction holding the installation row lock."""
     # An edit of a post never stored brings the post in (then the edits apply in order, so a deletion wins).
     posts = [*result.posts, *unstored_edits(installation, result.posts, result.changes)]
-    report = ingest_posts(installation, platform, posts, now)
+    report = ingest_posts(installation, platform, posts, now, triaged)
     edited, deleted = apply_changes(installation, platform, result.changes, now) if result.changes else ([], [])
     if result.usage:
         do_record_usage(installation, result.usage, now)  # with the posts: a batch is billed once, or not at all
@@ -123,6 +128,7 @@ def process_payload(payload_id: int, now: datetime, *, holder: str | None = None
     lease (:class:`LeaseLost` otherwise; the payload stays pending for the new holder). Must not run inside a
     transaction: the outcome is committed here.
     """
+    prepared = _prepare(payload_id, now)
     with transaction.atomic():
         payload = RawPayload.objects.select_for_update().get(pk=payload_id)
         if payload.status == RawPayload.Status.PROCESSED:
@@ -133,13 +139,17 @@ def process_payload(payload_id: int, now: datetime, *, holder: str | None = None
         payload.attempts += 1
         try:
             with transaction.atomic():  # a savepoint: a fault undoes the batch, not the payload's record of it
-                platform, result = _result_of(payload, installation, now)
+                if prepared is not None and prepared[0] == payload.attempts - 1:
+                    platform, result, triaged = prepared[1], prepared[2], prepared[3]
+                else:  # could not be read before (it fails here again, recorded), or another attempt came between
+                    platform, result = _result_of(payload, installation, now)
+                    triaged = []
                 later = RawPayload.objects.filter(
                     installation_id=payload.installation_id, source=payload.source, status=RawPayload.Status.PROCESSED,
                     pk__gt=payload.pk,
                 ).exists()
                 save_cursor = payload.source != RawPayload.Source.WEBHOOK and not later
-                apply_result(installation, platform, result, now, save_cursor=save_cursor)
+                apply_result(installation, platform, result, now, save_cursor=save_cursor, triaged=triaged)
         except Exception as exc:
             payload.status = RawPayload.Status.FAILED
             payload.error = f"{type(exc).__name__}: {exc}"[:4000]
@@ -154,9 +164,104 @@ def process_payload(payload_id: int, now: datetime, *, holder: str | None = None
     return "processed"
 
 
+def _prepare(payload_id: int, now: datetime) -> tuple[int, str, FetchResult, list[TriageResult]] | None:
+    """The payload read and its posts triaged before the transaction, so that the installation lock is held for
+    the writes alone: ``(attempts seen, platform, batch, triage of its posts)``, or None when it is processed
+    already or cannot be read (the transaction then reads it again, and records the fault)."""
+    payload = RawPayload.objects.filter(pk=payload_id).select_related("installation").first()
+    if payload is None or payload.status == RawPayload.Status.PROCESSED:
+        return None
+    try:
+        platform, result = _result_of(payload, payload.installation, now)
+        return payload.attempts, platform, result, triage_posts(payload.installation, platform, result.posts, now)
+    except Exception:  # noqa: BLE001 - recorded by the transaction, which meets the same fault
+        return None
+
+
 def pending_payload_ids(installation_id: int, source: str) -> list[int]:
     return list(
         RawPayload.objects.filter(installation_id=installation_id, source=source, status=RawPayload.Status.PENDING)
         .order_by("pk")
         .values_list("pk", flat=True)
     )
+
+
+def _merged(results: Sequence[FetchResult]) -> FetchResult:
+    """Consecutive batches without changes as one: their posts, rejections, usage and warnings together; the last
+    cursor, rate limit and rotated credentials (each batch's replace the one's before)."""
+    credentials = None
+    for result in results:
+        credentials = result.credentials if result.credentials is not None else credentials
+    return FetchResult(
+        posts=[p for r in results for p in r.posts],
+        cursor=results[-1].cursor,
+        rejected=[x for r in results for x in r.rejected],
+        credentials=credentials,
+        rate_limit_remaining=next(
+            (r.rate_limit_remaining for r in reversed(results) if r.rate_limit_remaining is not None), None),
+        usage=[u for r in results for u in r.usage],
+        warnings=[w for r in results for w in r.warnings],
+    )
+
+
+def process_backlog(installation_id: int, payload_ids: Sequence[int], now: datetime, *, max_posts: int) -> int:
+    """Process the first of ``payload_ids`` (pending payloads of one installation, in stored order) and as many of
+    the next ones of the same source, without edits or deletions, as fit in ``max_posts`` posts, as one batch in
+    one transaction: when a backlog builds up (a flood, a slow database) a worker takes it in larger sets, and
+    each set costs one round of queries instead of one per payload. A fault in the merged batch undoes it and
+    the payloads are processed one by one (each kept *failed* with its own error, the others stored). Returns
+    how many of ``payload_ids`` were taken. Must not run inside a transaction."""
+    rows = list(RawPayload.objects.filter(pk__in=payload_ids, installation_id=installation_id)
+                .select_related("installation").order_by("pk"))
+    group: list[RawPayload] = []
+    results: list[FetchResult] = []
+    platform = ""
+    posts = 0
+    for row in rows:
+        if row.pk != payload_ids[len(group)] or row.status != RawPayload.Status.PENDING:
+            break
+        if group and row.source != group[0].source:
+            break
+        try:
+            platform, result = _result_of(row, row.installation, now)
+        except Exception:  # noqa: BLE001 - processed alone below, which records the fault
+            break
+        if result.changes or (group and posts + len(result.posts) > max_posts):
+            break
+        group.append(row)
+        results.append(result)
+        posts += len(result.posts)
+    if len(group) < 2:
+        process_payload(payload_ids[0], now)
+        return 1
+    merged = _merged(results)
+    triaged = triage_posts(group[0].installation, platform, merged.posts, now)
+    ids = [row.pk for row in group]
+    seen = {row.pk: row.attempts for row in group}
+    failed = False
+    with transaction.atomic():
+        locked = {p.pk: p for p in RawPayload.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
+        if any(p.status != RawPayload.Status.PENDING or p.attempts != seen[pk] for pk, p in locked.items()) or (
+                len(locked) != len(ids)):
+            failed = True  # processed or retried meanwhile: each one alone sees what to do
+        else:
+            installation = lock_installation(installation_id)
+            try:
+                with transaction.atomic():  # a savepoint: a fault undoes the batch, then each is tried alone
+                    later = RawPayload.objects.filter(
+                        installation_id=installation_id, source=group[0].source,
+                        status=RawPayload.Status.PROCESSED, pk__gt=ids[-1],
+                    ).exists()
+                    save_cursor = group[0].source != RawPayload.Source.WEBHOOK and not later
+                    apply_result(installation, platform, merged, now, save_cursor=save_cursor, triaged=triaged)
+            except Exception:  # noqa: BLE001 - each payload alone records its own fault
+                log.info("installation %s: payloads %s–%s failed together; processing them one by one",
+                         installation_id, ids[0], ids[-1], exc_info=True)
+                failed = True
+            else:
+                RawPayload.objects.filter(pk__in=ids).update(
+                    status=RawPayload.Status.PROCESSED, error="", processed_at=now, attempts=F("attempts") + 1)
+    if failed:
+        for payload_id in ids:
+            process_payload(payload_id, now)
+    return len(ids)

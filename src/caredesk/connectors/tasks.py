@@ -23,7 +23,9 @@ only while no ``caredesk listen`` holds its stream), and those on *webhook* for 
 poll the platform :class:`Refused` fails the poll rung for a while. Reads stop at the monthly budget before the
 platform is called (:func:`caredesk.connectors.costs.ledger.budget_stop`).
 
-A webhook delivery is processed by :func:`process_payload_job`, deferred in the transaction that stored it.
+A webhook delivery is processed by :func:`process_pending_job`, deferred in the transaction that stored it: one
+job per installation at a time, taking its backlog in bounded turns so that one brand's flood does not starve
+the others.
 Compliance sweeps (X's deletions and edits, :mod:`caredesk.connectors.compliance`) run from :func:`compliance_all`.
 """
 
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -50,8 +53,8 @@ from caredesk.connectors.base import AuthRevoked, Capability, ConnectorError, Ra
 from caredesk.connectors.costs.ledger import budget_stop, do_record_budget_stop
 from caredesk.connectors.costs.prices import Operation
 from caredesk.connectors.crypto import CredentialsUnreadable
-from caredesk.connectors.models import ConnectorInstallation
-from caredesk.connectors.processing import apply_result, process_payload
+from caredesk.connectors.models import ConnectorInstallation, RawPayload
+from caredesk.connectors.processing import apply_result, process_backlog, process_payload
 from caredesk.connectors.registry import get_provider_class
 from caredesk.connectors.rungs import held_streams, poll_due
 from caredesk.connectors.runtime import get_provider
@@ -200,8 +203,7 @@ def poll_all(timestamp: int) -> None:
 
 @app.task(name="connectors.process_payload", queue="connectors", pass_context=False)
 def process_payload_job(payload_id: int) -> None:
-    """Process a stored webhook delivery; a fault leaves it *failed* with its error, for ``caredesk connector
-    retry`` (the job itself does not retry: the same payload would fail the same way)."""
+    """Process one stored delivery (jobs deferred before :func:`process_pending_job` existed still run)."""
     close_old_connections()
     try:
         process_payload(payload_id, datetime.now(UTC))
@@ -209,9 +211,67 @@ def process_payload_job(payload_id: int) -> None:
         close_old_connections()
 
 
-def defer_processing(payload_id: int) -> None:
-    """Defer the job that processes a stored payload, in the caller's transaction (the one that stored it)."""
-    process_payload_job.defer(payload_id=payload_id)
+# How much of one installation's backlog one job takes before it goes to the back of the queue: a flood for one
+# brand is taken in turns with the other brands' work instead of ahead of all of it.
+TURN_PAYLOADS = 20
+TURN_SECONDS = 1.0
+# Consecutive pending payloads are stored together up to this many posts: a backlog is taken in sets (one round of
+# queries for each), with transactions still short.
+BATCH_POSTS = 1_000
+
+
+def process_pending(installation_id: int, *, max_payloads: int | None = None,
+                    max_seconds: float | None = None) -> bool:
+    """Process the installation's pending payloads in the order they were stored, for one turn (at most
+    ``max_payloads`` of them, or until ``max_seconds`` passed); a fault leaves that payload *failed* with its error
+    and the next ones still run. Returns whether some are still pending. Must not run inside a transaction:
+    consecutive payloads are committed together, in sets of up to ``BATCH_POSTS`` posts (see
+    :func:`~caredesk.connectors.processing.process_backlog`)."""
+    max_payloads = TURN_PAYLOADS if max_payloads is None else max_payloads
+    max_seconds = TURN_SECONDS if max_seconds is None else max_seconds
+    started = time.monotonic()
+    ids = list(
+        RawPayload.objects.filter(installation_id=installation_id, status=RawPayload.Status.PENDING)
+        .order_by("pk").values_list("pk", flat=True)[: max_payloads + 1]
+    )
+    done = 0
+    while done < min(len(ids), max_payloads):
+        done += process_backlog(installation_id, ids[done:max_payloads], datetime.now(UTC), max_posts=BATCH_POSTS)
+        if time.monotonic() - started >= max_seconds:
+            break
+    return len(ids) > done or _any_pending(installation_id)
+
+
+def _any_pending(installation_id: int) -> bool:
+    return RawPayload.objects.filter(installation_id=installation_id, status=RawPayload.Status.PENDING).exists()
+
+
+@app.task(name="connectors.process_pending", queue="connectors", pass_context=False)
+def process_pending_job(installation_id: int) -> None:
+    """One turn of an installation's stored deliveries; the rest goes to the back of the queue as a new job, so
+    the other installations' jobs, deferred meanwhile, run first."""
+    close_old_connections()
+    try:
+        if process_pending(installation_id):
+            defer_pending(installation_id)
+    finally:
+        close_old_connections()
+
+
+def defer_pending(installation_id: int) -> None:
+    """Make sure a job will process the installation's pending payloads.
+
+    Its queueing lock keeps at most one such job waiting per installation (a burst of deliveries is one job, and
+    one job's turn takes many of them); its lock runs them one at a time, in the order stored (a reply after
+    the post it answers: threading depends on it), while any number of worker processes share the installations.
+    """
+    try:
+        with transaction.atomic():  # a savepoint: the refused insert must not abort the caller's transaction
+            process_pending_job.configure(
+                queueing_lock=f"process:{installation_id}", lock=f"installation:{installation_id}"
+            ).defer(installation_id=installation_id)
+    except AlreadyEnqueued:
+        pass  # a waiting job will take it: it reads the pending payloads when it starts
 
 
 @app.task(name="connectors.compliance_sweep", queue="connectors", pass_context=False)

@@ -74,13 +74,13 @@ def receive_webhook(request: HttpRequest, installation_id: int) -> HttpResponse:
         return HttpResponse(answer.body, status=answer.status, content_type=answer.content_type)
     if request.method != "POST":
         return _error(405, "deliveries are POSTed")
-    from caredesk.connectors.tasks import defer_processing  # the tasks module imports the pipeline
+    from caredesk.connectors.tasks import defer_pending  # the tasks module imports the pipeline
 
     # Stored and processed even while reads are stopped for the budget: the platform billed this delivery already,
     # and accepted data is never lost (health says the budget is passed).
     with transaction.atomic():
         payload_id = store_payload(installation.pk, RawPayload.Source.WEBHOOK, body, now)
-        defer_processing(payload_id)
+        defer_pending(installation.pk)
     _worked(installation, now)
     return JsonResponse({"accepted": payload_id}, status=202)
 

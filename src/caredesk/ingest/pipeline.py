@@ -41,13 +41,29 @@ def _prior_contacts(brand_id: int, platform: str, posts: Sequence[NormalizedPost
 
 
 def ingest_posts(
-    installation: ConnectorInstallation, platform: str, posts: Sequence[NormalizedPost], now: datetime
+    installation: ConnectorInstallation,
+    platform: str,
+    posts: Sequence[NormalizedPost],
+    now: datetime,
+    triaged: Sequence[TriageResult] = (),
 ) -> ReceiveReport:
-    """Triage and store ``posts``. Precondition: inside a transaction holding the installation row lock."""
+    """Triage and store ``posts``; ``triaged``: the results of its first posts, triaged earlier (by
+    :func:`triage_posts`, before the transaction). Precondition: inside a transaction holding the installation
+    row lock."""
     if not posts:
         return ReceiveReport()
-    results = _triage(installation, platform, posts, now)
+    results = list(triaged[: len(posts)])
+    if len(results) < len(posts):
+        results += _triage(installation, platform, posts[len(results) :], now)
     return do_receive_posts(installation, platform, list(zip(posts, results, strict=True)), now)
+
+
+def triage_posts(
+    installation: ConnectorInstallation, platform: str, posts: Sequence[NormalizedPost], now: datetime
+) -> list[TriageResult]:
+    """Triage a batch before its transaction, so the installation lock is held for storing only. Reads without
+    locking: a post of the same author committed meanwhile may be missing from the repeat-contact count."""
+    return _triage(installation, platform, posts, now) if posts else []
 
 
 def unstored_edits(

@@ -79,7 +79,7 @@ def test_a_delivery_is_accepted_at_once_then_processed_by_the_job(hook):
     payload = RawPayload.objects.get(pk=accepted.json()["accepted"])
     assert payload.status == "pending" and bytes(payload.body) == body and payload.source == "webhook"
     assert not Post.objects.exists()  # not processed in the request
-    assert _jobs() == [("connectors.process_payload", "todo")]
+    assert _jobs() == [("connectors.process_pending", "todo")]
     run_worker(1, wait=False, install_signal_handlers=False)
     payload.refresh_from_db()
     assert payload.status == "processed" and payload.attempts == 1

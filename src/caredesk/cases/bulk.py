@@ -1,0 +1,74 @@
+"""Set-based writes for ingest: ids taken from the sequences in one query, rows sent with ``COPY``.
+
+Django's ``bulk_create`` built a model instance per row and quoted every value in Python (the connection binds
+parameters on the client); for a batch of posts with their JSON that was most of ingest's CPU. Here a batch is a
+list of tuples, JSON is serialized once per row, and PostgreSQL's ``COPY`` reads them in one stream. Ids are taken
+first (``nextval`` over the batch), so the rows that point at each other (a post at its new case, an activity at
+its post) are written without a round trip per row.
+
+Only the actions modules call these, inside the transaction their caller owns.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from django.db import connection
+from django.db.models import Model
+
+
+def allocate_ids(table: str, count: int) -> list[int]:
+    """``count`` fresh ids from ``table``'s id sequence, in increasing order."""
+    if count <= 0:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s) ORDER BY 1",
+            [table, count],
+        )
+        return [int(row[0]) for row in cursor.fetchall()]
+
+
+def copy_rows(table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Insert ``rows`` (values in ``columns`` order; JSON columns as already serialized text) with one COPY."""
+    names = ", ".join(f'"{c}"' for c in columns)
+    with connection.cursor() as cursor, cursor.cursor.copy(f'COPY "{table}" ({names}) FROM STDIN') as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def _json_value(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot write {type(value).__name__} in a batch update")
+
+
+def update_rows(objects: Sequence[Model], fields: Sequence[str]) -> None:
+    """Write ``fields`` of many rows of one model with a single ``UPDATE … FROM jsonb_to_recordset(…)``.
+
+    One statement and one parameter for the batch: PostgreSQL reads the rows from one JSON document, typed by
+    the record definition, instead of one statement per row (or a VALUES list whose thousands of placeholders the
+    client-side binding splits and quotes one by one).
+    """
+    if not objects:
+        return
+    meta = objects[0]._meta
+    model_fields = [meta.get_field(name) for name in fields]
+    pk = meta.pk
+    assert pk is not None
+    columns = [pk, *model_fields]
+    record = ", ".join(f'"{f.column}" {f.db_type(connection)}' for f in columns)  # type: ignore[union-attr]
+    assignments = ", ".join(f'"{f.column}" = v."{f.column}"' for f in model_fields)  # type: ignore[union-attr]
+    # Values go into the JSON document as they are (datetimes as ISO text; a JSON field's value as a jsonb value):
+    # the record definition casts them, and Django's per-value preparation was most of this function's time.
+    attnames = [(f.column, f.attname) for f in model_fields]  # type: ignore[union-attr]
+    rows = [{pk.column: obj.pk, **{column: getattr(obj, attname) for column, attname in attnames}} for obj in objects]
+    sql = (
+        f'UPDATE "{meta.db_table}" AS t SET {assignments} FROM jsonb_to_recordset(%s::jsonb) AS v({record})'  # noqa: S608
+        f' WHERE t."{pk.column}" = v."{pk.column}"'
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [json.dumps(rows, default=_json_value)])
