@@ -467,3 +467,12 @@ def test_one_brands_own_topics_are_not_offered_to_another_brands_people(make_cas
     client.force_login(agent)
     assert "project-falcon" not in client.get("/").content.decode()
     assert "project-falcon" not in client.get(f"/cases/{nimbus_case.pk}/").content.decode()
+
+
+@pytest.mark.parametrize("value", [0.0, 0.005, 0.125, 0.335, 0.5, 0.994999, 0.995, 1.0, 0.1 + 0.2, 1 / 3, 12.345])
+def test_two_places_is_floatformat_2(value: float) -> None:
+    from django.template.defaultfilters import floatformat
+
+    from caredesk.inbox.templatetags.inbox_tags import two_places
+
+    assert two_places(value) == floatformat(value, 2)
