@@ -3,23 +3,25 @@ The one tag, ``case_rows``, builds the list's rows and escapes every value it pu
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
+from functools import lru_cache
 from html import escape as _html_escape
 from typing import TYPE_CHECKING
 
 from django import template
 from django.template.defaultfilters import slugify
 from django.urls import reverse
-from django.utils import dateformat, timezone
+from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 
+from caredesk.cases.models import Case
 from caredesk.inbox.presenters import LabelChip, LabelFix, ThreadItem, mask_detected
 
 if TYPE_CHECKING:
     from django.template import Context
 
-    from caredesk.cases.models import Case, Post
+    from caredesk.cases.models import Post
 
 register = template.Library()
 
@@ -107,6 +109,17 @@ def escape(value: object) -> str:
     return _html_escape(str(value), quote=True)
 
 
+# What get_status_display / get_priority_display answer, looked up without their per-call hashing of the choices.
+_STATUS_LABELS: dict[str, str] = {value: str(label) for value, label in Case.Status.choices}
+_PRIORITY_LABELS: dict[int, str] = {value: str(label) for value, label in Case.Priority.choices}
+
+
+@lru_cache(maxsize=64)
+def _platform_slug(platform: str) -> str:
+    """slugify of a platform's name: a handful of names, each slugified once."""
+    return slugify(platform)
+
+
 def _row(c: Case, open_case_id: int | None, suffix: str, now: datetime) -> str:
     e = escape
     url = e(getattr(c, "pane_url", "")) + suffix
@@ -117,11 +130,12 @@ def _row(c: Case, open_case_id: int | None, suffix: str, now: datetime) -> str:
         assignee = f'<span class="avatar avatar--xs">{e(initials(name))}</span>{e(name)}'
     else:
         assignee = '<span class="muted">unassigned</span>'
-    platform_chip = f'<span class="platform platform--{e(slugify(platform))}">{e(platform)}</span>' if platform else ""
+    platform_chip = (f'<span class="platform platform--{e(_platform_slug(platform))}">{e(platform)}</span>'
+                     if platform else "")
     topic = f'<span class="chip">{e(c.topic)}</span>' if c.topic else ""
     sentiment = f'<span class="chip chip--{e(c.sentiment)}">{e(c.sentiment)}</span>' if c.sentiment else ""
     needs = '<span class="chip chip--warn" title="needs a reply">↩</span>' if c.needs_reply and not resolved else ""
-    posted = dateformat.format(timezone.localtime(c.last_inbound_at), "Y-m-d H:i")
+    posted = c.last_inbound_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M")  # the title says UTC
     state = (" is-open" if c.pk == open_case_id else "") + (" is-resolved" if resolved else "")
     classes = f"row prio-{e(c.priority)}{state}"
     return f"""  <li>
@@ -136,8 +150,8 @@ def _row(c: Case, open_case_id: int | None, suffix: str, now: datetime) -> str:
       </div>
       <div class="row-subject">{e(mask_detected(c.subject) or "(no text)")}</div>
       <div class="row-chips">
-        <span class="status status--{e(c.status)}">{e(c.get_status_display())}</span>
-        <span class="prio prio--{e(c.priority)}">{e(c.get_priority_display())}</span>
+        <span class="status status--{e(c.status)}">{e(_STATUS_LABELS.get(c.status, c.status))}</span>
+        <span class="prio prio--{e(c.priority)}">{e(_PRIORITY_LABELS.get(c.priority, c.priority))}</span>
         {topic}
         {sentiment}
         {needs}
