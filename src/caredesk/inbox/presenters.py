@@ -244,6 +244,12 @@ def case_list_queryset(filters: Mapping[str, Any], user: User) -> QuerySet[Case]
     )
 
 
+ROW_FIELDS = (
+    "id", "subject", "status", "priority", "urgency", "topic", "sentiment", "needs_reply", "last_inbound_at",
+    "brand__name", "assignee__username",
+)
+
+
 def get_case_list(filters: Mapping[str, Any], user: User) -> CaseListResult:
     """A page of the list by keyset (``filters["cursor"]``: older or newer than a row), the queue counts and the
     list's total, both exact up to a thousand and estimated beyond (:mod:`caredesk.cases.paging`)."""
@@ -255,7 +261,9 @@ def get_case_list(filters: Mapping[str, Any], user: User) -> CaseListResult:
             cursor = decode_cursor(filters["cursor"], ordering)
         except BadCursor:
             error = "That page link no longer fits this list; here are its first cases."
-    page = keyset_page(cases, ordering, PAGE_SIZE, cursor)
+    # Only the columns a row shows and the cursor's sort keys: a full Case, User and Brand a row made building the
+    # hundred model instances (and parsing their timestamps) a tenth of the page's time.
+    page = keyset_page(cases.only(*ROW_FIELDS), ordering, PAGE_SIZE, cursor)
     # One reverse() for the page, not two per row (a hundred URL resolutions were a fifth of the list's time).
     marker = 987654321
     pattern = reverse("inbox:case", args=[marker])
