@@ -102,3 +102,21 @@ def test_non_http_post_url_is_not_linked(agent_client: Client, evil_case: Case) 
     Post.objects.filter(case=evil_case).update(url="javascript:alert(1)")
     html = agent_client.get(f"/cases/{evil_case.pk}/live", headers=HX).content.decode()
     assert "javascript:alert(1)" not in html
+
+
+def test_label_chips_reasons_and_selects_escape_every_value(agent_client: Client, evil_case: Case) -> None:
+    # The labels block is built in Python (inbox_tags.post_labels): each value that comes from the stored triage
+    # (a label's value, its reasons, who corrected it) is tried with markup.
+    post = evil_case.posts.get()
+    triage = dict(post.triage or {})
+    triage["topic"] = {"value": f"t{SCRIPT}", "score": 0.5, "reasons": [f"r{IMG}"], "corrected_by": HANDLE}
+    triage["sentiment"] = {"value": "negative", "score": 0.125, "reasons": [NAME]}
+    Post.objects.filter(pk=post.pk).update(triage=triage)
+    html = agent_client.get(f"/cases/{evil_case.pk}/", headers=HX).content.decode()
+    for raw in (SCRIPT, IMG, "<svg onload", "<b onmouseover"):
+        assert raw not in html, f"raw {raw!r} in the page"
+    assert "t&lt;script&gt;alert(1)&lt;/script&gt;" in html  # the chip, its reason line and the select's option
+    assert "r&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "corrected by &quot;&gt;&lt;svg onload=alert(2)&gt;" in html
+    assert "&lt;b onmouseover=alert(3)&gt;Eve&lt;/b&gt;" in html
+    assert "score 0.13" in html  # floatformat's rounding (half up), not round-half-even's 0.12

@@ -296,6 +296,7 @@ def test_case_page_full_and_partial(agent_client: Client, case: Case) -> None:
     live = agent_client.get(f"/cases/{case.pk}/live", headers=HX).content.decode()
     assert 'id="case-live"' in live and 'id="reply-form"' not in live  # the reply box is never re-rendered
     assert agent_client.get("/cases/999999/", headers=HX).status_code == 404
+    assert agent_client.get("/cases/999999/").status_code == 404  # the whole page reads the case itself
 
 
 def test_case_view_shows_thread_author_earlier_cases_and_labels(
@@ -406,8 +407,8 @@ def test_case_pane_query_count_does_not_grow_with_the_thread(
     # presence, agents, topics; the composer's latest post and canned replies
     with django_assert_num_queries(15):
         agent_client.get(f"/cases/{case.pk}/", headers=HX)
-    # the whole page: the case again (after the stream's position) and the inbox beside it
-    with django_assert_num_queries(15 + 1 + INBOX_QUERIES - 3):
+    # the whole page: the case (read once, after the stream's position) and the inbox beside it
+    with django_assert_num_queries(15 + INBOX_QUERIES - 3):
         agent_client.get(f"/cases/{case.pk}/")
 
 
@@ -467,3 +468,12 @@ def test_one_brands_own_topics_are_not_offered_to_another_brands_people(make_cas
     client.force_login(agent)
     assert "project-falcon" not in client.get("/").content.decode()
     assert "project-falcon" not in client.get(f"/cases/{nimbus_case.pk}/").content.decode()
+
+
+@pytest.mark.parametrize("value", [0.0, 0.005, 0.125, 0.335, 0.5, 0.994999, 0.995, 1.0, 0.1 + 0.2, 1 / 3, 12.345])
+def test_two_places_is_floatformat_2(value: float) -> None:
+    from django.template.defaultfilters import floatformat
+
+    from caredesk.inbox.templatetags.inbox_tags import two_places
+
+    assert two_places(value) == floatformat(value, 2)

@@ -180,12 +180,13 @@ def _locked_case(request: HttpRequest, case_id: int, right: Right = Right.WORK) 
         raise Http404("no such case") from None
 
 
-def _page(request: HttpRequest, case: Case | None, status: int = 200, **extra: Any) -> HttpResponse:
+def _page(request: HttpRequest, case: Case | int | None, status: int = 200, **extra: Any) -> HttpResponse:
+    """The whole page; ``case``: the open case, or its id when it has not been read yet (a GET)."""
     # The stream's position first, then every read the page shows (the case again too): an event that commits in
     # between is then both on the page and in the stream, never in neither.
     stream_cursor = get_stream_cursor()
     if case is not None:
-        case = _case_or_404(request, case.pk)
+        case = _case_or_404(request, case if isinstance(case, int) else case.pk)
     context: dict[str, Any] = {
         **_list_context(request, case.pk if case else None),
         "choices": get_filter_choices(_agent(request)),
@@ -224,9 +225,9 @@ def case_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 @agent_required
 def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
-    case = _case_or_404(request, case_id)
     if not is_htmx(request):
-        return _page(request, case)
+        return _page(request, case_id)  # read once, after the stream's position
+    case = _case_or_404(request, case_id)
     context = {**_pane_context(request, case), **_composer_context(case), "as_partial": True}
     return render(request, "inbox/_case_pane.html", context)
 
