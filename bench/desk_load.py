@@ -180,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool", type=int, default=4, help="CAREDESK_DB_POOL_MAX of each server (0: off)")
     parser.add_argument("--db", default="caredesk_bench_load")
     parser.add_argument("--json", type=Path, help="write every figure here")
+    parser.add_argument("--steady", action="store_true",
+                        help="count requests only once every agent has spawned and logged in (Locust's --reset-stats):"
+                             " the steady state, without the burst of logins hashing passwords at the start")
     parser.add_argument("--drop", action="store_true", help="drop the database afterwards")
     args = parser.parse_args(argv)
 
@@ -194,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_file, sse_log, prefix = work / "setup.json", work / "sse.log", work / "locust"
     setup_file.write_text(json.dumps({"usernames": usernames, "password": PASSWORD, "cases": case_ids}))
     ingest = Ingest(installation_id, args.ingest_rate)
-    print(f"{args.users} agents on {args.servers} servers for {args.seconds} s, ingest {args.ingest_rate}/s, "
+    steady = " (steady state)" if args.steady else ""
+    print(f"{args.users} agents on {args.servers} servers for {args.seconds} s{steady}, ingest {args.ingest_rate}/s, "
           f"{len(case_ids)} cases; load before: {os.getloadavg()[0]:.2f}")
     started = time.time()
     try:
@@ -204,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.executable, "-m", "locust", "-f", str(HERE / "locust_desk.py"), "--headless", "--only-summary",
             "-u", str(args.users), "-r", str(args.spawn_rate), "-t", f"{args.seconds}s", "--stop-timeout", "2",
             "--csv", str(prefix), "--loglevel", "ERROR", "--exit-code-on-error", "0",
+            *(["--reset-stats"] if args.steady else []),
         ], env=locust_env, capture_output=True, text=True, timeout=args.seconds + 120)
         if done.returncode != 0:
             print(done.stdout[-3000:], done.stderr[-3000:])
