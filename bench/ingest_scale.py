@@ -236,8 +236,9 @@ def _throughput(args: argparse.Namespace, installations: list[Any], env: dict[st
 
 
 def _latency(args: argparse.Namespace, installations: list[Any], env: dict[str, str], db_url: str,
-             texts: list[str], cookie: str) -> None:
+             texts: list[str], cookie: str, *, inline: bool = False) -> None:
     from caredesk.cases.models import Activity, Post
+    from caredesk.connectors.processing import process_payload
     from caredesk.connectors.tasks import defer_pending
 
     _empty()
@@ -247,7 +248,8 @@ def _latency(args: argparse.Namespace, installations: list[Any], env: dict[str, 
          "--log-level", "warning", "--timeout-graceful-shutdown", "2"], env=env)
     processes = [server]
     try:
-        processes += _start_workers(args.latency_workers, env)
+        if not inline:
+            processes += _start_workers(args.latency_workers, env)
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -279,9 +281,16 @@ def _latency(args: argparse.Namespace, installations: list[Any], env: dict[str, 
         for b in range(batches):
             installation = installations[b % len(installations)]
             prefix = f"l{b}"
-            _store(installation.pk, _posts(rng, prefix, size, args.authors, t0, texts), {"n": b})
-            stored_at[prefix] = time.perf_counter()
-            defer_pending(installation.pk)
+            batch = _posts(rng, prefix, size, args.authors, t0, texts)
+            if inline:
+                # As the stream listener does: store, then process in the same process before the next batch;
+                # the delay counts from the batch's arrival (before its store).
+                stored_at[prefix] = time.perf_counter()
+                process_payload(_store(installation.pk, batch, {"n": b}), datetime.now(UTC))
+            else:
+                _store(installation.pk, batch, {"n": b})
+                stored_at[prefix] = time.perf_counter()
+                defer_pending(installation.pk)
             if os.environ.get("BENCH_DEBUG") and b % 20 == 0:
                 print(f"t={time.perf_counter() - begin:5.1f}s pending batches {_pending()}", flush=True)
             wait = begin + (b + 1) * tick - time.perf_counter()
@@ -314,10 +323,11 @@ def _latency(args: argparse.Namespace, installations: list[Any], env: dict[str, 
             missing += 1
     if not delays or not committed:
         raise SystemExit(f"no event reached the agent's stream ({missing} missing)")
-    print(f"\ndelay to the browser: {batches * size} posts stored at {offered:,.0f} posts/s offered, the first "
+    how = " (inline, as `caredesk listen`)" if inline else ""
+    print(f"\ndelay to the browser{how}: {batches * size} posts stored at {offered:,.0f} posts/s offered, the first "
           f"{args.warmup:g} s not counted "
           f"(target {args.rate:g}; the feeder fell behind by at most {behind * 1000:.0f} ms), "
-          f"{args.latency_workers} workers, {len(installations)} brands")
+          f"{'no' if inline else args.latency_workers} workers, {len(installations)} brands")
     print(f"  stored → committed (its NOTIFY heard on the database): {_p(committed)}")
     print(f"  stored → agent's live stream ({len(delays)} posts of one brand, {missing} missing): {_p(delays)}")
 
@@ -333,6 +343,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--latency-workers", type=int, default=2)
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds fed at the rate before counting")
+    parser.add_argument("--inline", action="store_true",
+                        help="delay only: the feeder processes each batch as it stores it, as `caredesk listen` does")
     args = parser.parse_args()
     db_url = setup_database(DB_NAME)
     env = {**os.environ, "DATABASE_URL": db_url}
@@ -366,6 +378,8 @@ def main() -> None:
     print(f"load after: {os.getloadavg()[0]:.2f} (1 min)")
     if args.seconds > 0:
         _latency(args, installations, env, db_url, texts, cookie)
+        if args.inline:
+            _latency(args, installations, env, db_url, texts, cookie, inline=True)
 
 
 if __name__ == "__main__":

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from django.db.models import Q
+from django.db import connection
 from django.utils import timezone
 
-from caredesk.cases.bulk import allocate_ids, copy_rows, update_rows
+from caredesk.cases.bulk import allocate_ids, copy_rows, update_records, update_rows
 from caredesk.cases.events import publish_activities
 from caredesk.cases.lifecycle import Reason, TransitionError, transition
 from caredesk.cases.models import Activity, Author, Case, Customer, Note, Post
@@ -60,13 +60,32 @@ def _subject(text: str, triage: TriageResult) -> str:
     return flat if len(flat) <= SUBJECT_LENGTH else flat[: SUBJECT_LENGTH - 1] + "…"
 
 
-def _upsert_authors(platform: str, posts: Sequence[NormalizedPost], brand_id: int) -> dict[str, Author]:
+@dataclass(slots=True)
+class _AuthorRow:
+    """The author columns ingest reads and writes: a plain row, not a model instance (building one Author per
+    post was a fifth of ``do_receive_posts``)."""
+
+    pk: int
+    external_id: str
+    handle: str
+    name: str
+    followers: int
+    verified: bool
+    customer_id: int | None
+
+
+def _upsert_authors(platform: str, posts: Sequence[NormalizedPost], brand_id: int) -> dict[str, _AuthorRow]:
     wanted = {p.author.external_id: p.author for p in posts}
-    existing = {
-        a.external_id: a
-        for a in Author.objects.filter(brand_id=brand_id, platform=platform, external_id__in=wanted)
-    }
-    changed: list[Author] = []
+    author_table = Author._meta.db_table
+    with connection.cursor() as cursor:
+        # One array parameter: psycopg adapts the list as one literal, not one quoted value per id.
+        cursor.execute(
+            f'SELECT id, external_id, handle, name, followers, verified, customer_id FROM "{author_table}"'  # noqa: S608
+            " WHERE brand_id = %s AND platform = %s AND external_id = ANY(%s::text[])",
+            [brand_id, platform, list(wanted)],
+        )
+        existing = {row[1]: _AuthorRow(*row) for row in cursor.fetchall()}
+    changed: list[dict[str, Any]] = []
     for ext_id, incoming in wanted.items():
         author = existing.get(ext_id)
         if author is None:
@@ -74,9 +93,11 @@ def _upsert_authors(platform: str, posts: Sequence[NormalizedPost], brand_id: in
         fresh = (incoming.handle, incoming.name, incoming.followers, incoming.verified)
         if (author.handle, author.name, author.followers, author.verified) != fresh:
             author.handle, author.name, author.followers, author.verified = fresh
-            changed.append(author)
+            changed.append({"id": author.pk, "handle": author.handle, "name": author.name,
+                            "followers": author.followers, "verified": author.verified})
     if changed:
-        update_rows(changed, ["handle", "name", "followers", "verified"])
+        update_records(author_table, "id bigint, handle text, name text, followers integer, verified boolean",
+                       ("handle", "name", "followers", "verified"), changed)
     missing = [wanted[ext_id] for ext_id in wanted if ext_id not in existing]
     if missing:
         stamp = timezone.now()
@@ -86,26 +107,13 @@ def _upsert_authors(platform: str, posts: Sequence[NormalizedPost], brand_id: in
             ("id", "brand_id", "display_name", "external_account_id", "created_at"),
             ((cid, brand_id, a.name or a.handle, "", stamp) for cid, a in zip(customer_ids, missing, strict=True)),
         )
-        author_ids = allocate_ids(Author._meta.db_table, len(missing))
+        author_ids = allocate_ids(author_table, len(missing))
         created = [
-            Author(
-                pk=author_id,
-                brand_id=brand_id,
-                platform=platform,
-                external_id=a.external_id,
-                handle=a.handle,
-                name=a.name,
-                followers=a.followers,
-                verified=a.verified,
-                customer_id=customer_id,
-                updated_at=stamp,
-            )
+            _AuthorRow(author_id, a.external_id, a.handle, a.name, a.followers, a.verified, customer_id)
             for author_id, a, customer_id in zip(author_ids, missing, customer_ids, strict=True)
         ]
-        for author in created:
-            author._state.adding = False  # stored below, so a later save() updates the row
         copy_rows(
-            Author._meta.db_table,
+            author_table,
             ("id", "brand_id", "platform", "external_id", "handle", "name", "followers", "verified", "customer_id",
              "updated_at"),
             ((a.pk, brand_id, platform, a.external_id, a.handle, a.name, a.followers, a.verified, a.customer_id,
@@ -162,9 +170,29 @@ def do_receive_posts(
             report.duplicates += 1
         else:
             by_id[post.external_id] = (post, triage)
-    known = set(
-        Post.objects.filter(installation=installation, external_id__in=by_id).values_list("external_id", flat=True)
-    )
+
+    from caredesk.outbox.models import Reply  # outbox depends on cases, not the other way round at import time
+
+    # One round trip for what is already stored (these posts, the posts they answer) and for the desk's own sent
+    # replies among them; ids go as one array parameter each.
+    parents = {p.in_reply_to_external_id for p, _ in by_id.values() if p.in_reply_to_external_id}
+    parents |= {p.conversation_external_id for p, _ in by_id.values() if p.conversation_external_id}
+    stored: dict[str, int | None] = {}
+    sent_reply_ids: set[str] = set()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'SELECT true, external_id, case_id FROM "{Post._meta.db_table}"'  # noqa: S608
+            " WHERE installation_id = %s AND external_id = ANY(%s::text[])"
+            f' UNION ALL SELECT false, external_id, NULL FROM "{Reply._meta.db_table}"'
+            " WHERE installation_id = %s AND external_id = ANY(%s::text[])",
+            [installation.pk, list(by_id.keys() | parents), installation.pk, list(by_id)],
+        )
+        for is_post, ext_id, case_id in cursor.fetchall():
+            if is_post:
+                stored[ext_id] = case_id
+            else:
+                sent_reply_ids.add(ext_id)
+    known = by_id.keys() & stored.keys()
     report.duplicates += len(known)
     fresh = sorted(
         (pair for ext_id, pair in by_id.items() if ext_id not in known), key=lambda pair: pair[0].created_at
@@ -172,32 +200,24 @@ def do_receive_posts(
     if not fresh:
         return report
 
-    from caredesk.outbox.models import Reply  # outbox depends on cases, not the other way round at import time
-
     own_accounts = set(installation.own_account_ids or ())
-    sent_reply_ids = set(
-        Reply.objects.filter(
-            installation=installation, external_id__in=[p.external_id for p, _ in fresh]
-        ).values_list("external_id", flat=True)
-    )
+    sent_reply_ids &= {p.external_id for p, _ in fresh}
     authors = _upsert_authors(platform, [p for p, _ in fresh], brand_id)
 
     # Cases of the posts these ones answer, from the database and from earlier posts of this batch.
     parent_ids = {p.in_reply_to_external_id for p, _ in fresh if p.in_reply_to_external_id}
     parent_ids |= {p.conversation_external_id for p, _ in fresh if p.conversation_external_id}
-    parent_case_ids: dict[str, int | None] = dict(
-        Post.objects.filter(installation=installation, external_id__in=parent_ids).values_list(
-            "external_id", "case_id"
-        )
-    )
+    parent_case_ids = {ext_id: stored[ext_id] for ext_id in parent_ids if ext_id in stored}
     customer_ids = {a.customer_id for a in authors.values() if a.customer_id}
     touched_case_ids = {cid for cid in parent_case_ids.values() if cid}
     cases: dict[int, Case] = {
         c.pk: c
-        for c in Case.objects.select_for_update()
-        .filter(Q(pk__in=touched_case_ids) | Q(customer_id__in=customer_ids, status__in=Case.OPEN_STATUSES))
-        .filter(brand_id=brand_id)
-        .order_by("pk")
+        for c in Case.objects.raw(
+            f'SELECT * FROM "{Case._meta.db_table}" WHERE brand_id = %s'  # noqa: S608
+            " AND (id = ANY(%s::bigint[]) OR (customer_id = ANY(%s::bigint[]) AND status = ANY(%s::text[])))"
+            " ORDER BY id FOR UPDATE",
+            [brand_id, list(touched_case_ids), list(customer_ids), [str(s) for s in Case.OPEN_STATUSES]],
+        )
     }
     case_of_post: dict[str, Case | None] = {
         ext_id: cases.get(cid) if cid else None for ext_id, cid in parent_case_ids.items()
@@ -207,7 +227,7 @@ def do_receive_posts(
         if existing_case.is_open:
             open_case_of_customer[existing_case.customer_id] = existing_case
 
-    new_posts: list[tuple[NormalizedPost, TriageResult, Author, bool, str]] = []
+    new_posts: list[tuple[NormalizedPost, TriageResult, _AuthorRow, bool, str]] = []
     post_case: list[Case | None] = []
     new_cases: list[Case] = []
     updated: dict[int, Case] = {}
@@ -236,9 +256,8 @@ def do_receive_posts(
                 customer_id = author.customer_id
                 if customer_id is None:
                     customer = Customer.objects.create(brand_id=brand_id, display_name=author.name or author.handle)
-                    author.customer = customer
-                    author.save(update_fields=["customer"])
-                    customer_id = customer.pk
+                    Author.objects.filter(pk=author.pk).update(customer_id=customer.pk)
+                    author.customer_id = customer_id = customer.pk
                 case = Case(
                     brand_id=brand_id,
                     customer_id=customer_id,
@@ -340,7 +359,7 @@ def _post_row(
     installation_id: int,
     normalized: NormalizedPost,
     triage: TriageResult,
-    author: Author,
+    author: _AuthorRow,
     own: bool,
     conversation: str,
     case: Case | None,

@@ -72,3 +72,17 @@ def update_rows(objects: Sequence[Model], fields: Sequence[str]) -> None:
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [json.dumps(rows, default=_json_value)])
+
+
+def update_records(table: str, record: str, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
+    """``update_rows`` for plain rows: ``rows`` are dicts with ``id`` and ``columns``; ``record`` types them
+    (``"id bigint, name text"``). Values go in the JSON document as they are (datetimes as ISO text)."""
+    if not rows:
+        return
+    assignments = ", ".join(f'"{c}" = v."{c}"' for c in columns)
+    sql = (
+        f'UPDATE "{table}" AS t SET {assignments} FROM jsonb_to_recordset(%s::jsonb) AS v({record})'  # noqa: S608
+        " WHERE t.id = v.id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [json.dumps(rows, default=_json_value)])
