@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -14,6 +16,20 @@ def pytest_configure(config: pytest.Config) -> None:
 
     # See caredesk.testing.hashers: the default hasher would be most of the suite's setup time.
     settings.PASSWORD_HASHERS = ["caredesk.testing.hashers.FastPBKDF2PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _no_jobs_left_behind(request: pytest.FixtureRequest, django_db_blocker: Any) -> Iterator[None]:
+    """A committed test's queued jobs die with it. Django's flush empties only Django's own tables, not
+    procrastinate's: a job one test deferred was otherwise run by the next test's worker, on rows long gone."""
+    yield
+    marker = request.node.get_closest_marker("django_db")
+    committed = (marker is not None and marker.kwargs.get("transaction")) or "transactional_db" in request.fixturenames
+    if committed:
+        from django.db import connection
+
+        with django_db_blocker.unblock(), connection.cursor() as cursor:
+            cursor.execute("DELETE FROM procrastinate_jobs")
 
 
 @pytest.fixture
