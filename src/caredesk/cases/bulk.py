@@ -22,14 +22,25 @@ from django.db.models import Model
 
 def allocate_ids(table: str, count: int) -> list[int]:
     """``count`` fresh ids from ``table``'s id sequence, in increasing order."""
-    if count <= 0:
-        return []
+    return allocate_id_blocks([(table, count)])[0]
+
+
+def allocate_id_blocks(counts: Sequence[tuple[str, int]]) -> list[list[int]]:
+    """``allocate_ids`` for several tables in one round trip: for each ``(table, count)``, ``count`` fresh ids
+    from that table's id sequence, in increasing order."""
+    blocks: list[list[int]] = [[] for _ in counts]
+    wanted = [(i, table, count) for i, (table, count) in enumerate(counts) if count > 0]
+    if not wanted:
+        return blocks
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s) ORDER BY 1",
-            [table, count],
+            "SELECT u.i, nextval(pg_get_serial_sequence(u.t, 'id'))"
+            " FROM unnest(%s::int[], %s::text[], %s::int[]) AS u(i, t, n), generate_series(1, u.n) ORDER BY 1, 2",
+            [[w[0] for w in wanted], [w[1] for w in wanted], [w[2] for w in wanted]],
         )
-        return [int(row[0]) for row in cursor.fetchall()]
+        for index, value in cursor.fetchall():
+            blocks[index].append(int(value))
+    return blocks
 
 
 def copy_rows(table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
