@@ -353,6 +353,8 @@ def _case_row(case: Case) -> tuple[Any, ...]:
     )
 
 
+_EMPTY_LIST = json.dumps([])  # most posts match no keyword: no json.dumps call for them
+
 _POST_COLUMNS = (
     "id", "installation_id", "external_id", "author_id", "case_id", "direction", "is_direct", "summoned",
     "matched_keywords", "text", "language", "url", "in_reply_to_external_id", "conversation_external_id",
@@ -371,10 +373,11 @@ def _post_row(
     case: Case | None,
     now: datetime,
 ) -> tuple[Any, ...]:
+    keywords = json.dumps(list(normalized.matched_keywords)) if normalized.matched_keywords else _EMPTY_LIST
     return (
         post_id, installation_id, normalized.external_id, author.pk, case.pk if case else None,
         Post.Direction.OUTBOUND if own else Post.Direction.INBOUND, normalized.is_direct,
-        normalized.summoned or normalized.is_direct, json.dumps(list(normalized.matched_keywords)),
+        normalized.summoned or normalized.is_direct, keywords,
         normalized.text, normalized.language or triage.language, normalized.url,
         normalized.in_reply_to_external_id, conversation, normalized.created_at, now,
         json.dumps(dict(normalized.raw)), json.dumps(triage.as_dict()),
