@@ -38,7 +38,7 @@ import httpx
 from _db import setup_database
 from stream_latency import _client, _free_port, _session_cookie
 
-DB_NAME = "caredesk_bench_scale"
+DB_NAME = os.environ.get("CAREDESK_SCALE_DB", "caredesk_bench_scale")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import connection
 from django.utils import timezone
 
-from caredesk.cases.bulk import allocate_ids, copy_rows, update_records, update_rows
+from caredesk.cases.bulk import allocate_id_blocks, copy_rows, update_records, update_rows
 from caredesk.cases.events import publish_activities
 from caredesk.cases.lifecycle import Reason, TransitionError, transition
 from caredesk.cases.models import Activity, Author, Case, Customer, Note, Post
@@ -101,13 +101,14 @@ def _upsert_authors(platform: str, posts: Sequence[NormalizedPost], brand_id: in
     missing = [wanted[ext_id] for ext_id in wanted if ext_id not in existing]
     if missing:
         stamp = timezone.now()
-        customer_ids = allocate_ids(Customer._meta.db_table, len(missing))
+        customer_ids, author_ids = allocate_id_blocks(
+            [(Customer._meta.db_table, len(missing)), (author_table, len(missing))]
+        )
         copy_rows(
             Customer._meta.db_table,
             ("id", "brand_id", "display_name", "external_account_id", "created_at"),
             ((cid, brand_id, a.name or a.handle, "", stamp) for cid, a in zip(customer_ids, missing, strict=True)),
         )
-        author_ids = allocate_ids(author_table, len(missing))
         created = [
             _AuthorRow(author_id, a.external_id, a.handle, a.name, a.followers, a.verified, customer_id)
             for author_id, a, customer_id in zip(author_ids, missing, customer_ids, strict=True)
@@ -287,10 +288,16 @@ def do_receive_posts(
         post_case.append(case)
         case_of_post[normalized.external_id] = case  # later posts of this batch may answer this one
 
-    for new_case, case_id in zip(new_cases, allocate_ids(Case._meta.db_table, len(new_cases)), strict=True):
+    # Every id this batch writes, for all three tables, in one round trip: the activity count is known here (one
+    # per new case, per status change, per post).
+    case_ids, post_ids, activity_ids = allocate_id_blocks([
+        (Case._meta.db_table, len(new_cases)),
+        (Post._meta.db_table, len(new_posts)),
+        (Activity._meta.db_table, len(new_cases) + len(status_changes) + len(new_posts)),
+    ])
+    for new_case, case_id in zip(new_cases, case_ids, strict=True):
         new_case.pk = case_id
     copy_rows(Case._meta.db_table, _CASE_COLUMNS, (_case_row(c) for c in new_cases))
-    post_ids = allocate_ids(Post._meta.db_table, len(new_posts))
     copy_rows(
         Post._meta.db_table,
         _POST_COLUMNS,
@@ -318,7 +325,6 @@ def do_receive_posts(
           **_case_labels(owner)})
         for post_id, spec, owner in zip(post_ids, new_posts, post_case, strict=True)
     ]
-    activity_ids = allocate_ids(Activity._meta.db_table, len(activities))
     copy_rows(
         Activity._meta.db_table,
         ("id", "kind", "brand_id", "case_id", "actor_id", "data", "created_at"),
@@ -347,6 +353,8 @@ def _case_row(case: Case) -> tuple[Any, ...]:
     )
 
 
+_EMPTY_LIST = json.dumps([])  # most posts match no keyword: no json.dumps call for them
+
 _POST_COLUMNS = (
     "id", "installation_id", "external_id", "author_id", "case_id", "direction", "is_direct", "summoned",
     "matched_keywords", "text", "language", "url", "in_reply_to_external_id", "conversation_external_id",
@@ -365,10 +373,11 @@ def _post_row(
     case: Case | None,
     now: datetime,
 ) -> tuple[Any, ...]:
+    keywords = json.dumps(list(normalized.matched_keywords)) if normalized.matched_keywords else _EMPTY_LIST
     return (
         post_id, installation_id, normalized.external_id, author.pk, case.pk if case else None,
         Post.Direction.OUTBOUND if own else Post.Direction.INBOUND, normalized.is_direct,
-        normalized.summoned or normalized.is_direct, json.dumps(list(normalized.matched_keywords)),
+        normalized.summoned or normalized.is_direct, keywords,
         normalized.text, normalized.language or triage.language, normalized.url,
         normalized.in_reply_to_external_id, conversation, normalized.created_at, now,
         json.dumps(dict(normalized.raw)), json.dumps(triage.as_dict()),

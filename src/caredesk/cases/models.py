@@ -73,8 +73,12 @@ class Case(models.Model):
 
     OPEN_STATUSES = (Status.NEW, Status.OPEN, Status.PENDING)
 
+    # No single-column indexes on customer and assignee: case_customer_idx and case_assignee_idx lead with them
+    # and serve every lookup (and the FK checks of a delete) by them; each extra index was one more write per
+    # case ingest creates or updates. brand's stays: the one-brand subject search's count ANDs it with the
+    # trigram index on the large database (bench/explain_lists.py), and a wider composite was not measured there.
     brand = models.ForeignKey("accounts.Brand", on_delete=models.CASCADE, related_name="cases")
-    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="cases")
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="cases", db_index=False)
     subject = models.CharField(max_length=200, blank=True, default="")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.NEW)
     priority = models.PositiveSmallIntegerField(choices=Priority.choices, default=Priority.NORMAL)
@@ -83,7 +87,8 @@ class Case(models.Model):
     urgency = models.FloatField(default=0.0)
     needs_reply = models.BooleanField(default=True)
     assignee = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="cases"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="cases",
+        db_index=False,
     )
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
@@ -131,12 +136,16 @@ class Post(models.Model):
         INBOUND = "inbound"
         OUTBOUND = "outbound"
 
+    # installation and case have no single-column index: post_unique_per_installation / post_reply_idx and
+    # post_case_idx lead with them, and every post ingest writes paid for the duplicates.
     installation = models.ForeignKey(
-        "connectors.ConnectorInstallation", on_delete=models.PROTECT, related_name="posts"
+        "connectors.ConnectorInstallation", on_delete=models.PROTECT, related_name="posts", db_index=False
     )
     external_id = models.CharField(max_length=200)
     author = models.ForeignKey(Author, on_delete=models.PROTECT, related_name="posts")
-    case = models.ForeignKey(Case, null=True, blank=True, on_delete=models.SET_NULL, related_name="posts")
+    case = models.ForeignKey(
+        Case, null=True, blank=True, on_delete=models.SET_NULL, related_name="posts", db_index=False
+    )
     direction = models.CharField(max_length=10, choices=Direction.choices, default=Direction.INBOUND)
     is_direct = models.BooleanField(default=False)
     # False when the post only matched a listening rule: its author did not address the brand. Some platforms'
@@ -207,7 +216,10 @@ class Activity(models.Model):
 
     kind = models.CharField(max_length=30, choices=Kind.choices)
     brand = models.ForeignKey("accounts.Brand", on_delete=models.CASCADE, related_name="activities")
-    case = models.ForeignKey(Case, null=True, blank=True, on_delete=models.CASCADE, related_name="activities")
+    # No single-column index on case: activity_case_idx (case, id) leads with it.
+    case = models.ForeignKey(
+        Case, null=True, blank=True, on_delete=models.CASCADE, related_name="activities", db_index=False
+    )
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="activities"
     )
