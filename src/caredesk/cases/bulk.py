@@ -71,20 +71,13 @@ def update_rows(objects: Sequence[Model], fields: Sequence[str]) -> None:
     meta = objects[0]._meta
     model_fields = [meta.get_field(name) for name in fields]
     pk = meta.pk
-    assert pk is not None
-    columns = [pk, *model_fields]
-    record = ", ".join(f'"{f.column}" {f.db_type(connection)}' for f in columns)  # type: ignore[union-attr]
-    assignments = ", ".join(f'"{f.column}" = v."{f.column}"' for f in model_fields)  # type: ignore[union-attr]
+    assert pk is not None and pk.column == "id", "update_records keys rows by an id column"
+    record = ", ".join(f'"{f.column}" {f.db_type(connection)}' for f in [pk, *model_fields])  # type: ignore[union-attr]
     # Values go into the JSON document as they are (datetimes as ISO text; a JSON field's value as a jsonb value):
     # the record definition casts them, and Django's per-value preparation was most of this function's time.
-    attnames = [(f.column, f.attname) for f in model_fields]  # type: ignore[union-attr]
-    rows = [{pk.column: obj.pk, **{column: getattr(obj, attname) for column, attname in attnames}} for obj in objects]
-    sql = (
-        f'UPDATE "{meta.db_table}" AS t SET {assignments} FROM jsonb_to_recordset(%s::jsonb) AS v({record})'  # noqa: S608
-        f' WHERE t."{pk.column}" = v."{pk.column}" AND t."{pk.column}" = ANY(%s::{pk.db_type(connection)}[])'
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [json.dumps(rows, default=_json_value), [obj.pk for obj in objects]])
+    attnames = [(str(f.column), f.attname) for f in model_fields]  # type: ignore[union-attr]
+    rows = [{"id": obj.pk, **{column: getattr(obj, attname) for column, attname in attnames}} for obj in objects]
+    update_records(meta.db_table, record, [column for column, _ in attnames], rows)
 
 
 def update_records(table: str, record: str, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
